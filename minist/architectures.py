@@ -34,7 +34,9 @@ class LayerSpec(NamedTuple):
 
 def check_architecture(arch: str) -> str:
     if arch not in CONVS_PER_BLOCK:
-        raise MinistError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHITECTURES)}")
+        raise MinistError(
+            f"unknown architecture {arch!r}; choose one of {', '.join(ARCHITECTURES)}"
+        )
     return arch
 
 
@@ -49,7 +51,9 @@ def layer_table(arch: str, block_channels: tuple[int, ...] = BLOCK_CHANNELS) -> 
         raise MinistError(f"block_channels must be 5 positive widths, got {tuple(block_channels)}")
     table = []
     in_ch = 3
-    for block, (n_convs, out_ch) in enumerate(zip(CONVS_PER_BLOCK[arch], block_channels), start=1):
+    for block, (n_convs, out_ch) in enumerate(
+        zip(CONVS_PER_BLOCK[arch], block_channels, strict=True), start=1
+    ):
         out_ch = int(out_ch)
         for i in range(1, n_convs + 1):
             table.append(LayerSpec(f"conv{block}_{i}", "conv", in_ch, out_ch))
@@ -83,9 +87,7 @@ def architecture_for_conv_count(count: int) -> str:
     for arch in ARCHITECTURES:
         if len(conv_layers(arch)) == count:
             return arch
-    raise MinistError(
-        f"found {count} convolution layers; VGG-16 has 13 and VGG-19 has 16"
-    )
+    raise MinistError(f"found {count} convolution layers; VGG-16 has 13 and VGG-19 has 16")
 
 
 def downsampling_factor(arch: str, layer: str) -> int:

@@ -55,7 +55,9 @@ def resolve_device(device: str) -> str:
     without CuPy or without a GPU.
     """
     if device not in DEVICES:
-        raise MinistError(f"--device: unknown device {device!r}; choose one of {', '.join(DEVICES)}")
+        raise MinistError(
+            f"--device: unknown device {device!r}; choose one of {', '.join(DEVICES)}"
+        )
     if device == "cuda":
         if _import_cupy() is None:
             raise MinistError(
@@ -63,7 +65,9 @@ def resolve_device(device: str) -> str:
                 "pip install 'minist[cuda]' (CUDA 12) or use --device cpu"
             )
         if not gpu_available():
-            raise MinistError("--device cuda: CuPy found no CUDA GPU on this machine; use --device cpu")
+            raise MinistError(
+                "--device cuda: CuPy found no CUDA GPU on this machine; use --device cpu"
+            )
     return device
 
 

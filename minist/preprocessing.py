@@ -12,7 +12,8 @@ with ``s`` the pixel scale (1 for torchvision, 255 for Caffe/Keras), ``pi`` the 
 Shapes: I, x are (N, 3, H, W).
 
 Backward: the map is affine and per channel, so
-:math:`\\partial L/\\partial I_{n,\\pi(c),h,w} = (s/\\sigma_c)\\, \\partial L/\\partial x_{n,c,h,w}`.
+:math:`\\partial L/\\partial I_{n,\\pi(c),h,w} = (s/\\sigma_c)\\,
+\\partial L/\\partial x_{n,c,h,w}`.
 """
 
 from __future__ import annotations
@@ -57,7 +58,9 @@ def preprocess_forward(image, prep: Preprocessing):
     xp = get_array_module(image)
     x = image[:, ::-1] if prep.channel_order == "BGR" else image
     scale_over_std = _per_channel(xp, [prep.pixel_scale / s for s in prep.std], image.dtype)
-    mean_over_std = _per_channel(xp, [m / s for m, s in zip(prep.mean, prep.std)], image.dtype)
+    mean_over_std = _per_channel(
+        xp, [m / s for m, s in zip(prep.mean, prep.std, strict=True)], image.dtype
+    )
     x = x * scale_over_std - mean_over_std
     return x, PreprocessCache(scale_over_std, prep.channel_order)
 

@@ -69,7 +69,8 @@ def validate_params(
     """
     if architecture not in ARCHITECTURES:
         raise MinistError(
-            f"{where}: unknown architecture {architecture!r}; expected one of {', '.join(ARCHITECTURES)}"
+            f"{where}: unknown architecture {architecture!r}; "
+            f"expected one of {', '.join(ARCHITECTURES)}"
         )
     expected = conv_shapes(architecture, block_channels)
     names = list(expected)
@@ -82,14 +83,17 @@ def validate_params(
     prefix = names[: len(present)]
     if present != prefix:
         missing = next(n for n in prefix if n not in params)
-        raise MinistError(f"{where}: layer {missing!r} is missing (layers must start at conv1_1 with no gaps)")
+        raise MinistError(
+            f"{where}: layer {missing!r} is missing (layers must start at conv1_1 with no gaps)"
+        )
     for name in present:
         w, b = params[name]
         w_shape, b_shape = expected[name]
         for what, arr, shape in (("weight", w, w_shape), ("bias", b, b_shape)):
             if tuple(arr.shape) != shape:
                 raise MinistError(
-                    f"{where}: {name}/{what} has shape {tuple(arr.shape)}, expected {shape} for {architecture}"
+                    f"{where}: {name}/{what} has shape {tuple(arr.shape)}, "
+                    f"expected {shape} for {architecture}"
                 )
             if arr.dtype != np.float32:
                 raise MinistError(f"{where}: {name}/{what} has dtype {arr.dtype}, expected float32")
@@ -114,23 +118,22 @@ def save_weights(
         for name, (w, b) in params.items()
     }
     validate_params(architecture, params, str(path), block_channels)
-    with atomic_path(path) as tmp:
-        with h5py.File(tmp, "w") as f:
-            f.attrs["minist_format"] = FORMAT_NAME
-            f.attrs["format_version"] = FORMAT_VERSION
-            f.attrs["architecture"] = architecture
-            f.attrs["source"] = source
-            f.attrs["license"] = license
-            f.attrs["channel_order"] = preprocessing.channel_order
-            f.attrs["pixel_scale"] = float(preprocessing.pixel_scale)
-            f.attrs["mean"] = np.asarray(preprocessing.mean, dtype=np.float64)
-            f.attrs["std"] = np.asarray(preprocessing.std, dtype=np.float64)
-            if tuple(block_channels) != BLOCK_CHANNELS:
-                f.attrs["block_channels"] = np.asarray(block_channels, dtype=np.int64)
-            for name, (w, b) in params.items():
-                group = f.create_group(name)
-                group.create_dataset("weight", data=w)
-                group.create_dataset("bias", data=b)
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        f.attrs["minist_format"] = FORMAT_NAME
+        f.attrs["format_version"] = FORMAT_VERSION
+        f.attrs["architecture"] = architecture
+        f.attrs["source"] = source
+        f.attrs["license"] = license
+        f.attrs["channel_order"] = preprocessing.channel_order
+        f.attrs["pixel_scale"] = float(preprocessing.pixel_scale)
+        f.attrs["mean"] = np.asarray(preprocessing.mean, dtype=np.float64)
+        f.attrs["std"] = np.asarray(preprocessing.std, dtype=np.float64)
+        if tuple(block_channels) != BLOCK_CHANNELS:
+            f.attrs["block_channels"] = np.asarray(block_channels, dtype=np.int64)
+        for name, (w, b) in params.items():
+            group = f.create_group(name)
+            group.create_dataset("weight", data=w)
+            group.create_dataset("bias", data=b)
     return Path(path)
 
 
@@ -176,12 +179,14 @@ def load_weights(path: str | os.PathLike) -> VGGWeights:
         version = int(_attr(f, "format_version", where))
         if version != FORMAT_VERSION:
             raise MinistError(
-                f"{where}: format_version {version} is not supported (this minist reads {FORMAT_VERSION})"
+                f"{where}: format_version {version} is not supported "
+                f"(this minist reads {FORMAT_VERSION})"
             )
         architecture = str(_attr(f, "architecture", where))
         if architecture not in ARCHITECTURES:
             raise MinistError(
-                f"{where}: unknown architecture {architecture!r}; expected one of {', '.join(ARCHITECTURES)}"
+                f"{where}: unknown architecture {architecture!r}; "
+                f"expected one of {', '.join(ARCHITECTURES)}"
             )
         preprocessing = _read_preprocessing(f, where)
         block_channels = BLOCK_CHANNELS
@@ -200,7 +205,9 @@ def load_weights(path: str | os.PathLike) -> VGGWeights:
                     raise MinistError(f"{where}: layer {name!r} has no {key!r} dataset")
             params[name] = (group["weight"][()], group["bias"][()])
         order = list(conv_shapes(architecture, block_channels))
-        params = dict(sorted(params.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else -1))
+        params = dict(
+            sorted(params.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else -1)
+        )
         validate_params(architecture, params, where, block_channels)
         return VGGWeights(
             architecture=architecture,

@@ -1,0 +1,247 @@
+"""``minist stylize CONTENT STYLE -o OUT``: paint a photo in a painting's style.
+
+Long options carry the names of :class:`minist.stylize.StylizeOptions`. The run shows a progress
+bar (iteration, losses, it/s, ETA), can save intermediate images (``--save-every N``) and write a
+JSON line per iteration (``--log FILE``: ``iter, content, style, tv, total, seconds``). The output
+PNG carries the settings in its metadata. Everything that can be checked is checked before any
+work starts; Ctrl-C saves the current image and exits 130; a loss that turns NaN/Inf keeps the
+last finite image and exits 2.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from minist.errors import MinistError
+
+EXIT_NONFINITE = 2
+EXIT_INTERRUPTED = 130
+
+
+def _layer_list(text: str) -> list[str]:
+    return [name.strip() for name in text.split(",") if name.strip()]
+
+
+def _style_layers(text: str) -> tuple[list[str], list[float] | None]:
+    """``relu1_1,relu2_1`` or ``relu1_1:0.5,relu2_1:0.5`` -> (names, weights or None)."""
+    names, weights = [], []
+    for item in _layer_list(text):
+        name, _, weight = item.partition(":")
+        names.append(name.strip())
+        if weight:
+            try:
+                weights.append(float(weight))
+            except ValueError:
+                raise MinistError(
+                    f"--style-layers: {weight!r} is not a number (in {item!r})"
+                ) from None
+    if weights and len(weights) != len(names):
+        raise MinistError("--style-layers: give a weight for every layer (name:weight) or for none")
+    return names, (weights or None)
+
+
+def register(subparsers) -> None:
+    from minist.stylize import DEFAULT_CONTENT_LAYERS, DEFAULT_STYLE_LAYERS, StylizeOptions
+
+    d = StylizeOptions()
+    p = subparsers.add_parser(
+        "stylize",
+        help="paint CONTENT in the style of STYLE",
+        description="Neural style transfer (Gatys et al. 2015): optimise an image so that its "
+        "VGG features match CONTENT's and its Gram matrices match STYLE's.",
+    )
+    p.add_argument("content", metavar="CONTENT", help="the photo (JPEG, PNG, WebP, TIFF, BMP)")
+    p.add_argument("style", metavar="STYLE", help="the painting")
+    p.add_argument("-o", "--output", required=True, metavar="OUT", help="output image (.png)")
+    p.add_argument(
+        "--weights",
+        default=str(d.weights),
+        help="minist HDF5 weights (default: %(default)s; fetched if missing)",
+    )
+    p.add_argument(
+        "--size",
+        type=int,
+        default=d.size,
+        help="longest side of the output in px (default: %(default)s)",
+    )
+    p.add_argument(
+        "--style-scale",
+        type=float,
+        default=d.style_scale,
+        help="style image size relative to --size (default: %(default)s)",
+    )
+    p.add_argument("--iters", type=int, default=d.iters, help="iterations (default: %(default)s)")
+    p.add_argument(
+        "--optimizer", default=d.optimizer, help="lbfgs | adam | gd (default: %(default)s)"
+    )
+    p.add_argument(
+        "--lr",
+        type=float,
+        default=None,
+        help="learning rate / initial step (default: the optimizer's)",
+    )
+    p.add_argument(
+        "--content-weight",
+        type=float,
+        default=d.content_weight,
+        help="alpha (default: %(default)s)",
+    )
+    p.add_argument(
+        "--style-weight", type=float, default=d.style_weight, help="beta (default: %(default)s)"
+    )
+    p.add_argument(
+        "--tv-weight",
+        type=float,
+        default=d.tv_weight,
+        help="total-variation weight (default: %(default)s)",
+    )
+    p.add_argument(
+        "--content-layers",
+        default=",".join(DEFAULT_CONTENT_LAYERS),
+        help="comma-separated (default: %(default)s)",
+    )
+    p.add_argument(
+        "--style-layers",
+        default=",".join(DEFAULT_STYLE_LAYERS),
+        help="comma-separated, optionally name:weight (default: %(default)s)",
+    )
+    p.add_argument("--pooling", default=d.pooling, help="max | avg (default: %(default)s)")
+    p.add_argument(
+        "--init",
+        default=d.init,
+        help="content | noise | style | an image path (default: %(default)s)",
+    )
+    p.add_argument(
+        "--noise-ratio",
+        type=float,
+        default=d.noise_ratio,
+        help="blend of noise into the initial image, 0-1 (default: %(default)s)",
+    )
+    p.add_argument("--seed", type=int, default=d.seed, help="random seed (default: %(default)s)")
+    p.add_argument("--device", default=d.device, help="cpu | cuda (default: %(default)s)")
+    p.add_argument(
+        "--no-normalize",
+        action="store_true",
+        help="use the paper's raw losses (no per-layer normalisation)",
+    )
+    p.add_argument(
+        "--save-every",
+        type=int,
+        default=0,
+        metavar="N",
+        help="save an intermediate image every N iterations",
+    )
+    p.add_argument("--log", metavar="FILE", help="write one JSON line per iteration to FILE")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def _options(args):
+    from minist.stylize import StylizeOptions
+
+    style_layers, style_weights = _style_layers(args.style_layers)
+    return StylizeOptions(
+        weights=args.weights,
+        size=args.size,
+        style_scale=args.style_scale,
+        iters=args.iters,
+        optimizer=args.optimizer,
+        lr=args.lr,
+        content_weight=args.content_weight,
+        style_weight=args.style_weight,
+        tv_weight=args.tv_weight,
+        content_layers=_layer_list(args.content_layers),
+        style_layers=style_layers,
+        style_layer_weights=style_weights,
+        pooling=args.pooling,
+        init=args.init,
+        noise_ratio=args.noise_ratio,
+        seed=args.seed,
+        device=args.device,
+        normalize=not args.no_normalize,
+    ).validated()
+
+
+def intermediate_path(output: Path, iteration: int) -> Path:
+    """``out.png`` -> ``out.iter0050.png`` (beside the output)."""
+    return output.with_name(f"{output.stem}.iter{iteration:04d}{output.suffix or '.png'}")
+
+
+def run(args) -> int:
+    from tqdm import tqdm
+
+    from minist import __version__
+    from minist.images import SUPPORTED_EXTENSIONS, save_image
+    from minist.stylize import NonFiniteLossError, StyleTransfer
+    from minist.weights.atomic import check_writable
+
+    output = Path(args.output)
+    if output.suffix and output.suffix.lower() not in SUPPORTED_EXTENSIONS:
+        raise MinistError(f"-o {output}: unsupported image type {output.suffix!r}; use .png")
+    check_writable(output)  # before any work
+    if args.save_every < 0:
+        raise MinistError(f"--save-every: must be >= 0, got {args.save_every}")
+    if args.log:
+        check_writable(args.log)
+    for option, path in (("CONTENT", args.content), ("STYLE", args.style)):
+        if not Path(path).exists():
+            raise MinistError(f"{path}: no such file ({option})")
+    options = _options(args)
+    transfer = StyleTransfer(args.content, args.style, options, progress=not args.quiet)
+
+    def metadata(status: str) -> dict[str, str]:
+        last = transfer.history[-1]._asdict() if transfer.history else {}
+        return {
+            "Software": f"minist {__version__}",
+            "minist:settings": json.dumps(options.as_metadata()),
+            "minist:content": str(args.content),
+            "minist:style": str(args.style),
+            "minist:status": f"{status} after {transfer.iteration} iterations",
+            "minist:last-losses": json.dumps(last),
+        }
+
+    log = open(args.log, "w") if args.log else None  # noqa: SIM115 - closed in finally
+    bar = tqdm(
+        total=options.iters, unit="it", disable=args.quiet, file=sys.stderr, dynamic_ncols=True
+    )
+    try:
+        for _ in range(options.iters):
+            record = transfer.step()
+            if log is not None:
+                log.write(json.dumps(record._asdict()) + "\n")
+                log.flush()
+            bar.set_postfix(
+                content=f"{record.content:.3g}",
+                style=f"{record.style:.3g}",
+                total=f"{record.total:.4g}",
+                refresh=False,
+            )
+            bar.update(1)
+            if args.save_every and transfer.iteration % args.save_every == 0:
+                save_image(
+                    intermediate_path(output, transfer.iteration),
+                    transfer.image,
+                    metadata("intermediate"),
+                )
+    except KeyboardInterrupt:
+        bar.close()
+        save_image(output, transfer.image, metadata("interrupted"))
+        print(f"minist: interrupted; saved the current image to {output}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except NonFiniteLossError as exc:
+        bar.close()
+        save_image(output, exc.image, metadata("stopped: loss not finite"))
+        print(f"minist: error: {exc} (saved to {output})", file=sys.stderr)
+        return EXIT_NONFINITE
+    finally:
+        bar.close()
+        if log is not None:
+            log.close()
+    save_image(output, transfer.image, metadata("finished"))
+    if not args.quiet:
+        last = transfer.history[-1] if transfer.history else None
+        summary = f"; final loss {last.total:.4g}" if last else ""
+        print(f"wrote {output}{summary}", file=sys.stderr)
+    return 0

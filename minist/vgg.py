@@ -1,0 +1,194 @@
+"""VGG-16 / VGG-19 feature extractor with a hand-written backward pass to the input image.
+
+The network is the list of steps in :func:`minist.architectures.layer_table`; each step is one of
+minist's layers (``conv2d``, ``relu``, ``max``/``avg`` pooling), preceded by the weights' input
+preprocessing (:mod:`minist.preprocessing`). Writing ``f_k`` for step ``k`` and ``x_0`` for the
+preprocessed image ``T(I)``, the forward pass is the composition
+
+.. math::
+
+    x_k = f_k(x_{k-1}), \\qquad k = 1, \\dots, K,
+
+where ``K`` is the index of the deepest requested layer: the forward stops there, because style
+transfer never looks deeper. The backward pass is the chain rule run in reverse. Given a loss
+``L = sum_l L_l(x_l)`` over the requested layers ``l``, the gradient reaching ``x_k`` is
+
+.. math::
+
+    \\bar{x}_k = \\frac{\\partial L_k}{\\partial x_k} + J_{f_{k+1}}^{\\top} \\, \\bar{x}_{k+1},
+
+i.e. the gradient handed in at layer ``k`` (if any) *plus* what flows back from above; the
+backward accumulates exactly there. Finally :math:`\\bar{I} = J_T^{\\top} \\bar{x}_0` goes through
+the preprocessing, so the result is the gradient with respect to the RGB image in [0, 1].
+Shapes: image (N, 3, H, W); the activation of a layer in block b is
+(N, C_b, H / 2^(b-1), W / 2^(b-1)) (pooling floors odd sizes).
+
+Tutorial: ``tutorials/03_vgg_features`` walks through this file.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from minist.architectures import LayerSpec, layer_table
+from minist.backend import RUN_DTYPE, resolve_device, to_device
+from minist.errors import MinistError
+from minist.layers import (
+    conv2d_backward,
+    conv2d_forward,
+    pool_backward,
+    pool_forward,
+    relu_backward,
+    relu_forward,
+)
+from minist.preprocessing import Preprocessing, preprocess_backward, preprocess_forward
+from minist.weights.store import VGGWeights
+
+POOLINGS = ("max", "avg")
+
+
+class VGGCache(NamedTuple):
+    """What the backward pass needs: the preprocessing cache and one cache per step run."""
+
+    preprocess: object
+    steps: tuple  # ((LayerSpec, layer cache), ...) in forward order
+    layers: tuple  # the requested layer names
+
+
+def check_pooling(pooling: str) -> str:
+    if pooling not in POOLINGS:
+        raise MinistError(f"--pooling: unknown pooling {pooling!r}; choose max or avg")
+    return pooling
+
+
+def runnable_steps(table: list[LayerSpec], params: dict) -> list[LayerSpec]:
+    """The steps that ``params`` can compute: everything before the first missing convolution."""
+    steps = []
+    for spec in table:
+        if spec.kind == "conv" and spec.name not in params:
+            break
+        steps.append(spec)
+    return steps
+
+
+def vgg_forward(image, params, steps, preprocessing: Preprocessing, layers, pooling="max"):
+    """Run the network on ``image`` up to the deepest of ``layers``; return their activations.
+
+    ``image``: (N, 3, H, W) RGB in [0, 1]. ``params``: conv name -> (weight, bias) on the image's
+    device, in its dtype. ``steps``: the layer table (the run stops at the deepest requested
+    layer). Returns ``(features, cache)`` with ``features[name]`` the activation of each requested
+    layer (do not modify them in place: the cache shares their memory).
+    """
+    wanted = set(layers)
+    names = [spec.name for spec in steps]
+    deepest = max(names.index(name) for name in wanted)
+    x, prep_cache = preprocess_forward(image, preprocessing)  # x_0 = T(I)
+    features, caches = {}, []
+    for spec in steps[: deepest + 1]:  # x_k = f_k(x_{k-1})
+        if spec.kind == "conv":
+            w, b = params[spec.name]
+            x, cache = conv2d_forward(x, w, b, stride=1, pad=1)
+        elif spec.kind == "relu":
+            x, cache = relu_forward(x)
+        else:
+            x, cache = pool_forward(x, pooling, kernel=2, stride=2)
+        caches.append((spec, cache))
+        if spec.name in wanted:
+            features[spec.name] = x
+    return features, VGGCache(prep_cache, tuple(caches), tuple(layers))
+
+
+def vgg_backward(grads: dict, cache: VGGCache):
+    """Gradient of ``sum_l <grads[l], x_l>`` with respect to the RGB image (equations above).
+
+    ``grads`` maps any subset of the layers the forward returned to arrays of their shapes.
+    """
+    unknown = set(grads) - set(cache.layers)
+    if unknown:
+        raise ValueError(
+            f"gradients given for layers the forward did not return: {sorted(unknown)}"
+        )
+    dx = None
+    for spec, step_cache in reversed(cache.steps):
+        if spec.name in grads:  # accumulate where the chain passes a requested layer
+            dx = grads[spec.name] if dx is None else dx + grads[spec.name]
+        if dx is None:  # nothing flows back from above this layer yet
+            continue
+        if spec.kind == "conv":
+            dx, _, _ = conv2d_backward(dx, step_cache)
+        elif spec.kind == "relu":
+            dx = relu_backward(dx, step_cache)
+        else:
+            dx = pool_backward(dx, step_cache)
+    if dx is None:
+        raise ValueError("no gradient given for any layer")
+    return preprocess_backward(dx, cache.preprocess)  # \bar{I} = J_T^T \bar{x}_0
+
+
+class VGG:
+    """A VGG network with loaded weights on one device, ready for forward and backward passes.
+
+    >>> net = VGG(load_weights("weights/vgg16.h5"), device="cpu", pooling="max")
+    >>> feats, cache = net.forward(image, ["relu1_1", "relu4_2"])
+    >>> d_image = net.backward({"relu4_2": g42, "relu1_1": g11}, cache)
+    """
+
+    def __init__(self, weights: VGGWeights, device: str = "cpu", dtype=RUN_DTYPE, pooling="max"):
+        self.device = resolve_device(device)
+        self.dtype = dtype
+        self.pooling = check_pooling(pooling)
+        self.architecture = weights.architecture
+        self.preprocessing = weights.preprocessing
+        self.source = weights.source
+        self.params = {
+            name: (to_device(w, self.device, dtype), to_device(b, self.device, dtype))
+            for name, (w, b) in weights.params.items()
+        }
+        self.steps = runnable_steps(
+            layer_table(weights.architecture, weights.block_channels), self.params
+        )
+        self.layer_names = [spec.name for spec in self.steps]
+
+    def check_layers(self, layers) -> list[str]:
+        """Validate requested layer names; one-line error for unknown or unreachable layers."""
+        layers = list(dict.fromkeys(layers))
+        if not layers:
+            raise MinistError("no layers requested")
+        all_names = [spec.name for spec in layer_table(self.architecture)]
+        for name in layers:
+            if name not in all_names:
+                raise MinistError(
+                    f"unknown layer {name!r} for {self.architecture}; layers are "
+                    f"{all_names[0]} ... {all_names[-1]} (convN_M, reluN_M, poolN)"
+                )
+            if name not in self.layer_names:
+                raise MinistError(
+                    f"layer {name!r} is deeper than the weights reach ({self.source} ends at "
+                    f"{self.layer_names[-1]})"
+                )
+        return layers
+
+    def minimum_input_size(self, layers) -> int:
+        """Smallest image side (px) for which every requested layer has at least one position."""
+        layers = self.check_layers(layers)
+        deepest = max(self.layer_names.index(name) for name in layers)
+        pools = sum(1 for spec in self.steps[: deepest + 1] if spec.kind == "pool")
+        return 2**pools
+
+    def forward(self, image, layers):
+        layers = self.check_layers(layers)
+        if image.ndim != 4 or image.shape[1] != 3:
+            raise ValueError(f"expected an image of shape (N, 3, H, W), got {tuple(image.shape)}")
+        smallest = min(image.shape[2:])
+        needed = self.minimum_input_size(layers)
+        if smallest < needed:
+            raise MinistError(
+                f"image is {image.shape[3]}x{image.shape[2]} px, too small for layer "
+                f"{layers[-1] if len(layers) == 1 else 'set ' + ','.join(layers)}: "
+                f"needs at least {needed} px on each side"
+            )
+        image = to_device(image, self.device, self.dtype)
+        return vgg_forward(image, self.params, self.steps, self.preprocessing, layers, self.pooling)
+
+    def backward(self, grads: dict, cache: VGGCache):
+        return vgg_backward(grads, cache)

@@ -1,0 +1,80 @@
+"""Shared fixtures: tiny random VGG weight files, the real data in ../shared, the GPU marker."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from minist.architectures import conv_shapes
+from minist.backend import gpu_available
+from minist.preprocessing import CAFFE, TORCHVISION
+from minist.weights.store import save_weights
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+TINY_CHANNELS = (4, 4, 6, 6, 8)
+
+
+def random_params(arch, block_channels=TINY_CHANNELS, seed=0, dtype=np.float32, layers=None):
+    """He-initialised random VGG weights (so activations keep their scale through the layers)."""
+    rng = np.random.default_rng(seed)
+    params = {}
+    for name, (w_shape, b_shape) in conv_shapes(arch, block_channels).items():
+        if layers is not None and name not in layers:
+            break
+        fan_in = w_shape[1] * w_shape[2] * w_shape[3]
+        w = rng.standard_normal(w_shape) * np.sqrt(2.0 / fan_in)
+        b = rng.standard_normal(b_shape) * 0.1
+        params[name] = (w.astype(dtype), b.astype(dtype))
+    return params
+
+
+def write_random_vgg(path, arch="vgg16", block_channels=TINY_CHANNELS, prep=TORCHVISION, seed=0):
+    params = random_params(arch, block_channels, seed)
+    save_weights(
+        path,
+        arch,
+        params,
+        prep,
+        source="random (tests)",
+        license="none",
+        block_channels=block_channels,
+    )
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_vgg_files(tmp_path_factory):
+    """{(arch, "torchvision"|"caffe"): path} of tiny random VGG HDF5 files in minist's layout."""
+    folder = tmp_path_factory.mktemp("weights")
+    files = {}
+    for arch in ("vgg16", "vgg19"):
+        for style, prep in (("torchvision", TORCHVISION), ("caffe", CAFFE)):
+            files[arch, style] = write_random_vgg(folder / f"{arch}-{style}.h5", arch, prep=prep)
+    return files
+
+
+@pytest.fixture(scope="session")
+def shared_dir():
+    if not SHARED.is_dir():
+        pytest.skip("../shared (real weights and images) is not present")
+    return SHARED
+
+
+def pytest_collection_modifyitems(config, items):
+    if gpu_available():
+        return
+    skip = pytest.mark.skip(reason="needs CuPy and a CUDA GPU")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def real_vgg16_file(shared_dir, tmp_path_factory):
+    """The real ImageNet VGG-16 from ../shared, converted once into minist's layout."""
+    from minist.weights.convert import convert_weights
+
+    out = tmp_path_factory.mktemp("real-weights") / "vgg16.h5"
+    return convert_weights(shared_dir / "weights" / "vgg16-features.pth", out)
