@@ -1,0 +1,209 @@
+"""Small helpers shared by the lessons: which weights and images to use, where figures go.
+
+Every lesson runs on what the student has:
+
+* weights: ``weights/vgg19.h5`` or ``weights/vgg16.h5`` (fetched with ``minist weights fetch`` or
+  converted with ``minist weights convert``); in the project's CI, the real VGG-16 in
+  ``../shared/weights`` is converted on first use. Without any real weights a lesson falls back to
+  random weights and says what it cannot show (:func:`find_weights` returns ``real=False``).
+* images: your own (environment variables ``MINIST_CONTENT`` and ``MINIST_STYLE``), else the
+  classic photos and paintings in ``../shared/data/images`` when present, else images that minist
+  draws itself (:func:`drawn_content`, :func:`drawn_style`) — made here, so free to ship and use.
+* size: ``MINIST_LESSON_SIZE`` (px, longest side) overrides each lesson's default; CI runs the
+  lessons small (``MINIST_LESSON_FAST=1`` also cuts iteration counts).
+* figures: written to ``tutorials/figures/<lesson>/`` (not committed: running the lesson makes
+  them).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+TUTORIALS = Path(__file__).resolve().parent
+ROOT = TUTORIALS.parent
+SHARED = ROOT.parent / "shared"
+FIGURES = TUTORIALS / "figures"
+FAST = os.environ.get("MINIST_LESSON_FAST", "") not in ("", "0")
+
+
+def lesson_size(default: int) -> int:
+    """Image size for a lesson: ``MINIST_LESSON_SIZE`` if set, else ``default``."""
+    return int(os.environ.get("MINIST_LESSON_SIZE", default))
+
+
+def iterations(normal: int, fast: int) -> int:
+    """``fast`` iterations under ``MINIST_LESSON_FAST=1`` (CI), ``normal`` otherwise."""
+    return fast if FAST else normal
+
+
+def figure_dir(lesson: str) -> Path:
+    """``tutorials/figures/<lesson>/``, created if needed."""
+    path = FIGURES / lesson
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+class WeightsChoice(NamedTuple):
+    path: Path
+    real: bool  # False: random weights -- the lesson still runs but cannot show real features
+    note: str
+
+
+def find_weights(prefer: tuple[str, ...] = ("vgg19", "vgg16")) -> WeightsChoice:
+    """The best weights the student has, converting ``../shared``'s VGG-16 on first use."""
+    weights_dir = ROOT / "weights"
+    for arch in prefer:
+        path = weights_dir / f"{arch}.h5"
+        if path.is_file():
+            return WeightsChoice(path, True, f"real {arch.upper()} weights from {path}")
+    shared_pth = SHARED / "weights" / "vgg16-features.pth"
+    if shared_pth.is_file():
+        from minist.weights.convert import convert_weights
+
+        out = weights_dir / "vgg16.h5"
+        weights_dir.mkdir(exist_ok=True)
+        convert_weights(shared_pth, out)
+        return WeightsChoice(out, True, f"real VGG-16 weights converted from {shared_pth}")
+    path = weights_dir / "random-vgg19.h5"
+    if not path.is_file():
+        write_random_vgg19(path)
+    return WeightsChoice(
+        path,
+        False,
+        "NO real weights found (run `minist weights fetch vgg19`): using RANDOM weights, so the "
+        "features, reconstructions and stylised images below show noise patterns, not what a "
+        "trained network sees",
+    )
+
+
+def write_random_vgg19(path: Path, seed: int = 0) -> Path:
+    """A full-size VGG-19 with He-initialised random weights (for running without real ones)."""
+    from minist.architectures import conv_shapes
+    from minist.preprocessing import TORCHVISION
+    from minist.weights.store import save_weights
+
+    rng = np.random.default_rng(seed)
+    params = {}
+    for name, (w_shape, b_shape) in conv_shapes("vgg19").items():
+        fan_in = w_shape[1] * w_shape[2] * w_shape[3]
+        w = (rng.standard_normal(w_shape, dtype=np.float32) * np.sqrt(2.0 / fan_in)).astype(
+            np.float32
+        )
+        params[name] = (w, np.zeros(b_shape, np.float32))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return save_weights(path, "vgg19", params, TORCHVISION, "random (lesson_utils)", "none")
+
+
+def _shared_image(name: str) -> Path | None:
+    path = SHARED / "data" / "images" / name
+    return path if path.is_file() else None
+
+
+def content_image_path(default: str = "tubingen.jpg") -> Path:
+    """``MINIST_CONTENT``, else ``../shared/data/images/<default>``, else a drawn photo."""
+    if os.environ.get("MINIST_CONTENT"):
+        return Path(os.environ["MINIST_CONTENT"])
+    return _shared_image(default) or _drawn("content.png", drawn_content)
+
+
+def style_image_path(default: str = "starry_night.jpg") -> Path:
+    """``MINIST_STYLE``, else ``../shared/data/images/<default>``, else a drawn painting."""
+    if os.environ.get("MINIST_STYLE"):
+        return Path(os.environ["MINIST_STYLE"])
+    return _shared_image(default) or _drawn("style.png", drawn_style)
+
+
+def _drawn(name: str, draw) -> Path:
+    from minist.images import save_image
+
+    path = FIGURES / "drawn" / name
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_image(path, draw())
+    return path
+
+
+def drawn_content(size: int = 256) -> np.ndarray:
+    """A simple scene (sky, sun, hills, a house) drawn by minist: (1, 3, H, W) in [0, 1]."""
+    h, w = size * 3 // 4, size
+    y, x = np.mgrid[0:h, 0:w] / size
+    img = np.empty((3, h, w), np.float32)
+    sky = np.stack([0.35 + 0.3 * y, 0.55 + 0.3 * y, 0.95 - 0.1 * y])
+    img[:] = sky
+    sun = (x - 0.8) ** 2 + (y - 0.15) ** 2 < 0.07**2
+    img[:, sun] = np.array([1.0, 0.85, 0.3])[:, None]
+    hill = y > 0.5 + 0.08 * np.sin(6 * x)
+    img[:, hill] = (np.array([0.2, 0.55, 0.2])[:, None] * (1 - 0.4 * y[hill]))
+    house = (abs(x - 0.35) < 0.12) & (y > 0.38) & (y < 0.62)
+    img[:, house] = np.array([0.85, 0.75, 0.6])[:, None]
+    roof = (y <= 0.38) & (y > 0.26) & (abs(x - 0.35) < 0.14 - (0.38 - y))
+    img[:, roof] = np.array([0.7, 0.15, 0.1])[:, None]
+    window = (abs(x - 0.3) < 0.03) & (abs(y - 0.47) < 0.04)
+    img[:, window] = 0.15
+    return np.clip(img, 0, 1)[None]
+
+
+def drawn_style(size: int = 256, seed: int = 0) -> np.ndarray:
+    """A "painting" of swirling coloured brush strokes drawn by minist: (1, 3, S, S) in [0, 1]."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:size, 0:size] / size
+    field = np.zeros((size, size))
+    for _ in range(6):
+        cx, cy, k = rng.uniform(0, 1), rng.uniform(0, 1), rng.uniform(8, 20)
+        r = np.hypot(x - cx, y - cy)
+        field += np.sin(k * r + 3 * np.arctan2(y - cy, x - cx))
+    stripes = 0.5 + 0.5 * np.sin(25 * field / 6)
+    palette = np.array([[0.1, 0.2, 0.5], [0.2, 0.4, 0.8], [0.95, 0.85, 0.3]])
+    t = stripes[..., None]
+    img = (1 - t) * palette[0] + t * np.where(t > 0.7, palette[2], palette[1])
+    return np.clip(img.transpose(2, 0, 1), 0, 1).astype(np.float32)[None]
+
+
+def to_hwc(image) -> np.ndarray:
+    """(1, 3, H, W) -> (H, W, 3) NumPy, for matplotlib's imshow."""
+    from minist.backend import to_numpy
+
+    return np.clip(to_numpy(image)[0].transpose(1, 2, 0), 0, 1)
+
+
+def say(*lines: str) -> None:
+    """Print a block of lesson text (kept visible when a lesson runs as a script)."""
+    print("\n".join(lines), file=sys.stdout, flush=True)
+
+
+def in_notebook() -> bool:
+    """True inside Jupyter/IPython kernels (figures are shown inline there)."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    return shell is not None and shell.__class__.__name__ == "ZMQInteractiveShell"
+
+
+def pyplot():
+    """matplotlib.pyplot, with a file-only backend when the lesson runs as a script."""
+    import matplotlib
+
+    if not in_notebook():
+        matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_figure(fig, lesson: str, name: str) -> Path:
+    """Save ``fig`` as ``tutorials/figures/<lesson>/<name>.png``; show it in a notebook."""
+    path = figure_dir(lesson) / f"{name}.png"
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    if in_notebook():
+        pyplot().show()
+    else:
+        pyplot().close(fig)
+    print(f"[figure] {path.relative_to(ROOT)}")
+    return path
