@@ -128,3 +128,68 @@ def test_partial_weights_reach_only_their_layers():
     net.check_layers(["relu3_1", "pool3"])
     with pytest.raises(MinistError, match="deeper than the weights reach"):
         net.check_layers(["relu4_1"])
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("pooling", ["max", "avg"])
+def test_vgg_on_cupy_matches_numpy(pooling):
+    """The same forward/backward code runs on CuPy (the array module follows the arrays)."""
+    import cupy
+
+    params, steps, prep = _tiny("vgg19", CAFFE)
+    gpu_params = {k: (cupy.asarray(w), cupy.asarray(b)) for k, (w, b) in params.items()}
+    rng = np.random.default_rng(5)
+    image = rng.uniform(size=(1, 3, 32, 24))
+    layers = ["relu1_1", "pool2", "relu3_1", "relu4_2", "relu5_1"]
+    feats, cache = vgg_forward(image, params, steps, prep, layers, pooling)
+    gfeats, gcache = vgg_forward(cupy.asarray(image), gpu_params, steps, prep, layers, pooling)
+    dys = {k: rng.standard_normal(v.shape) for k, v in feats.items()}
+    grad = vgg_backward(dys, cache)
+    ggrad = vgg_backward({k: cupy.asarray(v) for k, v in dys.items()}, gcache)
+    assert isinstance(ggrad, cupy.ndarray)
+    for k in layers:
+        np.testing.assert_allclose(cupy.asnumpy(gfeats[k]), feats[k], rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(cupy.asnumpy(ggrad), grad, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.gpu
+def test_vgg_backward_on_cupy_matches_finite_differences():
+    import cupy
+
+    params, steps, prep = _tiny("vgg16", TORCHVISION, seed=3)
+    gpu_params = {k: (cupy.asarray(w), cupy.asarray(b)) for k, (w, b) in params.items()}
+    rng = np.random.default_rng(9)
+    image = cupy.asarray(rng.uniform(size=(1, 3, 16, 16)))
+    layers = ["relu2_2", "relu5_3"]
+    feats, cache = vgg_forward(image, gpu_params, steps, prep, layers, "max")
+    dys = {k: cupy.asarray(rng.standard_normal(v.shape)) for k, v in feats.items()}
+    grad = cupy.asnumpy(vgg_backward(dys, cache))
+
+    def loss(x):
+        f, _ = vgg_forward(x, gpu_params, steps, prep, layers, "max")
+        return sum(float((f[k] * dys[k]).sum()) for k in layers)
+
+    h = 1e-6
+    numeric = np.zeros(image.shape)
+    for idx in np.ndindex(*image.shape):
+        plus, minus = image.copy(), image.copy()
+        plus[idx] += h
+        minus[idx] -= h
+        numeric[idx] = (loss(plus) - loss(minus)) / (2 * h)
+    rel = np.abs(grad - numeric).max() / (np.abs(grad).max() + np.abs(numeric).max())
+    assert rel < 1e-6
+
+
+@pytest.mark.gpu
+def test_vgg_class_on_cuda_device(tiny_vgg_files):
+    import cupy
+
+    net = VGG(load_weights(tiny_vgg_files["vgg19", "caffe"]), device="cuda")
+    image = np.random.default_rng(0).uniform(size=(1, 3, 32, 32)).astype(np.float32)
+    feats, cache = net.forward(image, ["relu5_1"])
+    assert isinstance(feats["relu5_1"], cupy.ndarray) and feats["relu5_1"].dtype == np.float32
+    cpu = VGG(load_weights(tiny_vgg_files["vgg19", "caffe"]), device="cpu")
+    cfeats, _ = cpu.forward(image, ["relu5_1"])
+    np.testing.assert_allclose(
+        cupy.asnumpy(feats["relu5_1"]), cfeats["relu5_1"], rtol=2e-4, atol=1e-4
+    )
