@@ -139,29 +139,18 @@ def register(subparsers) -> None:
 
 
 def _options(args):
-    from minist.stylize import StylizeOptions
+    """The parsed arguments as validated :class:`StylizeOptions` (long options = field names)."""
+    from minist.stylize import OPTION_NAMES, StylizeOptions
 
     style_layers, style_weights = _style_layers(args.style_layers)
-    return StylizeOptions(
-        weights=args.weights,
-        size=args.size,
-        style_scale=args.style_scale,
-        iters=args.iters,
-        optimizer=args.optimizer,
-        lr=args.lr,
-        content_weight=args.content_weight,
-        style_weight=args.style_weight,
-        tv_weight=args.tv_weight,
+    values = {name: getattr(args, name) for name in OPTION_NAMES if hasattr(args, name)}
+    values.update(
         content_layers=_layer_list(args.content_layers),
         style_layers=style_layers,
         style_layer_weights=style_weights,
-        pooling=args.pooling,
-        init=args.init,
-        noise_ratio=args.noise_ratio,
-        seed=args.seed,
-        device=args.device,
         normalize=not args.no_normalize,
-    ).validated()
+    )
+    return StylizeOptions(**values).validated()
 
 
 def intermediate_path(output: Path, iteration: int) -> Path:
