@@ -46,7 +46,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from minist import losses
+from minist import losses, memory
 from minist.backend import resolve_device, to_device, to_numpy
 from minist.errors import MinistError
 from minist.images import load_image, resize_longest
@@ -300,14 +300,16 @@ class StyleTransfer:
                     "side (raise --size or --style-scale)"
                 )
         self.content_image = content_image
+        # Refuse now, in one line, a run that would run out of memory later (minist.memory).
+        memory.check_transfer_fits(self.net, o, content_image.shape, style_image.shape)
 
         # Targets: P^l (content features of the photo), A^l (Gram matrices of the painting).
         self.content_targets, self.style_targets = {}, {}
         if o.content_layers:
-            feats, _ = self.net.forward(content_image, list(o.content_layers))
+            feats = self.net.forward(content_image, list(o.content_layers))[0]  # drop the cache
             self.content_targets = {k: losses.feature_matrix(v).copy() for k, v in feats.items()}
         if o.style_layers:
-            feats, _ = self.net.forward(style_image, list(o.style_layers))
+            feats = self.net.forward(style_image, list(o.style_layers))[0]
             self.style_targets = {
                 k: losses.gram_matrix(losses.feature_matrix(v)) for k, v in feats.items()
             }

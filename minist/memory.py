@@ -1,0 +1,386 @@
+r"""How much memory a style transfer needs, estimated before the run, and the check that uses it.
+
+A run that does not fit should fail in its first second with one clear line, not after minutes
+with a killed process. The peak of a style transfer step is easy to predict because minist's
+layers allocate in a fixed pattern; :func:`estimate_peak_bytes` replays that pattern on a ledger
+of live bytes instead of arrays. For an image of :math:`S = HW` pixels, ``i`` bytes per number:
+
+* **Forward** (kept for the backward, :mod:`minist.vgg`): each convolution's input (its cache
+  holds a reference), each ReLU's mask :math:`[x > 0]` (1 byte per element), each max-pool's
+  argmax (1 byte per *output* element), the requested features. Transient: the padded input
+  :math:`\tilde x` and one block of im2col columns (``CHUNK_BYTES``, :mod:`minist.layers.conv`).
+* **Losses**: one gradient per requested layer, all alive until the backward ends.
+* **Backward**: the caches stay alive throughout; at each layer the incoming gradient and the
+  outgoing one (a padded :math:`d\tilde x` for a convolution) coexist, plus one block of
+  :math:`W^\top dY` columns. The peak is reached in block 1, where the 64-channel maps live.
+* **State**: the weights, the content/style images and targets, the image, its gradient and the
+  optimizer's arrays (Adam: :math:`m, v`; L-BFGS: :math:`2\,\text{history}` pairs).
+
+For VGG-19 with the default layers this is about 2.2 kB per pixel in float32 (2.3 GiB at 1024 px,
+9 GiB at 2048 px, 37 GiB at 4096 px) -- dominated by the block-1 maps (64 channels at full
+resolution). The result is scaled by ``SAFETY`` so it stays a slight over-estimate of the
+measured peak (``minist bench`` measures it; the README's Performance section has the numbers).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from minist.architectures import BLOCK_CHANNELS, LayerSpec, layer_table
+from minist.errors import MinistError
+from minist.layers.conv import CHUNK_BYTES
+
+SKIP_ENV = "MINIST_SKIP_MEMORY_CHECK"  # set to 1 to run without the check
+SAFETY = 1.10  # multiply the modelled peak: allocator rounding, NumPy temporaries not modelled
+OVERHEAD = {"cpu": 64 * 2**20, "cuda": 256 * 2**20}  # interpreter/cuBLAS work space, bytes
+# Image-sized (3 x H x W) arrays alive during a step besides the optimizer's own state: the
+# content image, the image, the last finite image, the last gradient, the new gradient and the
+# optimizer's temporaries.
+IMAGE_ARRAYS = {"gd": 8, "adam": 10, "lbfgs": 12}
+OPTIMIZER_STATE = {"gd": 1, "adam": 2}  # image-sized state arrays (L-BFGS: 2 * history)
+
+
+class _Ledger:
+    """Live bytes and their high-water mark, as arrays are allocated and freed."""
+
+    def __init__(self, start: int = 0):
+        self.live = start
+        self.peak = start
+
+    def alloc(self, n: int) -> None:
+        self.live += n
+        self.peak = max(self.peak, self.live)
+
+    def free(self, n: int) -> None:
+        self.live -= n
+
+    def transient(self, n: int) -> None:
+        """An array that lives only inside one call (it is freed before the next line)."""
+        self.peak = max(self.peak, self.live + n)
+
+
+def _conv_chunk(K: int, h: int, w: int, itemsize: int, budget: int) -> int:
+    """Rows of output per block of im2col columns, as ``minist.layers.conv`` chooses them."""
+    return max(1, min(h, budget // (K * w * itemsize)))
+
+
+def _shapes(steps: list[LayerSpec], height: int, width: int) -> list[tuple[int, int, int]]:
+    """(channels, h, w) of each step's output; 2x2 stride-2 pooling floors odd sizes."""
+    out, h, w = [], height, width
+    for spec in steps:
+        if spec.kind == "pool":
+            h, w = (h - 2) // 2 + 1, (w - 2) // 2 + 1
+        out.append((spec.out_channels, h, w))
+    return out
+
+
+def _forward(ledger: _Ledger, steps, shapes, height, width, i, budget, wanted) -> None:
+    """Replay :func:`minist.vgg.vgg_forward` on ``ledger`` (what its caches keep stays live)."""
+    x_bytes = 3 * height * width * i
+    ledger.transient(x_bytes)  # s I, before - mu / sigma
+    ledger.alloc(x_bytes)  # x_0 = T(I), kept by conv1_1's cache
+    prev = (3, height, width)
+    for k, (spec, (c, h, w)) in enumerate(zip(steps, shapes, strict=True)):
+        n = c * h * w  # elements of this step's output
+        if spec.kind == "conv":
+            C, hi, wi = prev
+            K = 9 * C
+            rows = _conv_chunk(K, h, w, i, budget)
+            work = C * (hi + 2) * (wi + 2) * i + K * rows * w * i  # x~, one block of columns
+            ledger.alloc(work)
+            ledger.alloc(n * i)  # y
+            ledger.transient(c * rows * w * i)  # W_mat X_col of one block
+            ledger.free(work)
+        elif spec.kind == "relu":
+            ledger.alloc(n)  # mask [x > 0], kept
+            ledger.alloc(n * i)  # y = max(x, 0)
+        else:
+            ledger.alloc(n)  # argmax, kept
+            ledger.transient(2 * n)  # the comparison and the new argmax
+            ledger.alloc(n * i)  # y
+        # The input stays alive if a convolution's cache holds it or it is a requested feature.
+        input_kept = spec.kind == "conv" or steps[k - 1].name in wanted
+        if not input_kept:
+            ledger.free(math.prod(prev) * i)
+        prev = (c, h, w)
+
+
+def _backward(ledger, steps, shapes, height, width, i, budget, wanted) -> None:
+    """Replay :func:`minist.vgg.vgg_backward` (caches and layer gradients already counted)."""
+    dx = 0  # bytes of the current gradient that are freed when it is replaced (0: owned by grads)
+    inputs = [(3, height, width)] + shapes[:-1]
+    started = False
+    for spec, (c, h, w), (C, hi, wi) in reversed(list(zip(steps, shapes, inputs, strict=True))):
+        n = c * h * w
+        if spec.name in wanted:
+            if started:  # dx + grads[name]
+                ledger.alloc(n * i)
+                ledger.free(dx)
+                dx = n * i
+            started = True
+        if not started:
+            continue
+        m = C * hi * wi  # elements of the gradient this layer hands down
+        if spec.kind == "conv":
+            K = 9 * C
+            rows = _conv_chunk(K, h, w, i, budget)
+            padded = C * (hi + 2) * (wi + 2) * i
+            ledger.alloc(padded)  # dx~ (zeros)
+            ledger.transient(K * rows * w * i + c * rows * w * i)  # W^T dY block, dY block copy
+            ledger.free(dx)
+            dx = padded  # dx is a view of dx~
+        elif spec.kind == "relu":
+            ledger.alloc(m * i)  # dy * mask
+            ledger.free(dx)
+            dx = m * i
+        else:
+            ledger.alloc(m * i)  # zeros(x_shape)
+            ledger.transient(n * (1 + i))  # dy * (argmax == t)
+            ledger.free(dx)
+            dx = m * i
+    ledger.alloc(3 * height * width * i)  # dI = J_T^T dx_0
+    ledger.free(dx)
+
+
+def _run_steps(architecture, layers, block_channels):
+    table = layer_table(architecture, tuple(block_channels))
+    names = [spec.name for spec in table]
+    unknown = [name for name in layers if name not in names]
+    if unknown:
+        raise MinistError(f"unknown layer {unknown[0]!r} for {architecture}")
+    deepest = max(names.index(name) for name in layers)
+    return table[: deepest + 1]
+
+
+def estimate_peak_bytes(
+    architecture: str,
+    layers: Sequence[str],
+    height: int,
+    width: int,
+    dtype=np.float32,
+    optimizer: str = "adam",
+    device: str = "cpu",
+    block_channels: Sequence[int] = BLOCK_CHANNELS,
+    *,
+    content_layers: Sequence[str] = (),
+    style_size: tuple[int, int] | None = None,
+    lbfgs_history: int = 20,
+    weight_bytes: int | None = None,
+) -> int:
+    """Peak memory of a style transfer run at ``height x width`` (bytes; module docstring).
+
+    ``layers``: every requested layer (content and style); ``content_layers``: those whose
+    features are kept as targets. ``style_size``: (h, w) of the style image (default the content
+    size). ``weight_bytes``: the loaded weights (default: all convolutions of ``architecture``).
+    The peak is the larger of the targets' forward passes and one optimizer step, on top of the
+    run's state, times ``SAFETY``, plus the device's fixed ``OVERHEAD``.
+    """
+    if device not in OVERHEAD:
+        raise MinistError(f"--device: unknown device {device!r}")
+    if optimizer not in IMAGE_ARRAYS:
+        raise MinistError(f"--optimizer: unknown optimizer {optimizer!r}")
+    layers = list(dict.fromkeys(layers))
+    if not layers:
+        raise MinistError("no layers requested")
+    i = np.dtype(dtype).itemsize
+    budget = CHUNK_BYTES["cpu" if device == "cpu" else "gpu"]
+    table = layer_table(architecture, tuple(block_channels))
+    if weight_bytes is None:
+        weight_bytes = sum(9 * s.in_channels * s.out_channels + s.out_channels
+                           for s in table if s.kind == "conv") * i
+    steps = _run_steps(architecture, layers, block_channels)
+    shapes = dict(zip([s.name for s in steps], _shapes(steps, height, width), strict=True))
+    sh, sw = style_size or (height, width)
+
+    # State: weights, targets (content features, Grams), image-sized arrays, optimizer state.
+    image = 3 * height * width * i
+    n_state = OPTIMIZER_STATE.get(optimizer, 2 * lbfgs_history)
+    content = sum(math.prod(shapes[name]) for name in content_layers if name in shapes) * i
+    grams = sum(shapes[name][0] ** 2 for name in layers) * i
+    state = weight_bytes + content + grams + (IMAGE_ARRAYS[optimizer] + n_state) * image
+
+    # One optimizer step: forward, the layers' loss gradients, backward.
+    step = _Ledger(state)
+    _forward(step, steps, list(shapes.values()), height, width, i, budget, set(layers))
+    for name in layers:  # dF, then dF * weight (both alive for a moment); kept until the end
+        n = math.prod(shapes[name]) * i
+        step.transient(n)
+        step.alloc(n)
+    _backward(step, steps, list(shapes.values()), height, width, i, budget, set(layers))
+
+    # The targets: a forward pass on the style image (content's is never larger at style_scale
+    # >= 1), with the content image and the content features alive.
+    init = _Ledger(weight_bytes + content + 2 * image + 3 * sh * sw * i)
+    style_steps = _run_steps(architecture, layers, block_channels)
+    _forward(init, style_steps, _shapes(style_steps, sh, sw), sh, sw, i, budget, set(layers))
+    if (sh, sw) != (height, width):  # a smaller style image: the content forward may dominate
+        again = _Ledger(weight_bytes + 2 * image + 3 * sh * sw * i)
+        _forward(again, steps, list(shapes.values()), height, width, i, budget, set(layers))
+        init.peak = max(init.peak, again.peak)
+    return int(SAFETY * max(step.peak, init.peak)) + OVERHEAD[device]
+
+
+# --------------------------------------------------------------------------- what is available
+
+
+def _meminfo_available() -> int | None:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def _cgroup_available() -> int | None:
+    """Room left under a cgroup (v2 or v1) memory limit, when there is one."""
+    v1 = "/sys/fs/cgroup/memory/memory."
+    for limit_file, usage_file in (
+        ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+        (v1 + "limit_in_bytes", v1 + "usage_in_bytes"),
+    ):
+        try:
+            limit = Path(limit_file).read_text().strip()
+            usage = int(Path(usage_file).read_text().strip())
+        except (OSError, ValueError):
+            continue
+        if limit.isdigit() and int(limit) < 2**60:
+            return max(0, int(limit) - usage)
+    return None
+
+
+def available_bytes(device: str = "cpu") -> int | None:
+    """Memory a new run can use now: CPU MemAvailable (and any cgroup limit); GPU free + pool.
+
+    ``None`` when it cannot be told (then no check is made).
+    """
+    if device == "cuda":
+        from minist.backend import cupy_or_none
+
+        cupy = cupy_or_none()
+        if cupy is None:
+            return None
+        free, _ = cupy.cuda.runtime.memGetInfo()
+        pool = cupy.get_default_memory_pool()
+        return int(free + pool.total_bytes() - pool.used_bytes())
+    candidates = [b for b in (_meminfo_available(), _cgroup_available()) if b is not None]
+    return min(candidates) if candidates else None
+
+
+# ----------------------------------------------------------------------------- the check
+
+
+def format_bytes(n: float) -> str:
+    """``1.5 GiB``, ``300 MiB``: binary units, as free(1) and nvidia-smi print them."""
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20)):
+        if n >= scale or unit == "MiB":
+            return f"{n / scale:.1f} {unit}"
+    raise AssertionError  # unreachable
+
+
+def _round_down(px: int) -> int:
+    """Two significant figures, rounded down: 4372 -> 4300, 517 -> 510, 64 -> 64."""
+    if px < 100:
+        return px
+    step = 10 ** (len(str(px)) - 2)
+    return px // step * step
+
+
+def largest_fitting_size(needs, available: int, low: int, high: int) -> int | None:
+    """The largest ``size`` in ``[low, high]`` with ``needs(size) <= available`` (bisection).
+
+    ``needs`` must grow with ``size``; ``None`` when even ``low`` does not fit.
+    """
+    if needs(low) > available:
+        return None
+    while low < high:  # invariant: needs(low) fits; the answer lies in [low, high]
+        mid = (low + high + 1) // 2
+        if needs(mid) <= available:
+            low = mid
+        else:
+            high = mid - 1
+    return low
+
+
+def check_fits(
+    architecture: str,
+    layers: Sequence[str],
+    height: int,
+    width: int,
+    dtype=np.float32,
+    optimizer: str = "adam",
+    device: str = "cpu",
+    block_channels: Sequence[int] = BLOCK_CHANNELS,
+    *,
+    available: int | None = None,
+    size: int | None = None,
+    style_scale: float = 1.0,
+    minimum: int = 1,
+    **estimate_options,
+) -> int:
+    """Raise :class:`MinistError` when the run would not fit; return the estimated peak.
+
+    ``size`` is the ``--size`` the user gave (the longest side; default ``max(height,
+    width)``); the message names the largest size that fits, found by bisection with the same
+    aspect ratio and style scale. ``available`` defaults to :func:`available_bytes`.
+    """
+    size = size or max(height, width)
+
+    def needs(s: int) -> int:
+        h = max(1, round(height * s / size))
+        w = max(1, round(width * s / size))
+        ss = max(1, round(s * style_scale))
+        style = (max(1, round(h * ss / s)), max(1, round(w * ss / s)))
+        return estimate_peak_bytes(architecture, layers, h, w, dtype, optimizer, device,
+                                   block_channels, style_size=style, **estimate_options)
+
+    need = needs(size)
+    if available is None:
+        available = available_bytes(device)
+    if available is None or need <= available:
+        return need
+    largest = largest_fitting_size(needs, available, max(1, minimum), size)
+    hint = (f"the largest size that fits is about {_round_down(largest)} px" if largest
+            else "even the smallest image does not fit")
+    raise MinistError(
+        f"--size {size}: needs about {format_bytes(need)} of memory but "
+        f"{format_bytes(available)} is available on {device}; {hint}"
+    )
+
+
+def check_transfer_fits(net, options, content_shape, style_shape) -> int | None:
+    """The check :class:`minist.stylize.StyleTransfer` runs before it builds its targets.
+
+    ``net``: the :class:`~minist.vgg.VGG`; ``options``: its ``StylizeOptions``;
+    ``content_shape``/``style_shape``: the resized images' shapes (1, 3, H, W). Skipped (returns
+    ``None``) when the environment variable ``MINIST_SKIP_MEMORY_CHECK`` is ``1``.
+    """
+    if os.environ.get(SKIP_ENV, "") == "1":
+        return None
+    widths = dict(enumerate(BLOCK_CHANNELS, start=1))
+    for spec in net.steps:  # the widths of the blocks this network has (tiny test nets differ)
+        if spec.kind == "conv" and spec.name.endswith("_1"):
+            widths[int(spec.name[4])] = spec.out_channels
+    weight_bytes = sum(int(w.nbytes + b.nbytes) for w, b in net.params.values())
+    H, W = content_shape[2], content_shape[3]
+    return check_fits(
+        net.architecture,
+        list(options.content_layers) + list(options.style_layers),
+        H,
+        W,
+        net.dtype,
+        options.optimizer,
+        net.device,
+        tuple(widths[b] for b in range(1, 6)),
+        size=options.size,
+        style_scale=max(style_shape[2:]) / max(H, W),
+        minimum=net.minimum_input_size(list(options.content_layers) + list(options.style_layers)),
+        content_layers=list(options.content_layers),
+        weight_bytes=weight_bytes,
+    )

@@ -1,0 +1,180 @@
+"""``minist bench``: it runs and prints its table, counts the FLOPs the network really does,
+measures memory, and (when PyTorch is there) times the same work in PyTorch."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+
+import numpy as np
+import pytest
+
+import minist.vgg
+from minist import bench
+from minist.bench import (
+    LAYERS,
+    TINY_CHANNELS,
+    CpuMemory,
+    MinistStep,
+    Result,
+    conv_flops,
+    format_table,
+    synthetic_weights,
+)
+from minist.cli import main
+
+HAS_TORCH = importlib.util.find_spec("torch") is not None
+
+
+def _bench(capsys, *argv):
+    code = main(["bench", *argv])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def _table_rows(out):
+    return [line.split() for line in out.splitlines() if line.startswith(("cpu ", "cuda "))]
+
+
+def test_bench_runs_vgg19_and_prints_a_table(capsys):
+    code, out, err = _bench(capsys, "--sizes", "32", "--repeat", "1", "--warmup", "0")
+    assert code == 0, err
+    assert "ms/iter" in out and "GFLOP/s" in out and "peak mem" in out
+    assert "cpu:" in out and "date:" in out and "BLAS threads" in out
+    (row,) = _table_rows(out)
+    assert row[:3] == ["cpu", "32", "minist"]
+    ms, gflops = float(row[3]), float(row[4])
+    assert ms > 0 and gflops == pytest.approx(
+        conv_flops("vgg19", LAYERS, 32, 32).total / (ms * 1e-3) / 1e9, rel=0.02)
+
+
+def test_bench_options_are_checked(capsys):
+    for argv, needle in ((["--sizes", "0"], "--sizes"), (["--sizes", "a,b"], "--sizes"),
+                         (["--repeat", "0"], "--repeat"), (["--threads", "0"], "--threads")):
+        code, _, err = _bench(capsys, "--tiny", *argv)
+        assert code == 2 and err.count("\n") == 1 and needle in err, (argv, err)
+
+
+def test_flop_count_by_hand():
+    """VGG-16 up to relu2_1 on a 9 x 7 image: conv1_1, conv1_2 at 9x7, pool -> 4x3, conv2_1."""
+    c1, c2 = 4, 6
+    flops = conv_flops("vgg16", ["relu2_1"], 9, 7, (c1, c2, 8, 8, 8))
+    by_hand = 2 * 9 * (3 * c1 * 63 + c1 * c1 * 63 + c1 * c2 * 12)
+    assert flops.forward == by_hand and flops.input_grad == by_hand
+    assert flops.total == 2 * by_hand
+
+
+def test_flop_count_is_what_the_network_runs(monkeypatch):
+    """Count the multiply-adds of every convolution a bench iteration calls, forward and dx.
+
+    Every convolution entry point the network uses (``conv2d_forward``, fused variants such as
+    ``conv2d_relu_forward``, their backward passes) is wrapped: forward ones are called as
+    ``f(x, w, ...)`` and return the output first; backward ones as ``f(dy, cache, ...)``.
+    """
+    counted = {"forward": 0, "backward": 0}
+
+    def counting(fn, backward):
+        def wrapped(*args, **kwargs):
+            out = fn(*args, **kwargs)
+            if backward:
+                dy, cache = args[0], args[1]
+                counted["backward"] += 2 * cache.w.size * dy.shape[2] * dy.shape[3]
+            else:
+                w, y = args[1], out[0]
+                counted["forward"] += 2 * w.size * y.shape[2] * y.shape[3]
+            return out
+
+        return wrapped
+
+    size = 37  # odd: pooling floors
+    step = MinistStep(synthetic_weights("vgg19", TINY_CHANNELS), size, "cpu")
+    entry_points = [name for name in dir(minist.vgg) if "conv2d" in name and "loops" not in name
+                    and callable(getattr(minist.vgg, name))]
+    assert "conv2d_forward" in entry_points and "conv2d_backward" in entry_points
+    for name in entry_points:
+        fn = getattr(minist.vgg, name)
+        monkeypatch.setattr(minist.vgg, name, counting(fn, backward="backward" in name))
+    step.step()
+    expected = conv_flops("vgg19", LAYERS, size, size, TINY_CHANNELS)
+    assert (counted["forward"], counted["backward"]) == (expected.forward, expected.input_grad)
+
+
+def test_synthetic_weights_stop_at_the_deepest_layer_and_are_he_scaled():
+    weights = synthetic_weights("vgg19")
+    assert list(weights.params)[-1] == "conv5_1"
+    w, _ = weights.params["conv3_2"]
+    assert w.dtype == np.float32
+    assert np.std(w) == pytest.approx(np.sqrt(2.0 / (9 * 256)), rel=0.02)
+    again = synthetic_weights("vgg19")
+    assert all(np.array_equal(a[0], b[0]) for a, b in
+               zip(weights.params.values(), again.params.values(), strict=True))
+
+
+def test_cpu_memory_probe_sees_an_allocation():
+    probe = CpuMemory()
+    probe.start_step()
+    block = np.ones(50 * 2**20 // 8)  # 50 MiB, touched
+    del block
+    probe.end_step()
+    if probe.peak is None:
+        pytest.skip("/proc/self/clear_refs cannot reset the peak RSS here")
+    assert 49 * 2**20 <= probe.peak < 60 * 2**20
+
+
+def test_table_prints_ratios_against_torch():
+    rows = [Result("minist", "cpu", 512, 300.0, 10.0, 2 * 2**30, 1.0, (300.0,)),
+            Result("torch", "cpu", 512, 200.0, 15.0, 4 * 2**30, 1.0 + 1e-6, (200.0,))]
+    table = format_table(rows)
+    ratio = next(line for line in table.splitlines() if "minist/torch" in line)
+    assert "x1.50" in ratio and "x0.50" in ratio and "rel. diff 1.0e-06" in ratio
+    assert "2.0 GiB" in table and "4.0 GiB" in table
+
+
+def test_compare_torch_without_torch_is_one_line(capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "torch", None)  # `import torch` now raises ImportError
+    monkeypatch.delitem(sys.modules, "minist.bench_torch", raising=False)
+    code, out, err = _bench(capsys, "--tiny", "--sizes", "32", "--repeat", "1", "--warmup", "0",
+                            "--compare-torch")
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1
+    assert err.startswith("minist: error: --compare-torch: PyTorch is not installed")
+
+
+@pytest.mark.skipif(not HAS_TORCH, reason="PyTorch is not installed")
+def test_torch_runs_the_same_step():
+    """Same weights, images, losses and Adam: the losses agree over several iterations."""
+    from minist.bench_torch import TorchStep
+
+    weights = synthetic_weights("vgg19", TINY_CHANNELS)
+    ours, theirs = MinistStep(weights, 40, "cpu"), TorchStep(weights, 40, "cpu")
+    for _ in range(4):
+        assert ours.step() == pytest.approx(theirs.step(), rel=1e-4)
+    image = ours.transfer.result()
+    assert np.abs(image - theirs.image.detach().numpy()).max() < 1e-3
+
+
+@pytest.mark.skipif(not HAS_TORCH, reason="PyTorch is not installed")
+def test_bench_compare_torch_prints_both_and_the_ratio(capsys):
+    code, out, err = _bench(capsys, "--tiny", "--sizes", "32", "--repeat", "1", "--warmup", "0",
+                            "--compare-torch")
+    assert code == 0, err
+    assert [row[2] for row in _table_rows(out)] == ["minist", "torch"]
+    assert "minist/torch" in out and "torch " in out
+
+
+@pytest.mark.gpu
+def test_bench_on_the_gpu_measures_device_memory(capsys):
+    results = bench.run_bench([64], ["cuda"], repeat=1, warmup=1, tiny=True,
+                              compare_torch=HAS_TORCH and _torch_cuda(), out=lambda line: None)
+    ours = results[0]
+    assert ours.impl == "minist" and ours.device == "cuda"
+    assert ours.peak_bytes is not None and ours.peak_bytes > 0 and ours.ms > 0
+    if len(results) > 1:
+        assert results[1].loss == pytest.approx(ours.loss, rel=1e-3)
+        assert results[1].peak_bytes > 0
+
+
+def _torch_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
