@@ -316,7 +316,7 @@ class StyleTransfer:
         del feats
 
         n_style = len(o.style_layers)
-        raw = o.style_layer_weights or [1.0 / n_style] * n_style
+        raw = o.style_layer_weights or ([1.0 / n_style] * n_style if n_style else [])
         self.style_layer_weights = dict(zip(o.style_layers, map(float, raw), strict=True))
         self.content_layer_weights = {k: 1.0 / len(o.content_layers) for k in o.content_layers}
         self.content_scale = {

@@ -177,3 +177,13 @@ def test_default_weights_fetched_and_failure_explained(tmp_path, monkeypatch):
     with pytest.raises(MinistError, match="fetching it failed.*minist weights convert"):
         StyleTransfer(content, style)
     assert calls and calls[0][0] == ("vgg19",)
+
+
+def test_content_only_and_style_only_runs(tiny_vgg_files):
+    """A content reconstruction (no style layers) and a texture synthesis (no content layers)."""
+    st = _transfer(tiny_vgg_files, style_weight=0.0, style_layers=[], init="noise", seed=5)
+    st.run(iters=5)
+    assert st.history[-1].content < st.history[0].content and st.history[0].style == 0.0
+    st = _transfer(tiny_vgg_files, content_weight=0.0, content_layers=[], init="noise")
+    st.run(iters=5)
+    assert st.history[-1].style < st.history[0].style and st.history[0].content == 0.0
