@@ -1,0 +1,83 @@
+"""Exercise ex_vgg_backward: ``minist.vgg.vgg_backward`` (lesson 03).
+
+On a tiny random VGG in float64 the gradient with respect to the RGB image of
+``sum_l <g_l, x_l>`` -- gradients handed in at several depths at once, some on the path of
+others -- must match central finite differences of ``vgg_forward``; the backward must be linear
+in the handed-in gradients (the accumulation rule) and leave them unchanged.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import random_params
+from gradcheck import numerical_gradient, relative_error
+from numba_threads import one_numba_thread  # noqa: F401 (autouse fixture)
+
+from minist.architectures import layer_table
+from minist.preprocessing import CAFFE, TORCHVISION
+from minist.vgg import runnable_steps, vgg_backward, vgg_forward
+
+pytestmark = pytest.mark.ex_vgg_backward
+
+TINY = (2, 3, 3, 4, 4)  # channels per block: small enough for finite differences
+LAYERS = ["conv1_1", "relu1_2", "pool1", "relu2_1", "conv3_1"]
+
+
+def _net(arch="vgg16", seed=0):
+    params = random_params(arch, TINY, seed=seed, dtype=np.float64)
+    return params, runnable_steps(layer_table(arch, TINY), params)
+
+
+def _objective(params, steps, prep, pooling, grads):
+    """``image -> sum_l <g_l, x_l>``, the scalar whose gradient the backward computes."""
+
+    def f(image):
+        feats, _ = vgg_forward(image, params, steps, prep, list(grads), pooling)
+        return sum(np.sum(feats[name] * g) for name, g in grads.items())
+
+    return f
+
+
+@pytest.mark.parametrize(("pooling", "prep"), [("max", TORCHVISION), ("avg", CAFFE)])
+def test_gradient_matches_finite_differences(pooling, prep):
+    params, steps = _net(seed=1)
+    rng = np.random.default_rng(2)
+    image = rng.uniform(0.0, 1.0, (1, 3, 8, 10))
+    feats, cache = vgg_forward(image, params, steps, prep, LAYERS, pooling)
+    grads = {name: rng.standard_normal(f.shape) for name, f in feats.items()}
+    d_image = vgg_backward(grads, cache)
+    assert d_image.shape == image.shape and d_image.dtype == np.float64
+    numeric = numerical_gradient(_objective(params, steps, prep, pooling, grads), image,
+                                 np.float64(1.0))
+    assert relative_error(d_image, numeric) < 1e-6
+
+
+def test_only_the_layers_given_contribute():
+    """The forward ran to conv3_1, but a gradient handed in at relu1_2 alone flows from there."""
+    params, steps = _net(seed=3)
+    rng = np.random.default_rng(4)
+    image = rng.uniform(0.0, 1.0, (1, 3, 6, 6))
+    feats, cache = vgg_forward(image, params, steps, TORCHVISION, LAYERS, "max")
+    grads = {"relu1_2": rng.standard_normal(feats["relu1_2"].shape)}
+    d_image = vgg_backward(grads, cache)
+    numeric = numerical_gradient(_objective(params, steps, TORCHVISION, "max", grads), image,
+                                 np.float64(1.0))
+    assert relative_error(d_image, numeric) < 1e-6
+
+
+def test_backward_is_linear_and_leaves_the_gradients_alone():
+    params, steps = _net("vgg19", seed=5)
+    rng = np.random.default_rng(6)
+    image = rng.uniform(0.0, 1.0, (2, 3, 12, 8))
+    feats, cache = vgg_forward(image, params, steps, TORCHVISION, LAYERS, "max")
+    g1 = {name: rng.standard_normal(f.shape) for name, f in feats.items()}
+    g2 = {name: rng.standard_normal(f.shape) for name, f in feats.items()}
+    copies = {name: g.copy() for name, g in g1.items()}
+    both = vgg_backward({name: 2.0 * g1[name] - g2[name] for name in g1}, cache)
+    one, two = vgg_backward(g1, cache), vgg_backward(g2, cache)
+    np.testing.assert_allclose(both, 2.0 * one - two, rtol=1e-9, atol=1e-12)
+    for name, g in g1.items():
+        np.testing.assert_array_equal(g, copies[name])
+    separate = sum(vgg_backward({name: g}, cache) for name, g in g1.items())
+    np.testing.assert_allclose(one, separate, rtol=1e-9, atol=1e-12)  # sum over layers
