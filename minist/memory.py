@@ -6,7 +6,7 @@ layers allocate in a fixed pattern; :func:`estimate_peak_bytes` replays that pat
 of live bytes instead of arrays. For an image of :math:`S = HW` pixels, ``i`` bytes per number:
 
 * **Forward** (kept for the backward, :mod:`minist.vgg`): each convolution's input (its cache
-  holds a reference), each ReLU's mask :math:`[x > 0]` (1 byte per element), each max-pool's
+  holds a reference), each ReLU's output (which is also its mask :math:`[x > 0]`), each max-pool's
   argmax (1 byte per *output* element), the requested features. Transient: the padded input
   :math:`\tilde x` and one block of im2col columns (``CHUNK_BYTES``, :mod:`minist.layers.conv`).
 * **Losses**: one gradient per requested layer, all alive until the backward ends.
@@ -97,8 +97,7 @@ def _forward(ledger: _Ledger, steps, shapes, height, width, i, budget, wanted) -
             ledger.transient(c * rows * w * i)  # W_mat X_col of one block
             ledger.free(work)
         elif spec.kind == "relu":
-            ledger.alloc(n)  # mask [x > 0], kept
-            ledger.alloc(n * i)  # y = max(x, 0)
+            ledger.alloc(n * i)  # y = max(x, 0), kept; the cache's mask [x > 0] is y itself
         else:
             ledger.alloc(n)  # argmax, kept
             ledger.transient(2 * n)  # the comparison and the new argmax
@@ -135,7 +134,8 @@ def _backward(ledger, steps, shapes, height, width, i, budget, wanted) -> None:
             ledger.free(dx)
             dx = padded  # dx is a view of dx~
         elif spec.kind == "relu":
-            ledger.alloc(m * i)  # dy * mask
+            ledger.transient(m)  # [y > 0]
+            ledger.alloc(m * i)  # dy * [y > 0]
             ledger.free(dx)
             dx = m * i
         else:

@@ -67,8 +67,8 @@ def test_flop_count_by_hand():
 def test_flop_count_is_what_the_network_runs(monkeypatch):
     """Count the multiply-adds of every convolution a bench iteration calls, forward and dx.
 
-    Every convolution entry point the network uses (``conv2d_forward``, fused variants such as
-    ``conv2d_relu_forward``, their backward passes) is wrapped: forward ones are called as
+    Every convolution entry point the network uses (``conv2d_forward``, ``conv2d_backward``
+    and any other ``conv2d*`` it imports) is wrapped: forward ones are called as
     ``f(x, w, ...)`` and return the output first; backward ones as ``f(dy, cache, ...)``.
     """
     counted = {"forward": 0, "backward": 0}

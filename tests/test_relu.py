@@ -51,11 +51,12 @@ def test_gradient_at_exactly_zero_is_zero():
     np.testing.assert_array_equal(dx, [0.0, 0.0, 7.0, 0.0])
 
 
-def test_cache_is_a_boolean_mask_not_x():
+def test_cache_is_the_output_not_a_copy_of_x():
+    """The cache shares the output's memory (which the next layer keeps anyway)."""
     x = np.random.default_rng(0).standard_normal((2, 3, 4, 4)).astype(np.float32)
-    _, cache = relu_forward(x)
-    assert cache.mask.dtype == np.bool_
-    np.testing.assert_array_equal(cache.mask, x > 0)
+    y, cache = relu_forward(x)
+    assert cache.mask is y and not np.shares_memory(cache.mask, x)
+    np.testing.assert_array_equal(cache.mask > 0, x > 0)
 
 
 def test_float32_in_float32_out():

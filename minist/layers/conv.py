@@ -19,8 +19,12 @@ Two implementations of the same equation:
   strided slice per kernel offset :math:`(p, q)`, so it runs unchanged on CuPy), and the whole
   layer becomes a matrix product :math:`Y = W_{mat} X_{col} + b` (float32 GEMM for float32 input;
   on the CPU it is done a cache-sized block of output rows at a time).
+  The 3x3, stride-1, pad-1 convolutions of VGG (forward, and backward to the input) go instead
+  through Winograd's :math:`F(2 \times 2, 3 \times 3)` (:mod:`minist.layers.winograd`): the
+  same equation with 2.25x fewer multiplications; ``ALGORITHM["winograd"]`` switches it on
+  (off by default: on the CPU its transforms cost more than the multiplications it saves).
 * ``conv2d_forward_loops`` / ``conv2d_backward_loops`` -- the equation written as loops over
-  :math:`n, f, i, j`, to be read; the tests prove both agree.
+  :math:`n, f, i, j`, to be read; the tests prove all of them agree.
 
 Derivation: ``tutorials/01_convolution``.
 """
@@ -30,6 +34,7 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 from minist.backend import get_array_module
+from minist.layers import winograd
 
 
 class Conv2dCache(NamedTuple):
@@ -88,6 +93,14 @@ def _pad(x, pad: int):
 # Bytes of im2col columns built at a time. On the CPU a block that stays in cache beats one huge
 # matrix (whose fresh pages alone cost more than the GEMM); on the GPU, fewer larger launches win.
 CHUNK_BYTES = {"cpu": 16 * 2**20, "gpu": 512 * 2**20}
+# Use Winograd F(2x2, 3x3) for 3x3 stride-1 pad-1 layers (False: im2col + GEMM everywhere).
+# Off by default: correct (tests), but measured slower end to end on a 2-core CPU -- its data
+# transforms move 4x the activations through memory and cost more than the GEMM time saved.
+ALGORITHM = {"winograd": False}
+
+
+def _winograd(w, stride: int, pad: int) -> bool:
+    return ALGORITHM["winograd"] and winograd.applies(w, stride, pad)
 
 
 def _rows_per_chunk(xp, K: int, Ho: int, Wo: int, itemsize: int) -> int:
@@ -125,7 +138,9 @@ def conv2d_forward(x, w, b, stride: int = 1, pad: int = 1):
     which is :math:`y_{n,f,i,j} = b_f + \sum_{c,p,q} w_{f,c,p,q}\,\tilde x_{n,c,is+p,js+q}`
     with the sum over :math:`(c,p,q)` done by the matrix product. The columns of
     :math:`X_{col,n}` are independent, so they are built and multiplied a block of output rows
-    at a time (``CHUNK_BYTES``): same result, a fraction of the memory.
+    at a time (``CHUNK_BYTES``): same result, a fraction of the memory. With
+    ``ALGORITHM["winograd"]``, 3x3 stride-1 pad-1 layers use
+    :func:`minist.layers.winograd.winograd_conv3x3` instead (same equation).
 
     Args:
         x: input ``(N, C, H, W)``.
@@ -143,6 +158,8 @@ def conv2d_forward(x, w, b, stride: int = 1, pad: int = 1):
     xp = get_array_module(x)
     w = w.astype(x.dtype, copy=False)
     b = b.astype(x.dtype, copy=False)
+    if _winograd(w, stride, pad):
+        return winograd.winograd_conv3x3(x, w, b), Conv2dCache(x, w, stride, pad)
     N = x.shape[0]
     F, C, KH, KW = w.shape
     K = C * KH * KW
@@ -192,6 +209,20 @@ def conv2d_backward(dy, cache: Conv2dCache, weight_grads: bool = False):
     Derivation: ``tutorials/01_convolution``.
     """
     x, w, s, pad = cache
+    if _winograd(w, s, pad):
+        dx = winograd.winograd_conv3x3(dy, winograd.flip_kernel(w))  # dy * flip(w)^T, pad 1
+    else:
+        dx = _col2im_backward(dy, cache)
+    if not weight_grads:
+        return dx, None, None
+    dw = _weight_gradient(dy, cache)
+    db = dy.sum(axis=(0, 2, 3))  # sum over n, i, j
+    return dx, dw, db
+
+
+def _col2im_backward(dy, cache: Conv2dCache):
+    r""":math:`dx` by :math:`dX_{col} = W_{mat}^\top dY` and col2im, a block of rows at a time."""
+    x, w, s, pad = cache
     xp = get_array_module(dy, x)
     N, C, H, W = x.shape
     F, _, KH, KW = w.shape
@@ -200,10 +231,6 @@ def conv2d_backward(dy, cache: Conv2dCache, weight_grads: bool = False):
     w_mat_t = w.reshape(F, K).T
     dx_pad = xp.zeros((N, C, H + 2 * pad, W + 2 * pad), dtype=dy.dtype)
     rows = _rows_per_chunk(xp, K, Ho, Wo, dy.itemsize)
-    if weight_grads:
-        x_pad = _pad(x, pad)
-        buf = xp.empty(K * rows * Wo, dtype=x.dtype)
-        dw_mat = xp.zeros((F, K), dtype=dy.dtype)
     for n in range(N):
         for i0 in range(0, Ho, rows):
             r = min(rows, Ho - i0)
@@ -213,14 +240,28 @@ def conv2d_backward(dy, cache: Conv2dCache, weight_grads: bool = False):
                 for q in range(KW):
                     top = i0 * s + p
                     dx_pad[n, :, top : top + s * r : s, q : q + s * Wo : s] += dcols[:, p, q]
-            if weight_grads:
-                cols = _im2col_rows(x_pad[n], KH, KW, s, i0, r, Wo, buf)
-                dw_mat += dy_mat @ cols.T  # dW_mat = sum dY X_col^T
-    dx = dx_pad[:, :, pad : pad + H, pad : pad + W] if pad else dx_pad
-    if not weight_grads:
-        return dx, None, None
-    db = dy.sum(axis=(0, 2, 3))  # sum over n, i, j
-    return dx, dw_mat.reshape(F, C, KH, KW), db
+    return dx_pad[:, :, pad : pad + H, pad : pad + W] if pad else dx_pad
+
+
+def _weight_gradient(dy, cache: Conv2dCache):
+    r""":math:`dW_{mat} = \sum_n dY_n X_{col,n}^\top`, the columns rebuilt a block at a time."""
+    x, w, s, pad = cache
+    xp = get_array_module(dy, x)
+    N = x.shape[0]
+    F, C, KH, KW = w.shape
+    Ho, Wo = dy.shape[2], dy.shape[3]
+    K = C * KH * KW
+    x_pad = _pad(x, pad)
+    rows = _rows_per_chunk(xp, K, Ho, Wo, dy.itemsize)
+    buf = xp.empty(K * rows * Wo, dtype=x.dtype)
+    dw_mat = xp.zeros((F, K), dtype=dy.dtype)
+    for n in range(N):
+        for i0 in range(0, Ho, rows):
+            r = min(rows, Ho - i0)
+            dy_mat = dy[n, :, i0 : i0 + r].reshape(F, r * Wo)
+            cols = _im2col_rows(x_pad[n], KH, KW, s, i0, r, Wo, buf)
+            dw_mat += dy_mat @ cols.T  # dW_mat = sum dY X_col^T
+    return dw_mat.reshape(F, C, KH, KW)
 
 
 def conv2d_forward_loops(x, w, b, stride: int = 1, pad: int = 1):

@@ -29,6 +29,17 @@ from typing import Any, NamedTuple
 from minist.backend import get_array_module
 
 MODES = ("max", "avg")
+# NumPy arrays use the one-pass Numba kernels for max pooling (False: the slices version).
+USE_NUMBA = {"cpu": True}
+
+
+def _numba_kernels(xp):
+    """The Numba kernel module for NumPy arrays when enabled, else ``None`` (CuPy, or off)."""
+    if xp.__name__ != "numpy" or not USE_NUMBA["cpu"]:
+        return None
+    from minist.layers import kernels_numba
+
+    return kernels_numba
 
 
 class PoolCache(NamedTuple):
@@ -92,6 +103,15 @@ def max_pool_forward(x, kernel: int = 2, stride: int = 2):
     xp = get_array_module(x)
     k, s = kernel, stride
     N, C = x.shape[:2]
+    kernels = _numba_kernels(xp)
+    if kernels is not None:  # the same loop, one pass, compiled (CPU)
+        y = xp.empty((N, C, Ho, Wo), dtype=x.dtype)
+        argmax = xp.empty((N, C, Ho, Wo), dtype=_index_dtype(xp, k))
+        planes = xp.ascontiguousarray(x).reshape(N * C, *x.shape[2:])
+        kernels.max_pool_forward_kernel(
+            planes, k, s, y.reshape(N * C, Ho, Wo), argmax.reshape(N * C, Ho, Wo)
+        )
+        return y, PoolCache("max", tuple(x.shape), k, s, argmax)
     y = _offset_slice(x, 0, 0, s, Ho, Wo).copy()  # offset (0, 0) is the first candidate
     argmax = xp.zeros((N, C, Ho, Wo), dtype=_index_dtype(xp, k))
     for t in range(1, k * k):  # raster order t = p k + q
@@ -117,13 +137,36 @@ def max_pool_backward(dy, cache: PoolCache):
     add per offset :math:`t = pk + q` of :math:`dy \odot [\text{argmax} = t]`; elements in no
     window (floor mode) keep 0. Derivation: ``tutorials/02_relu_and_pooling``.
     """
+    return relu_max_pool_backward(dy, cache, None)
+
+
+def relu_max_pool_backward(dy, cache: PoolCache, relu_output):
+    r"""Max-pool gradient with the preceding ReLU's backward fused in.
+
+    For :math:`x = \max(z, 0)` pooled into :math:`y`, :math:`dz = \operatorname{maxpool\_
+    backward}(dy) \odot [x > 0]`; ``relu_output`` is :math:`x` (``None``: no ReLU, plain
+    :func:`max_pool_backward`). On the CPU one Numba pass writes :math:`dz`; elsewhere one
+    strided add per offset :math:`t = pk + q` of :math:`dy \odot [\text{argmax} = t]`.
+    """
     xp = get_array_module(dy)
     k, s, argmax = cache.kernel, cache.stride, cache.argmax
-    Ho, Wo = dy.shape[2], dy.shape[3]
+    N, C, Ho, Wo = dy.shape
+    kernels = _numba_kernels(xp)
+    if kernels is not None:
+        dx = xp.empty(cache.x_shape, dtype=dy.dtype)
+        H, W = cache.x_shape[2:]
+        mask = None if relu_output is None else relu_output.reshape(N * C, H, W)
+        kernels.max_pool_backward_kernel(
+            xp.ascontiguousarray(dy).reshape(N * C, Ho, Wo),
+            argmax.reshape(N * C, Ho, Wo), k, s, mask, dx.reshape(N * C, H, W),
+        )
+        return dx
     dx = xp.zeros(cache.x_shape, dtype=dy.dtype)
     for t in range(k * k):  # raster order t = p k + q
         p, q = divmod(t, k)
         dx[:, :, p : p + s * Ho : s, q : q + s * Wo : s] += dy * (argmax == t)
+    if relu_output is not None:
+        dx *= relu_output > 0
     return dx
 
 

@@ -16,7 +16,9 @@ from minist.backend import get_array_module
 
 
 class ReluCache(NamedTuple):
-    """The boolean mask :math:`[x > 0]` (one byte per element, not a copy of ``x``)."""
+    """The mask :math:`[x > 0]`, kept as the ReLU's output :math:`y` itself: :math:`[y > 0] =
+    [x > 0]`, and the next layer keeps :math:`y` anyway, so the mask costs no memory. A boolean
+    mask works too."""
 
     mask: Any
 
@@ -24,13 +26,13 @@ class ReluCache(NamedTuple):
 def relu_forward(x):
     r"""ReLU: :math:`y = \max(x, 0)`, same shape and dtype as ``x``.
 
-    Returns ``(y, cache)``; the cache keeps only the mask :math:`[x > 0]`.
+    Returns ``(y, cache)``; the cache keeps only :math:`y`, whose positive entries are the
+    mask :math:`[x > 0]` the backward needs.
     Derivation: ``tutorials/02_relu_and_pooling``.
     """
     xp = get_array_module(x)
-    mask = x > 0
     y = xp.maximum(x, 0)  # a Python 0 keeps x.dtype (no float64 temporaries)
-    return y, ReluCache(mask)
+    return y, ReluCache(y)
 
 
 def relu_backward(dy, cache: ReluCache):
@@ -41,4 +43,4 @@ def relu_backward(dy, cache: ReluCache):
     there (the mask is strict), as every deep-learning library does.
     Derivation: ``tutorials/02_relu_and_pooling``.
     """
-    return dy * cache.mask  # bool * float keeps dy's dtype
+    return dy * (cache.mask > 0)  # [y > 0] = [x > 0]; bool * float keeps dy's dtype
