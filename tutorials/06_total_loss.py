@@ -164,7 +164,7 @@ for label, network in networks.items():
 # %%
 size = L.lesson_size(128 if not L.FAST else 64)
 iters = L.iterations(80, 12)
-betas = [1e1, 1e2, 1e3, 1e4]
+betas = [1e-1, 1e0, 1e1, 1e3]
 reach = [n for n in ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
          if n in net.layer_names]
 layer_sets = {"relu1_1, relu2_1": reach[:2], f"relu1_1 ... {reach[-1]}": reach}
