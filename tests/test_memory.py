@@ -82,19 +82,44 @@ def _measured_run_peak(block_channels, size):
     return probe.peak
 
 
+def _measured_in_a_fresh_process(block_channels, size):
+    """:func:`_measured_run_peak` in a new interpreter, so that memory freed (and kept) by
+    earlier tests in this process cannot hide part of the peak."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    tests = Path(__file__).resolve().parent
+    code = (
+        "import json, sys; sys.path.insert(0, sys.argv[1]); "
+        "from test_memory import _measured_run_peak as m; "
+        "import pytest\n"
+        "try:\n"
+        "    m((4, 4, 6, 6, 8), 32)\n"  # first use: JIT-compiled kernels, BLAS buffers
+        "    print(json.dumps(m(tuple(json.loads(sys.argv[2])), int(sys.argv[3]))))\n"
+        "except pytest.skip.Exception:\n"
+        "    print('null')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code, str(tests), json.dumps(block_channels),
+                          str(size)], capture_output=True, text=True, timeout=300, check=True)
+    peak = json.loads(out.stdout.strip().splitlines()[-1])
+    if peak is None:
+        pytest.skip("/proc/self/clear_refs cannot reset the peak RSS here")
+    return peak
+
+
 def test_estimate_over_estimates_a_measured_run_slightly():
-    """An eighth-width VGG-19 at 256 px: measured peak <= estimate, and between 60% and 125% of
-    the model before its margins (the fixed margin alone is as large as this run; memory freed
-    by earlier tests and reused lowers the measured peak, hence the wider lower bound)."""
-    _measured_run_peak((4, 4, 6, 6, 8), 32)  # first use: JIT-compiled kernels, BLAS buffers
+    """An eighth-width VGG-19 at 256 px: measured peak <= estimate, and between 80% and 125% of
+    the model before its margins (the fixed margin alone is as large as this run)."""
     channels = tuple(c // 8 for c in BLOCK_CHANNELS)
     size = 256
-    measured = _measured_run_peak(channels, size)
+    measured = _measured_in_a_fresh_process(channels, size)
     estimate = estimate_peak_bytes("vgg19", LAYERS, size, size, block_channels=channels,
                                    content_layers=DEFAULT_CONTENT_LAYERS, weight_bytes=0)
     modelled = (estimate - memory.OVERHEAD["cpu"]) / memory.SAFETY  # without the margins
     assert measured <= estimate, (measured, estimate)
-    assert 0.6 * modelled <= measured <= 1.25 * modelled, (measured, modelled)
+    assert 0.8 * modelled <= measured <= 1.25 * modelled, (measured, modelled)
 
 
 def test_largest_fitting_size_is_the_boundary():
