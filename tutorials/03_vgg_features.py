@@ -268,23 +268,7 @@ image = rng.uniform(0, 1, (1, 3, 16, 16))  # float64
 layers = ["relu1_1", "conv2_2", "relu3_1", "relu5_1"]
 
 
-def numerical_gradient(f, x, h=1e-6):
-    """Central differences of the scalar f(), perturbing x (float64) one element at a time."""
-    grad = np.zeros_like(x)
-    flat_x, flat_g = x.reshape(-1), grad.reshape(-1)
-    for k in range(x.size):
-        old = flat_x[k]
-        flat_x[k] = old + h
-        plus = f()
-        flat_x[k] = old - h
-        minus = f()
-        flat_x[k] = old
-        flat_g[k] = (plus - minus) / (2 * h)
-    return grad
-
-
-def relative_error(a, b):
-    return np.abs(a - b).max() / max(np.max(np.abs(a) + np.abs(b)), 1e-300)
+numerical_gradient, relative_error = L.numerical_gradient, L.relative_error  # lesson 01
 
 
 for pooling in ("max", "avg"):

@@ -207,3 +207,27 @@ def save_figure(fig, lesson: str, name: str) -> Path:
         pyplot().close(fig)
     print(f"[figure] {path.relative_to(ROOT)}")
     return path
+
+
+def numerical_gradient(f, x, h=1e-6):
+    """Central differences of the scalar ``f()``, perturbing ``x`` (float64) one element at a time.
+
+    ``f`` takes no arguments: it reads ``x``, which is changed in place and restored.
+    ``dL/dx_k ~ (L(x + h e_k) - L(x - h e_k)) / 2h`` (lesson 01 derives it).
+    """
+    grad = np.zeros_like(x)
+    flat_x, flat_g = x.reshape(-1), grad.reshape(-1)  # views: writing flat_x perturbs x
+    for k in range(x.size):
+        old = flat_x[k]
+        flat_x[k] = old + h
+        plus = f()
+        flat_x[k] = old - h
+        minus = f()
+        flat_x[k] = old
+        flat_g[k] = (plus - minus) / (2 * h)
+    return grad
+
+
+def relative_error(a, b) -> float:
+    """max |a - b| / max(|a| + |b|): scale-free, 0 for identical arrays."""
+    return float(np.abs(a - b).max() / max(np.max(np.abs(a) + np.abs(b)), 1e-300))
