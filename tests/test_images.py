@@ -319,8 +319,12 @@ def test_mode_cmyk(tmp_path):
 def test_mode_ycbcr(tmp_path):
     ycc = np.array([[[128, 128, 128], [255, 128, 128], [76, 85, 255]]], dtype=np.uint8)
     Image.fromarray(ycc, mode="YCbCr").save(tmp_path / "y.tif")
-    with Image.open(tmp_path / "y.tif") as im:  # Pillow 13 keeps YCbCr; 12's TIFF reader
-        assert im.mode in ("YCbCr", "RGB")  # converts on open: the colours must be right either way
+    with Image.open(tmp_path / "y.tif") as im:
+        try:
+            im.load()
+        except OSError:  # Pillow 12 writes a YCbCr TIFF it cannot read back itself
+            pytest.skip("this Pillow cannot read the YCbCr TIFF it writes")
+        assert im.mode == "YCbCr"
     loaded = load_image(tmp_path / "y.tif")[0].transpose(1, 2, 0)[0]
     # ITU-R BT.601 (JFIF): Y = 0.299 R + 0.587 G + 0.114 B, Cb/Cr centred at 128
     np.testing.assert_allclose(loaded, [[128 / 255] * 3, [1, 1, 1], [1, 0, 0]], atol=3 / 255)
