@@ -1,6 +1,9 @@
-"""Max/avg pooling: fast == loops, finite differences, ties, floor mode, dtypes, errors, CuPy."""
+"""Max/avg pooling: fast == loops, Numba == slices, finite differences, ties, floor mode,
+dtypes, errors, CuPy."""
 
 from __future__ import annotations
+
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -21,6 +24,7 @@ from minist.layers import (
     pool_backward,
     pool_forward,
 )
+from minist.layers import pool as pool_module
 
 needs_gpu = pytest.mark.skipif(not gpu_available(), reason="needs CuPy and a CUDA GPU")
 
@@ -225,3 +229,27 @@ def test_cupy_float32(mode):
     # float32 sums may be ordered differently on the GPU: compare to float32 rounding
     np.testing.assert_allclose(y_gpu.get(), y, rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(dx_gpu.get(), backward(np.ones_like(y), cache), rtol=1e-6, atol=0)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    kernel=st.integers(1, 3),
+    stride=st.integers(1, 3),
+    hw=st.tuples(st.integers(3, 8), st.integers(3, 8)),
+    ties=st.booleans(),
+)
+def test_numba_max_pool_equals_slices(seed, kernel, stride, hw, ties):
+    x = np.random.default_rng(seed).standard_normal((2, 3, *hw)).astype(np.float32)
+    if ties:
+        x = np.round(x)
+    y, cache = max_pool_forward(x, kernel, stride)
+    dy = np.random.default_rng(seed + 1).standard_normal(y.shape).astype(np.float32)
+    dx = max_pool_backward(dy, cache)
+    with mock.patch.dict(pool_module.USE_NUMBA, {"cpu": False}):
+        y_ref, cache_ref = max_pool_forward(x, kernel, stride)
+        dx_ref = max_pool_backward(dy, cache_ref)
+    np.testing.assert_array_equal(y, y_ref)
+    np.testing.assert_array_equal(cache.argmax, cache_ref.argmax)
+    np.testing.assert_allclose(dx, dx_ref, rtol=0, atol=1e-6)
+    assert y.dtype == dx.dtype == np.float32

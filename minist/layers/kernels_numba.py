@@ -64,14 +64,12 @@ def _input_transform_channel(x_pad, t0, tw, V, c):  # pragma: no cover - compile
 
 
 @numba.njit(**_JIT)
-def _output_transform_channel(M, t0, tw, bias, relu, mask, zero, y, f):  # pragma: no cover
+def _output_transform_channel(M, t0, tw, bias, y, f):  # pragma: no cover
     r""":math:`y_{f,\,2i:2i+2,\,2j:2j+2} = A^\top m_{f,t} A` (+ epilogue) for tile rows ``t0 ...``.
 
     ``M``: ``(16, F, tr * tw)``, the 16 products. ``y``: one image's output ``(F, H, W)``;
-    outputs of a partial last tile that fall outside ``H, W`` are dropped. Epilogue, in order:
-    ``+ bias[f]`` (if ``bias`` is not None), ``max(., 0)`` (if ``relu``), ``* [mask > 0]``
-    (if ``mask``, an ``(F, H, W)`` array, is not None: ReLU's backward fused in). ``zero`` is
-    ``y.dtype.type(0)``, so that float32 stays float32.
+    outputs of a partial last tile that fall outside ``H, W`` are dropped; ``+ bias[f]`` when
+    ``bias`` is not None.
     """
     tr = M.shape[2] // tw
     for i in range(tr):
@@ -85,22 +83,18 @@ def _output_transform_channel(M, t0, tw, bias, relu, mask, zero, y, f):  # pragm
             s03, s13 = _at(M[3, f, t], M[7, f, t], M[11, f, t], M[15, f, t])
             y00, y01 = _at(s00, s01, s02, s03)  # (A^T m) A, row 0
             y10, y11 = _at(s10, s11, s12, s13)  # row 1
-            _store(y, f, r, 2 * j, y00, bias, relu, mask, zero)
-            _store(y, f, r, 2 * j + 1, y01, bias, relu, mask, zero)
-            _store(y, f, r + 1, 2 * j, y10, bias, relu, mask, zero)
-            _store(y, f, r + 1, 2 * j + 1, y11, bias, relu, mask, zero)
+            _store(y, f, r, 2 * j, y00, bias)
+            _store(y, f, r, 2 * j + 1, y01, bias)
+            _store(y, f, r + 1, 2 * j, y10, bias)
+            _store(y, f, r + 1, 2 * j + 1, y11, bias)
 
 
 @numba.njit(inline="always", **_JIT)
-def _store(y, f, u, v, val, bias, relu, mask, zero):
-    """Write one output with the epilogue (bias, ReLU, ReLU-backward mask); skip if outside."""
+def _store(y, f, u, v, val, bias):
+    """Write one output (plus the bias); skip it if it falls outside the image."""
     if u < y.shape[1] and v < y.shape[2]:
         if bias is not None:
             val += bias[f]
-        if relu and val < zero:
-            val = zero
-        if mask is not None and not mask[f, u, v] > zero:
-            val = zero
         y[f, u, v] = val
 
 
@@ -124,12 +118,9 @@ def _max_pool_forward_plane(x, k, s, y, argmax, p):  # pragma: no cover - compil
 
 
 @numba.njit(**_JIT)
-def _max_pool_backward_plane(dy, argmax, k, s, relu_output, dx, p):  # pragma: no cover
+def _max_pool_backward_plane(dy, argmax, k, s, dx, p):  # pragma: no cover - compiled
     r""":math:`dx_{p,\,is+a,\,js+b} \mathrel{+}= dy_{p,i,j}` for the stored argmax :math:`(a, b)`;
     every element of ``dx`` (``(P, H, W)``) is written (zeros first, plane by plane).
-
-    With ``relu_output`` (the pooled ReLU output, ``(P, H, W)``) ReLU's backward is fused in:
-    the gradient reaches the argmax only where :math:`y_{relu} > 0`.
     """
     Ho, Wo = dy.shape[1], dy.shape[2]
     H, W = dx.shape[1], dx.shape[2]
@@ -141,8 +132,7 @@ def _max_pool_backward_plane(dy, argmax, k, s, relu_output, dx, p):  # pragma: n
             t = argmax[p, i, j]
             u = i * s + t // k
             v = j * s + t % k
-            if relu_output is None or relu_output[p, u, v] > 0:
-                dx[p, u, v] += dy[p, i, j]
+            dx[p, u, v] += dy[p, i, j]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -166,15 +156,15 @@ def _input_transform_serial(x_pad, t0, tw, V):  # pragma: no cover - compiled
 
 
 @numba.njit(parallel=True, **_JIT)
-def _output_transform_parallel(M, t0, tw, bias, relu, mask, zero, y):  # pragma: no cover
+def _output_transform_parallel(M, t0, tw, bias, y):  # pragma: no cover - compiled
     for f in numba.prange(M.shape[1]):
-        _output_transform_channel(M, t0, tw, bias, relu, mask, zero, y, f)
+        _output_transform_channel(M, t0, tw, bias, y, f)
 
 
 @numba.njit(**_JIT)
-def _output_transform_serial(M, t0, tw, bias, relu, mask, zero, y):  # pragma: no cover
+def _output_transform_serial(M, t0, tw, bias, y):  # pragma: no cover - compiled
     for f in range(M.shape[1]):
-        _output_transform_channel(M, t0, tw, bias, relu, mask, zero, y, f)
+        _output_transform_channel(M, t0, tw, bias, y, f)
 
 
 @numba.njit(parallel=True, **_JIT)
@@ -190,15 +180,15 @@ def _max_pool_forward_serial(x, k, s, y, argmax):  # pragma: no cover - compiled
 
 
 @numba.njit(parallel=True, **_JIT)
-def _max_pool_backward_parallel(dy, argmax, k, s, relu_output, dx):  # pragma: no cover
+def _max_pool_backward_parallel(dy, argmax, k, s, dx):  # pragma: no cover - compiled
     for p in numba.prange(dy.shape[0]):
-        _max_pool_backward_plane(dy, argmax, k, s, relu_output, dx, p)
+        _max_pool_backward_plane(dy, argmax, k, s, dx, p)
 
 
 @numba.njit(**_JIT)
-def _max_pool_backward_serial(dy, argmax, k, s, relu_output, dx):  # pragma: no cover
+def _max_pool_backward_serial(dy, argmax, k, s, dx):  # pragma: no cover - compiled
     for p in range(dy.shape[0]):
-        _max_pool_backward_plane(dy, argmax, k, s, relu_output, dx, p)
+        _max_pool_backward_plane(dy, argmax, k, s, dx, p)
 
 
 def winograd_input_transform(x_pad, t0, tw, V):
@@ -207,11 +197,10 @@ def winograd_input_transform(x_pad, t0, tw, V):
     (_input_transform_parallel if big else _input_transform_serial)(x_pad, t0, tw, V)
 
 
-def winograd_output_transform(M, t0, tw, bias, relu, mask, zero, y):
+def winograd_output_transform(M, t0, tw, bias, y):
     """Driver of :func:`_output_transform_channel` over all output channels."""
     big = M.size >= PARALLEL_MIN_ELEMENTS
-    run = _output_transform_parallel if big else _output_transform_serial
-    run(M, t0, tw, bias, relu, mask, zero, y)
+    (_output_transform_parallel if big else _output_transform_serial)(M, t0, tw, bias, y)
 
 
 def max_pool_forward_kernel(x, k, s, y, argmax):
@@ -220,8 +209,7 @@ def max_pool_forward_kernel(x, k, s, y, argmax):
     (_max_pool_forward_parallel if big else _max_pool_forward_serial)(x, k, s, y, argmax)
 
 
-def max_pool_backward_kernel(dy, argmax, k, s, relu_output, dx):
+def max_pool_backward_kernel(dy, argmax, k, s, dx):
     """Driver of :func:`_max_pool_backward_plane` over all ``(P, H, W)`` planes."""
     big = dx.size >= PARALLEL_MIN_ELEMENTS
-    run = _max_pool_backward_parallel if big else _max_pool_backward_serial
-    run(dy, argmax, k, s, relu_output, dx)
+    (_max_pool_backward_parallel if big else _max_pool_backward_serial)(dy, argmax, k, s, dx)

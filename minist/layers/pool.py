@@ -135,18 +135,8 @@ def max_pool_backward(dy, cache: PoolCache):
 
     (a sum because overlapping windows can pick the same element). Implemented as one strided
     add per offset :math:`t = pk + q` of :math:`dy \odot [\text{argmax} = t]`; elements in no
-    window (floor mode) keep 0. Derivation: ``tutorials/02_relu_and_pooling``.
-    """
-    return relu_max_pool_backward(dy, cache, None)
-
-
-def relu_max_pool_backward(dy, cache: PoolCache, relu_output):
-    r"""Max-pool gradient with the preceding ReLU's backward fused in.
-
-    For :math:`x = \max(z, 0)` pooled into :math:`y`, :math:`dz = \operatorname{maxpool\_
-    backward}(dy) \odot [x > 0]`; ``relu_output`` is :math:`x` (``None``: no ReLU, plain
-    :func:`max_pool_backward`). On the CPU one Numba pass writes :math:`dz`; elsewhere one
-    strided add per offset :math:`t = pk + q` of :math:`dy \odot [\text{argmax} = t]`.
+    window (floor mode) keep 0; on the CPU one Numba pass does the same.
+    Derivation: ``tutorials/02_relu_and_pooling``.
     """
     xp = get_array_module(dy)
     k, s, argmax = cache.kernel, cache.stride, cache.argmax
@@ -155,18 +145,15 @@ def relu_max_pool_backward(dy, cache: PoolCache, relu_output):
     if kernels is not None:
         dx = xp.empty(cache.x_shape, dtype=dy.dtype)
         H, W = cache.x_shape[2:]
-        mask = None if relu_output is None else relu_output.reshape(N * C, H, W)
         kernels.max_pool_backward_kernel(
             xp.ascontiguousarray(dy).reshape(N * C, Ho, Wo),
-            argmax.reshape(N * C, Ho, Wo), k, s, mask, dx.reshape(N * C, H, W),
+            argmax.reshape(N * C, Ho, Wo), k, s, dx.reshape(N * C, H, W),
         )
         return dx
     dx = xp.zeros(cache.x_shape, dtype=dy.dtype)
     for t in range(k * k):  # raster order t = p k + q
         p, q = divmod(t, k)
         dx[:, :, p : p + s * Ho : s, q : q + s * Wo : s] += dy * (argmax == t)
-    if relu_output is not None:
-        dx *= relu_output > 0
     return dx
 
 

@@ -116,13 +116,12 @@ def input_transform_xp(x_pad, t0: int, tw: int, V):
         Vv[xi, 3] = t[1] - t[3]
 
 
-def output_transform_xp(M, t0: int, tw: int, bias, relu: bool, mask, y):
+def output_transform_xp(M, t0: int, tw: int, bias, y):
     r"""CuPy/NumPy version of :func:`.kernels_numba.winograd_output_transform`.
 
-    :math:`Y = A^\top m A` on all tiles of the block at once, then bias, ReLU, mask; the
-    outputs of a partial last tile row/column are cropped.
+    :math:`Y = A^\top m A` on all tiles of the block at once, plus the bias; the outputs of a
+    partial last tile row/column are cropped.
     """
-    xp = get_array_module(M)
     F = M.shape[1]
     H, W = y.shape[1], y.shape[2]
     tr = M.shape[2] // tw
@@ -139,12 +138,7 @@ def output_transform_xp(M, t0: int, tw: int, bias, relu: bool, mask, y):
             val = val[:, :rows, :cols]
             if bias is not None:
                 val = val + bias.reshape(F, 1, 1)
-            if relu:
-                val = xp.maximum(val, 0)
-            out = y[:, r0 + a : r0 + a + 2 * rows : 2, b : b + 2 * cols : 2]
-            if mask is not None:
-                val = val * (mask[:, r0 + a : r0 + a + 2 * rows : 2, b : b + 2 * cols : 2] > 0)
-            out[...] = val
+            y[:, r0 + a : r0 + a + 2 * rows : 2, b : b + 2 * cols : 2] = val
 
 
 def _tile_rows_per_chunk(xp, C: int, F: int, tw: int, itemsize: int, th: int) -> int:
@@ -152,16 +146,13 @@ def _tile_rows_per_chunk(xp, C: int, F: int, tw: int, itemsize: int, th: int) ->
     return max(1, min(th, budget // (16 * (C + F) * tw * itemsize)))
 
 
-def winograd_conv3x3(x, w, b=None, relu: bool = False, mask=None):
+def winograd_conv3x3(x, w, b=None):
     r"""3x3, stride-1, pad-1 convolution by :math:`F(2 \times 2, 3 \times 3)` (module docstring).
 
     Args:
         x: input ``(N, C, H, W)``.
         w: weights ``(F, C, 3, 3)`` (any strides; cast to ``x.dtype``).
         b: bias ``(F,)`` or ``None``.
-        relu: apply :math:`\max(\cdot, 0)` to the output (ReLU forward fused in).
-        mask: ``None`` or an ``(N, F, H, W)`` array; the output is multiplied by
-            :math:`[\text{mask} > 0]` (ReLU backward fused in: ``mask`` is the ReLU's output).
 
     Returns:
         ``y`` of shape ``(N, F, H, W)`` and dtype ``x.dtype``.
@@ -181,11 +172,8 @@ def winograd_conv3x3(x, w, b=None, relu: bool = False, mask=None):
     cpu = xp is np and USE_NUMBA["cpu"]
     if cpu:
         from minist.layers import kernels_numba as kn
-
-        zero = x.dtype.type(0)
     for n in range(N):
         x_pad[:, 1 : H + 1, 1 : W + 1] = x[n]
-        mask_n = None if mask is None else mask[n]
         for t0 in range(0, th, rows):
             r = min(rows, th - t0)
             Vb, Mb = V[:, :, : r * tw], M[:, :, : r * tw]
@@ -197,7 +185,7 @@ def winograd_conv3x3(x, w, b=None, relu: bool = False, mask=None):
                 input_transform_xp(x_pad, t0, tw, Vb)
             xp.matmul(U, Vb, out=Mb)  # M_{xi nu} = U_{xi nu} V_{xi nu}: 16 GEMMs
             if cpu:
-                kn.winograd_output_transform(Mb, t0, tw, b, relu, mask_n, zero, y[n])
+                kn.winograd_output_transform(Mb, t0, tw, b, y[n])
             else:
-                output_transform_xp(Mb, t0, tw, b, relu, mask_n, y[n])
+                output_transform_xp(Mb, t0, tw, b, y[n])
     return y
