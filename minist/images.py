@@ -273,14 +273,24 @@ def _target_size(H: int, W: int, longest_side: int) -> tuple[int, int]:
 def resize_longest(image, longest_side: int):
     """Resize (N, C, H, W) so that the longest side is ``longest_side``; aspect ratio kept.
 
-    Each (H, W) plane is resampled with Lanczos on float32 (Pillow mode ``F``) and the result
-    clipped to [0, 1] (Lanczos rings past the input range at sharp edges). An image already of
-    the target size is returned unchanged -- the very same array, not resampled. The result has
-    the input's dtype and lives on the input's device (NumPy or CuPy).
+    An image already of the target size is returned unchanged -- the very same array, not
+    resampled. Resampling as in :func:`resize_to`.
     """
     longest_side = _check_side(longest_side)
+    _, _, H, W = image.shape
+    return resize_to(image, _target_size(H, W, longest_side))
+
+
+def resize_to(image, size: tuple[int, int]):
+    """Resize (N, C, H, W) to exactly ``size`` = (H2, W2).
+
+    Each (H, W) plane is resampled with Lanczos on float32 (Pillow mode ``F``) and the result
+    clipped to [0, 1] (Lanczos rings past the input range at sharp edges). An image already of
+    that size is returned unchanged. The result has the input's dtype and lives on the input's
+    device (NumPy or CuPy).
+    """
     N, C, H, W = image.shape
-    H2, W2 = _target_size(H, W, longest_side)
+    H2, W2 = (int(n) for n in size)
     if (H2, W2) == (H, W):
         return image
     xp = get_array_module(image)

@@ -49,7 +49,7 @@ import numpy as np
 from minist import losses, memory
 from minist.backend import resolve_device, to_device, to_numpy
 from minist.errors import MinistError
-from minist.images import load_image, resize_longest
+from minist.images import load_image, resize_longest, resize_to
 from minist.optim import DEFAULT_LR, OPTIMIZERS, make_optimizer
 from minist.vgg import POOLINGS, VGG
 from minist.weights.store import load_weights
@@ -352,9 +352,9 @@ class StyleTransfer:
         elif o.init == "noise":
             start = noise
         elif o.init == "style":
-            start = _resize_to(style_image, shape[2:])
+            start = resize_to(style_image, shape[2:])
         else:
-            start = _resize_to(load_image(o.init), shape[2:])
+            start = resize_to(load_image(o.init), shape[2:])
         if o.noise_ratio > 0 and o.init != "noise":
             start = ((1.0 - o.noise_ratio) * start + o.noise_ratio * noise).astype(np.float32)
         return to_device(np.ascontiguousarray(start), o.device, np.float32)
@@ -436,23 +436,6 @@ class StyleTransfer:
     def result(self):
         """The current image, on the CPU, (1, 3, H, W) float32 in [0, 1]."""
         return to_numpy(self.image).astype(np.float32, copy=True)
-
-
-def _resize_to(image, hw):
-    """Resize ``image`` to exactly ``hw`` = (H, W) (for an init image of another shape)."""
-    if tuple(image.shape[2:]) == tuple(hw):
-        return image
-    from PIL import Image
-
-    planes = [
-        np.asarray(
-            Image.fromarray(np.ascontiguousarray(image[0, c])).resize(
-                (int(hw[1]), int(hw[0])), Image.Resampling.LANCZOS
-            )
-        )
-        for c in range(3)
-    ]
-    return np.clip(np.stack(planes)[None], 0.0, 1.0).astype(np.float32)
 
 
 def stylize(content, style, *, callback=None, **options):
