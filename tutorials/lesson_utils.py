@@ -83,20 +83,12 @@ def find_weights(prefer: tuple[str, ...] = ("vgg19", "vgg16")) -> WeightsChoice:
 
 def write_random_vgg19(path: Path, seed: int = 0) -> Path:
     """A full-size VGG-19 with He-initialised random weights (for running without real ones)."""
-    from minist.architectures import conv_shapes
-    from minist.preprocessing import TORCHVISION
+    from minist.bench import synthetic_weights
     from minist.weights.store import save_weights
 
-    rng = np.random.default_rng(seed)
-    params = {}
-    for name, (w_shape, b_shape) in conv_shapes("vgg19").items():
-        fan_in = w_shape[1] * w_shape[2] * w_shape[3]
-        w = (rng.standard_normal(w_shape, dtype=np.float32) * np.sqrt(2.0 / fan_in)).astype(
-            np.float32
-        )
-        params[name] = (w, np.zeros(b_shape, np.float32))
+    w = synthetic_weights("vgg19", seed=seed, layers=["pool5"])
     path.parent.mkdir(parents=True, exist_ok=True)
-    return save_weights(path, "vgg19", params, TORCHVISION, "random (lesson_utils)", "none")
+    return save_weights(path, "vgg19", w.params, w.preprocessing, "random (lesson_utils)", "none")
 
 
 def _shared_image(name: str) -> Path | None:
