@@ -47,7 +47,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from minist import losses, memory
-from minist.backend import resolve_device, to_device, to_numpy
+from minist.backend import get_array_module, resolve_device, to_device, to_numpy
 from minist.errors import MinistError
 from minist.images import load_image, resize_longest, resize_to
 from minist.optim import DEFAULT_LR, OPTIMIZERS, make_optimizer
@@ -283,7 +283,6 @@ class StyleTransfer:
             device=o.device,
             pooling=o.pooling,
         )
-        self.xp = np if o.device == "cpu" else __import__("cupy")
         layers = list(o.content_layers) + list(o.style_layers)
         self.net.check_layers(layers)
         minimum = self.net.minimum_input_size(layers)
@@ -386,7 +385,10 @@ class StyleTransfer:
                 loss, dF = losses.style_layer_loss(losses.feature_matrix(feats[name]), A)
                 style += c * float(loss)
                 add(name, (dF * (o.style_weight * c)).reshape(feats[name].shape))
-        grad = self.net.backward(grads, cache) if grads else self.xp.zeros_like(image)
+        if grads:
+            grad = self.net.backward(grads, cache)
+        else:  # every weight is 0: nothing flows back
+            grad = get_array_module(image).zeros_like(image)
         del feats, cache
         tv = 0.0
         if o.tv_weight > 0:
