@@ -46,6 +46,7 @@ from minist.backend import resolve_device
 from minist.errors import MinistError
 from minist.preprocessing import TORCHVISION
 from minist.stylize import DEFAULT_CONTENT_LAYERS, DEFAULT_STYLE_LAYERS
+from minist.threads import blas_threads
 from minist.weights.store import VGGWeights
 
 ARCHITECTURE = "vgg19"
@@ -291,46 +292,6 @@ def measure(
 
 
 # --------------------------------------------------------------------------- threads, machine
-
-
-def _openblas_function(suffix: str):
-    """An OpenBLAS entry point (``set_num_threads``/``get_num_threads``) from NumPy's BLAS."""
-    try:
-        maps = Path("/proc/self/maps").read_text()
-    except OSError:
-        return None
-    for path in sorted(set(re.findall(r"(/\S*openblas\S*\.so\S*)", maps))):
-        try:
-            lib = ctypes.CDLL(path)
-        except OSError:
-            continue
-        for prefix in ("scipy_openblas", "openblas"):
-            for tail in ("64_", ""):
-                fn = getattr(lib, f"{prefix}_{suffix}{tail}", None)
-                if fn is not None:
-                    return fn
-    return None
-
-
-def blas_threads(n: int | None = None) -> int | None:
-    """Set (when ``n``) and return NumPy's BLAS thread count; ``None`` if it cannot be told."""
-    try:
-        import threadpoolctl
-
-        if n is not None:
-            threadpoolctl.threadpool_limits(n, user_api="blas")
-        info = threadpoolctl.threadpool_info()
-        counts = [i["num_threads"] for i in info if i.get("user_api") == "blas"]
-        return counts[0] if counts else None
-    except ImportError:
-        pass
-    setter, getter = _openblas_function("set_num_threads"), _openblas_function("get_num_threads")
-    if n is not None and setter is not None:
-        setter(ctypes.c_int(n))
-    if getter is None:
-        return None
-    getter.restype = ctypes.c_int
-    return int(getter())
 
 
 def set_threads(n: int) -> None:

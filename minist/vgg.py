@@ -20,6 +20,10 @@ transfer never looks deeper. The backward pass is the chain rule run in reverse.
 i.e. the gradient handed in at layer ``k`` (if any) *plus* what flows back from above; the
 backward accumulates exactly there. Finally :math:`\\bar{I} = J_T^{\\top} \\bar{x}_0` goes through
 the preprocessing, so the result is the gradient with respect to the RGB image in [0, 1].
+A convolution and the ReLU after it run as one step (:func:`minist.layers.conv2d_relu_forward`)
+unless the convolution's own output is asked for: the same composition, one array and one pass
+over memory less. Before a max pooling, the ReLU's mask is taken from the pooling's output in the
+backward pass (:func:`minist.layers.relu_max_pool_backward`), so the ReLU's output is not kept.
 Shapes: image (N, 3, H, W); the activation of a layer in block b is
 (N, C_b, H / 2^(b-1), W / 2^(b-1)) (pooling floors odd sizes).
 
@@ -30,16 +34,23 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+import numpy as np
+
 from minist.architectures import LayerSpec, layer_table
 from minist.backend import RUN_DTYPE, resolve_device, to_device
 from minist.errors import MinistError
 from minist.layers import (
+    ConvReluCache,
+    ReluMaxPoolCache,
     conv2d_backward,
     conv2d_forward,
+    conv2d_relu_backward,
+    conv2d_relu_forward,
     pool_backward,
     pool_forward,
     relu_backward,
     relu_forward,
+    relu_max_pool_backward,
 )
 from minist.preprocessing import Preprocessing, preprocess_backward, preprocess_forward
 from minist.weights.store import VGGWeights
@@ -71,6 +82,10 @@ def runnable_steps(table: list[LayerSpec], params: dict) -> list[LayerSpec]:
     return steps
 
 
+def _max_pool_next(steps, k: int, pooling: str) -> bool:
+    return pooling == "max" and k + 1 < len(steps) and steps[k + 1].kind == "pool"
+
+
 def vgg_forward(image, params, steps, preprocessing: Preprocessing, layers, pooling="max"):
     """Run the network on ``image`` up to the deepest of ``layers``; return their activations.
 
@@ -84,45 +99,86 @@ def vgg_forward(image, params, steps, preprocessing: Preprocessing, layers, pool
     deepest = max(names.index(name) for name in wanted)
     x, prep_cache = preprocess_forward(image, preprocessing)  # x_0 = T(I)
     features, caches = {}, []
-    for spec in steps[: deepest + 1]:  # x_k = f_k(x_{k-1})
+    todo = steps[: deepest + 1]
+    k = 0
+    while k < len(todo):  # x_k = f_k(x_{k-1})
+        spec = todo[k]
         if spec.kind == "conv":
             w, b = params[spec.name]
-            x, cache = conv2d_forward(x, w, b, stride=1, pad=1)
+            fused = k + 1 < len(todo) and todo[k + 1].kind == "relu" and spec.name not in wanted
+            if fused:  # conv and ReLU in one step: the same x_{k+1}, one array, one pass less
+                x, cache = conv2d_relu_forward(x, w, b, stride=1, pad=1)
+                k += 1
+                spec = todo[k]
+                if _max_pool_next(todo, k, pooling) and spec.name not in wanted:
+                    cache = cache._replace(relu=None)  # the pool's backward applies the mask
+            else:
+                x, cache = conv2d_forward(x, w, b, stride=1, pad=1)
         elif spec.kind == "relu":
             x, cache = relu_forward(x)
         else:
             x, cache = pool_forward(x, pooling, kernel=2, stride=2)
+            before = caches[-1][1] if caches else None
+            if isinstance(before, ConvReluCache) and before.relu is None:
+                cache = ReluMaxPoolCache(cache, x)  # the ReLU's mask, from the pool's output
         caches.append((spec, cache))
         if spec.name in wanted:
             features[spec.name] = x
+        k += 1
     return features, VGGCache(prep_cache, tuple(caches), tuple(layers))
 
 
 def vgg_backward(grads: dict, cache: VGGCache):
     """Gradient of ``sum_l <grads[l], x_l>`` with respect to the RGB image (equations above).
 
-    ``grads`` maps any subset of the layers the forward returned to arrays of their shapes.
+    ``grads`` maps any subset of the layers the forward returned to arrays of their shapes; it
+    may be any mapping, read once per layer when the backward reaches it (``minist.stylize``
+    computes each loss gradient only then, so that one exists at a time).
     """
     unknown = set(grads) - set(cache.layers)
     if unknown:
         raise ValueError(
             f"gradients given for layers the forward did not return: {sorted(unknown)}"
         )
-    dx = None
+    dx, ours = None, False  # ours: dx is an array this function made (may be added to in place)
     for spec, step_cache in reversed(cache.steps):
         if spec.name in grads:  # accumulate where the chain passes a requested layer
-            dx = grads[spec.name] if dx is None else dx + grads[spec.name]
+            g = grads[spec.name]  # asked for once, when needed (grads may compute it lazily)
+            if dx is None:
+                dx = g
+            elif ours:
+                dx += g
+            else:
+                dx, ours = dx + g, True
         if dx is None:  # nothing flows back from above this layer yet
             continue
-        if spec.kind == "conv":
+        ours = True  # every backward below returns a new array
+        if isinstance(step_cache, ConvReluCache):  # a fused conv + ReLU step
+            dx, _, _ = conv2d_relu_backward(dx, step_cache)
+        elif spec.kind == "conv":
             dx, _, _ = conv2d_backward(dx, step_cache)
         elif spec.kind == "relu":
             dx = relu_backward(dx, step_cache)
+        elif isinstance(step_cache, ReluMaxPoolCache):  # pooling and the ReLU below it
+            dx = relu_max_pool_backward(dx, step_cache)
         else:
             dx = pool_backward(dx, step_cache)
     if dx is None:
         raise ValueError("no gradient given for any layer")
     return preprocess_backward(dx, cache.preprocess)  # \bar{I} = J_T^T \bar{x}_0
+
+
+def _frozen(array):
+    """A read-only copy of a NumPy array (CuPy arrays are returned as they are).
+
+    The network's weights never change during a run; frozen, they let the Winograd convolution
+    transform them once instead of at every call (``winograd.transformed_weights``).
+    """
+    if not isinstance(array, np.ndarray):
+        return array
+    array = np.array(array, copy=True)
+    array.flags.writeable = False
+    return array
 
 
 class VGG:
@@ -141,7 +197,10 @@ class VGG:
         self.preprocessing = weights.preprocessing
         self.source = weights.source
         self.params = {
-            name: (to_device(w, self.device, dtype), to_device(b, self.device, dtype))
+            name: (
+                _frozen(to_device(w, self.device, dtype)),
+                _frozen(to_device(b, self.device, dtype)),
+            )
             for name, (w, b) in weights.params.items()
         }
         self.steps = runnable_steps(

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from unittest import mock
+
 import numpy as np
 import pytest
 from conftest import random_params
 
 from minist.architectures import conv_layers, layer_names, layer_table
 from minist.errors import MinistError
+from minist.layers import ConvReluCache
+from minist.layers import conv as conv_module
 from minist.preprocessing import CAFFE, TORCHVISION, postprocess, preprocess_forward
 from minist.vgg import VGG, runnable_steps, vgg_backward, vgg_forward
 from minist.weights.store import VGGWeights, load_weights
@@ -38,10 +42,16 @@ def _loss(image, params, steps, prep, dys, pooling):
 
 @pytest.mark.parametrize("pooling", ["max", "avg"])
 @pytest.mark.parametrize("prep", [TORCHVISION, CAFFE], ids=["torchvision", "caffe"])
-@pytest.mark.parametrize("seed", [0, 1])
-def test_vgg_backward_matches_finite_differences(pooling, prep, seed):
+@pytest.mark.parametrize(("seed", "winograd"), [(0, False), (1, False), (2, True)])
+def test_vgg_backward_matches_finite_differences(pooling, prep, seed, winograd):
     """Gradient w.r.t. the image through preprocessing, convs, ReLUs and pools, with gradients
-    handed in at several depths at once (including one layer on the path of another)."""
+    handed in at several depths at once (including one layer on the path of another). The
+    tiny net's convolutions use im2col; ``winograd`` sends its 3x3 layers through Winograd
+    F(4x4, 3x3) with the fused ReLU and masks, as a full-width VGG's are."""
+    if winograd:
+        with mock.patch.object(conv_module, "WINOGRAD_MIN_CHANNELS", 1):
+            test_vgg_backward_matches_finite_differences(pooling, prep, seed, winograd=False)
+        return
     params, steps, prep = _tiny("vgg19", prep, seed=seed)
     rng = np.random.default_rng(100 + seed)
     image = rng.uniform(0.0, 1.0, (1, 3, 16, 20))
@@ -70,7 +80,8 @@ def test_forward_stops_at_the_deepest_requested_layer():
     image = np.random.default_rng(0).uniform(size=(1, 3, 8, 8))
     _, cache = vgg_forward(image, params, steps, prep, ["relu2_1", "conv1_1"], "max")
     assert [spec.name for spec, _ in cache.steps][-1] == "relu2_1"
-    assert len(cache.steps) == layer_names("vgg19").index("relu2_1") + 1
+    layers_run = sum(2 if isinstance(c, ConvReluCache) else 1 for _, c in cache.steps)  # fused
+    assert layers_run == layer_names("vgg19").index("relu2_1") + 1
 
 
 def test_backward_accumulates_where_the_chain_passes():

@@ -19,10 +19,13 @@ Two implementations of the same equation:
   strided slice per kernel offset :math:`(p, q)`, so it runs unchanged on CuPy), and the whole
   layer becomes a matrix product :math:`Y = W_{mat} X_{col} + b` (float32 GEMM for float32 input;
   on the CPU it is done a cache-sized block of output rows at a time).
-  The 3x3, stride-1, pad-1 convolutions of VGG (forward, and backward to the input) go instead
-  through Winograd's :math:`F(2 \times 2, 3 \times 3)` (:mod:`minist.layers.winograd`): the
-  same equation with 2.25x fewer multiplications; ``ALGORITHM["winograd"]`` switches it on
-  (off by default: on the CPU its transforms cost more than the multiplications it saves).
+  On the CPU, the 3x3, stride-1, pad-1 convolutions of VGG with 16 or more input channels
+  (forward, and backward to the input) go instead through Winograd's
+  :math:`F(4 \times 4, 3 \times 3)` (:mod:`minist.layers.winograd`): the same equation with 4x
+  fewer multiplications, float32 results within ~1e-5 of the largest output (``ALGORITHM``
+  chooses per device; on CuPy im2col + cuBLAS is the default).
+* ``conv2d_relu_forward`` / ``conv2d_relu_backward`` -- a convolution and the ReLU after it as
+  one step: the same numbers as the two layers, one array and one pass over memory less.
 * ``conv2d_forward_loops`` / ``conv2d_backward_loops`` -- the equation written as loops over
   :math:`n, f, i, j`, to be read; the tests prove all of them agree.
 
@@ -35,6 +38,7 @@ from typing import Any, NamedTuple
 
 from minist.backend import get_array_module
 from minist.layers import winograd
+from minist.layers.relu import ReluCache, relu_backward
 
 
 class Conv2dCache(NamedTuple):
@@ -93,14 +97,18 @@ def _pad(x, pad: int):
 # Bytes of im2col columns built at a time. On the CPU a block that stays in cache beats one huge
 # matrix (whose fresh pages alone cost more than the GEMM); on the GPU, fewer larger launches win.
 CHUNK_BYTES = {"cpu": 16 * 2**20, "gpu": 512 * 2**20}
-# Use Winograd F(2x2, 3x3) for 3x3 stride-1 pad-1 layers (False: im2col + GEMM everywhere).
-# Off by default: correct (tests), but measured slower end to end on a 2-core CPU -- its data
-# transforms move 4x the activations through memory and cost more than the GEMM time saved.
-ALGORITHM = {"winograd": False}
+# Where 3x3 stride-1 pad-1 layers use Winograd F(2x2, 3x3) instead of im2col + GEMM, per device
+# (measured by `minist bench`, README "Performance"): on the CPU it does 2.25x fewer
+# multiplications and its transforms stay in cache; layers with fewer than
+# WINOGRAD_MIN_CHANNELS input channels (VGG's conv1_1 on the RGB image) keep im2col.
+ALGORITHM = {"winograd": {"cpu": True, "gpu": False}}
+WINOGRAD_MIN_CHANNELS = 16
 
 
-def _winograd(w, stride: int, pad: int) -> bool:
-    return ALGORITHM["winograd"] and winograd.applies(w, stride, pad)
+def _winograd(w, stride: int, pad: int, channels: int) -> bool:
+    xp = get_array_module(w)
+    on = ALGORITHM["winograd"]["cpu" if xp.__name__ == "numpy" else "gpu"]
+    return on and channels >= WINOGRAD_MIN_CHANNELS and winograd.applies(w, stride, pad)
 
 
 def _rows_per_chunk(xp, K: int, Ho: int, Wo: int, itemsize: int) -> int:
@@ -138,8 +146,9 @@ def conv2d_forward(x, w, b, stride: int = 1, pad: int = 1):
     which is :math:`y_{n,f,i,j} = b_f + \sum_{c,p,q} w_{f,c,p,q}\,\tilde x_{n,c,is+p,js+q}`
     with the sum over :math:`(c,p,q)` done by the matrix product. The columns of
     :math:`X_{col,n}` are independent, so they are built and multiplied a block of output rows
-    at a time (``CHUNK_BYTES``): same result, a fraction of the memory. With
-    ``ALGORITHM["winograd"]``, 3x3 stride-1 pad-1 layers use
+    at a time (``CHUNK_BYTES``): same result, a fraction of the memory. Where
+    ``ALGORITHM["winograd"]`` is on for the device, 3x3 stride-1 pad-1 layers with at least
+    ``WINOGRAD_MIN_CHANNELS`` input channels use
     :func:`minist.layers.winograd.winograd_conv3x3` instead (same equation).
 
     Args:
@@ -158,7 +167,7 @@ def conv2d_forward(x, w, b, stride: int = 1, pad: int = 1):
     xp = get_array_module(x)
     w = w.astype(x.dtype, copy=False)
     b = b.astype(x.dtype, copy=False)
-    if _winograd(w, stride, pad):
+    if _winograd(w, stride, pad, w.shape[1]):
         return winograd.winograd_conv3x3(x, w, b), Conv2dCache(x, w, stride, pad)
     N = x.shape[0]
     F, C, KH, KW = w.shape
@@ -209,8 +218,8 @@ def conv2d_backward(dy, cache: Conv2dCache, weight_grads: bool = False):
     Derivation: ``tutorials/01_convolution``.
     """
     x, w, s, pad = cache
-    if _winograd(w, s, pad):
-        dx = winograd.winograd_conv3x3(dy, winograd.flip_kernel(w))  # dy * flip(w)^T, pad 1
+    if _winograd(w, s, pad, w.shape[0]):
+        dx = winograd.winograd_conv3x3(dy, w, transpose=True)  # dy * flip(w)^T, pad 1
     else:
         dx = _col2im_backward(dy, cache)
     if not weight_grads:
@@ -262,6 +271,55 @@ def _weight_gradient(dy, cache: Conv2dCache):
             cols = _im2col_rows(x_pad[n], KH, KW, s, i0, r, Wo, buf)
             dw_mat += dy_mat @ cols.T  # dW_mat = sum dY X_col^T
     return dw_mat.reshape(F, C, KH, KW)
+
+
+class ConvReluCache(NamedTuple):
+    """Caches of a convolution and the ReLU after it (:func:`conv2d_relu_forward`); ``relu`` may
+    be set to None when a max pooling follows (see :func:`conv2d_relu_backward`)."""
+
+    conv: Conv2dCache
+    relu: ReluCache | None
+
+
+def conv2d_relu_forward(x, w, b, stride: int = 1, pad: int = 1):
+    r"""A convolution and the ReLU after it in one step: :math:`y = \max(0,\, W * x + b)`.
+
+    The same numbers as ``relu_forward(conv2d_forward(x, w, b, stride, pad)[0])``, with one
+    output array instead of two and one pass less over memory: Winograd applies the max as it
+    writes its outputs; im2col's fresh output is rectified in place. (VGG uses this for every
+    convolution whose own output is not asked for; the tests prove it equals the two layers.)
+
+    Returns ``(y, ConvReluCache)``. Derivations: ``tutorials/01_convolution``,
+    ``tutorials/02_relu_and_pooling``.
+    """
+    _check(x, w, b, stride, pad)
+    xp = get_array_module(x)
+    w = w.astype(x.dtype, copy=False)
+    if _winograd(w, stride, pad, w.shape[1]):
+        y = winograd.winograd_conv3x3(x, w, b.astype(x.dtype, copy=False), relu=True)
+        conv_cache = Conv2dCache(x, w, stride, pad)
+    else:
+        y, conv_cache = conv2d_forward(x, w, b, stride, pad)
+        xp.maximum(y, 0, out=y)  # y is ours: rectify in place
+    return y, ConvReluCache(conv_cache, ReluCache(y))
+
+
+def conv2d_relu_backward(dy, cache: ConvReluCache, weight_grads: bool = False):
+    r"""Gradients of :func:`conv2d_relu_forward`: :math:`dz = dy \odot [y > 0]`, then
+    :func:`conv2d_backward` of :math:`dz`.
+
+    With Winograd, :math:`dz` is never stored: the input transform reads :math:`dy` through the
+    mask :math:`[y > 0]`. A cache whose ``relu`` is None means :math:`dy` is already
+    :math:`dz` (a max pooling applied the mask, :func:`minist.layers.pool.relu_max_pool_backward`).
+    Same returns as :func:`conv2d_backward`.
+    """
+    x, w, s, pad = cache.conv
+    if cache.relu is None:  # the mask was applied further down (pool.relu_max_pool_backward)
+        return conv2d_backward(dy, cache.conv, weight_grads)
+    if not weight_grads and _winograd(w, s, pad, w.shape[0]):
+        dx = winograd.winograd_conv3x3(dy, w, transpose=True, mask=cache.relu.mask)
+        return dx, None, None
+    return conv2d_backward(relu_backward(dy, cache.relu), cache.conv, weight_grads)
 
 
 def conv2d_forward_loops(x, w, b, stride: int = 1, pad: int = 1):

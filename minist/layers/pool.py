@@ -294,6 +294,32 @@ def pool_forward(x, mode: str, kernel: int = 2, stride: int = 2):
     raise ValueError(f"pool: mode must be one of {MODES}, got {mode!r}")
 
 
+class ReluMaxPoolCache(NamedTuple):
+    """Cache of a max pooling whose input was a ReLU's output: the pooling's cache and its own
+    output ``y`` (no copy: the next layer keeps it anyway)."""
+
+    pool: PoolCache
+    y: Any
+
+
+def relu_max_pool_backward(dy, cache: ReluMaxPoolCache):
+    r"""Gradient of :math:`y = \operatorname{maxpool}(\max(z, 0))` with respect to :math:`z`.
+
+    The ReLU's backward needs the mask :math:`[z > 0]`, but only where max pooling sends a
+    gradient: at the chosen maximum of each window, where :math:`\max(z, 0)` *is* the window's
+    output :math:`y`. So the mask there is :math:`[y > 0]`, and
+
+    .. math::
+
+        dz = \operatorname{maxpool\_backward}(dy \odot [y > 0])
+
+    exactly (not approximately): the ReLU's full-size output never has to be kept for the
+    backward pass (VGG-19 at 1024 px: conv1_2, conv2_2, conv3_4, conv4_4's outputs, 480 MiB).
+    Derivation: ``tutorials/02_relu_and_pooling``.
+    """
+    return max_pool_backward(dy * (cache.y > 0), cache.pool)  # bool * float keeps dy's dtype
+
+
 def pool_backward(dy, cache: PoolCache):
     """Gradient of :func:`pool_forward`, dispatched on ``cache.mode``."""
     if cache.mode == "max":

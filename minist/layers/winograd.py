@@ -1,5 +1,6 @@
-r"""Winograd's minimal filtering :math:`F(2 \times 2, 3 \times 3)`: the 3x3, stride-1, pad-1
-convolution of VGG with 2.25x fewer multiplications (Lavin & Gray 2016).
+r"""Winograd's minimal filtering :math:`F(m \times m, 3 \times 3)`: the 3x3, stride-1, pad-1
+convolution of VGG with fewer multiplications (Lavin & Gray 2016), for output tiles of
+:math:`m = 2` (the one to learn from) and :math:`m = 4` (the one minist runs on the CPU).
 
 **1-D first.** Two outputs of a 3-tap correlation, :math:`y_0 = d_0 g_0 + d_1 g_1 + d_2 g_2`,
 :math:`y_1 = d_1 g_0 + d_2 g_1 + d_3 g_2`, take 6 multiplications directly but only 4 as
@@ -20,12 +21,34 @@ i.e. :math:`y = A^\top [(G g) \odot (B^\top d)]` with
         \end{pmatrix},\quad
     A^\top = \begin{pmatrix} 1&1&1&0\\ 0&1&-1&-1 \end{pmatrix}.
 
-**2-D by nesting** the 1-D algorithm along rows and columns: a 4x4 input tile :math:`d` and a
-3x3 filter :math:`g` give a 2x2 output tile :math:`Y = A^\top [(G g G^\top) \odot (B^\top d
-B)] A` with 16 multiplications instead of 36.
+The construction: both :math:`d` and :math:`g` are read as polynomials, evaluated at the points
+:math:`0, 1, -1, \infty` (:math:`G g`, :math:`B^\top d`), multiplied pointwise, and the
+product polynomial is recovered by interpolation (:math:`A^\top`). With the six points
+:math:`0, \pm 1, \pm 2, \infty` the same recipe gives :math:`F(4, 3)`: 4 outputs from 6
+multiplications instead of 12,
+
+.. math::
+
+    B^\top = \begin{pmatrix} 4&0&-5&0&1&0\\ 0&-4&-4&1&1&0\\ 0&4&-4&-1&1&0\\ 0&-2&-1&2&1&0\\
+        0&2&-1&-2&1&0\\ 0&4&0&-5&0&1 \end{pmatrix},\quad
+    G = \begin{pmatrix} \frac14&0&0\\ -\frac16&-\frac16&-\frac16\\ -\frac16&\frac16&-\frac16\\
+        \frac1{24}&\frac1{12}&\frac16\\ \frac1{24}&-\frac1{12}&\frac16\\ 0&0&1 \end{pmatrix},\quad
+    A^\top = \begin{pmatrix} 1&1&1&1&1&0\\ 0&1&-1&2&-2&0\\ 0&1&1&4&4&0\\ 0&1&-1&8&-8&1
+        \end{pmatrix}.
+
+**2-D by nesting** the 1-D algorithm along rows and columns: an :math:`\alpha \times \alpha`
+input tile :math:`d` (:math:`\alpha = m + 2`) and a 3x3 filter :math:`g` give an
+:math:`m \times m` output tile
+
+.. math::
+
+    Y = A^\top \big[(G g G^\top) \odot (B^\top d B)\big] A
+
+with :math:`\alpha^2` multiplications instead of :math:`9 m^2`: 16 for 36 (:math:`m = 2`,
+2.25x fewer), 36 for 144 (:math:`m = 4`, 4x fewer).
 
 **Across channels** the elementwise product becomes a sum over input channels :math:`c`, which
-is a matrix product for each of the 16 positions :math:`(\xi, \nu)` of the 4x4 tile:
+is a matrix product for each of the :math:`\alpha^2` positions :math:`(\xi, \nu)` of the tile:
 
 .. math::
 
@@ -35,39 +58,88 @@ is a matrix product for each of the 16 positions :math:`(\xi, \nu)` of the 4x4 t
     M_{\xi\nu} = U_{\xi\nu} V_{\xi\nu} \in \mathbb{R}^{F \times T}, \qquad
     y_{f,t} = A^\top M_{:, f, t} A,
 
-over the :math:`T = \lceil H/2 \rceil \lceil W/2 \rceil` tiles :math:`t` (tiles overlap by 2
-pixels; tile :math:`(i, j)` reads :math:`\tilde x_{c,\,2i:2i+4,\,2j:2j+4}`). The 16 GEMMs do
-:math:`16 F C T \approx 4 F C H W` multiply-adds against :math:`9 F C H W` for im2col; the
-transforms are additions only, :math:`O((C + F) H W)` work, done in one pass each
-(:mod:`.kernels_numba` on the CPU, strided slices of the same equations on CuPy).
+over the :math:`T = \lceil H/m \rceil \lceil W/m \rceil` tiles :math:`t` (tiles overlap by 2
+pixels; tile :math:`(i, j)` reads :math:`\tilde x_{c,\,mi:mi+\alpha,\,mj:mj+\alpha}`). The GEMMs
+do :math:`\alpha^2 F C T` multiply-adds against :math:`9 F C H W` for im2col; the transforms
+are additions and multiplications by small constants, :math:`O((C + F) H W)` work, done in one
+pass each (:mod:`.winograd_numba` on the CPU, strided slices of the same equations on CuPy).
 
-**Accuracy.** The transforms add and subtract, and :math:`G` halves, so in float32 the result
-differs from the direct convolution by a few units in the last place relative to
-:math:`\sum |w||x|` (the tests bound it; ``minist bench``-style measurements are in the report
-of issue 4).
+**Accuracy.** The transforms of :math:`F(2, 3)` add, subtract and halve: in float32 the result
+is within a few units in the last place of the direct one. Those of :math:`F(4, 3)` multiply by
+up to 8 and divide by 24, so rounding errors grow: a few times those of the direct convolution
+(tests bound both against a float64 reference; numbers in the README, "Performance").
 
 **Backward.** For stride 1 and "same" padding the gradient with respect to the input is again a
 3x3, pad-1 convolution: :math:`dx = dy \star \operatorname{flip}(w)^\top`, with
 :math:`w'_{c,f,p,q} = w_{f,c,2-p,2-q}` (:func:`flip_kernel`), so it runs through the same code.
 
 Memory: only the input (padded once) and the output are whole; :math:`V` and :math:`M` are built
-for a block of tile rows at a time (``CHUNK_BYTES``).
+for a block of tile rows at a time (``CHUNK_BYTES``), small enough to stay in the CPU's cache
+between the input transform, the GEMMs and the output transform.
+
+**Weights are transformed once.** :math:`U = G w G^\top` depends only on the weights, so
+:func:`transformed_weights` keeps it for weights that cannot change: NumPy arrays that own their
+memory and are read-only (:class:`minist.vgg.VGG` freezes its weights so). Other weights are
+transformed at every call (correct, slower).
+
+Derivation: ``tutorials/01_convolution`` (convolution) and this docstring (Winograd).
 """
 
 from __future__ import annotations
 
+import weakref
+from typing import NamedTuple
+
 import numpy as np
 
 from minist.backend import get_array_module
+from minist.threads import blas_single_threaded, openblas_threads, worker_pool
 
 # Bytes of V + M (the transformed input and the products) built at a time, per device.
 CHUNK_BYTES = {"cpu": 12 * 2**20, "gpu": 512 * 2**20}
+# Layers with many tile rows (the large early ones) run on the CPU as blocks of `block_bytes`,
+# each CPU thread taking whole blocks -- input transform, GEMMs on a single-threaded BLAS, output
+# transform -- when there are at least `min_blocks_per_thread` blocks per thread (minist.threads).
+# Measured on 2 cores: 64- and 128-channel layers 1.6-2x faster than BLAS's threads inside the
+# GEMMs with serial transforms; the deep, small layers are better left to BLAS's threads.
+PIPELINE = {"block_bytes": 2 * 2**20, "min_blocks_per_thread": 16}
+# Output tile size m of F(m x m, 3 x 3) when the caller does not choose: 4 on the CPU (4x fewer
+# multiplications, measured fastest), 2 elsewhere.
+TILE = {"cpu": 4, "gpu": 2}
 # NumPy arrays use the Numba transforms; False runs the NumPy-slices version instead (tests).
 USE_NUMBA = {"cpu": True}
 
-_BT = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], dtype=np.float64)
-_G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]], dtype=np.float64)
-_AT = np.array([[1, 1, 1, 0], [0, 1, -1, -1]], dtype=np.float64)
+
+class Transforms(NamedTuple):
+    r"""The matrices of :math:`F(m, 3)`: :math:`B^\top` (α×α), :math:`G` (α×3), :math:`A^\top`
+    (m×α), α = m + 2."""
+
+    BT: np.ndarray
+    G: np.ndarray
+    AT: np.ndarray
+
+
+TRANSFORMS = {
+    2: Transforms(
+        BT=np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], np.float64),
+        G=np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]], np.float64),
+        AT=np.array([[1, 1, 1, 0], [0, 1, -1, -1]], np.float64),
+    ),
+    4: Transforms(
+        BT=np.array(
+            [[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0],
+             [0, -2, -1, 2, 1, 0], [0, 2, -1, -2, 1, 0], [0, 4, 0, -5, 0, 1]], np.float64
+        ),
+        G=np.array(
+            [[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6],
+             [1 / 24, 1 / 12, 1 / 6], [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]], np.float64
+        ),
+        AT=np.array(
+            [[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]],
+            np.float64,
+        ),
+    ),
+}
 
 
 def applies(w, stride: int, pad: int) -> bool:
@@ -80,112 +152,227 @@ def flip_kernel(w):
     return w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)
 
 
-def weight_transform(w):
-    r""":math:`U_{\xi\nu,f,c} = (G\, w_{f,c}\, G^\top)_{\xi\nu}`, shape ``(16, F, C)``, ``w.dtype``.
+def weight_transform(w, m: int = 2):
+    r""":math:`U_{\xi\nu,f,c} = (G\, w_{f,c}\, G^\top)_{\xi\nu}`, shape ``(α², F, C)``, ``w.dtype``.
 
-    Computed in float64 and rounded once (the :math:`\tfrac12` entries of :math:`G` are exact).
+    Computed in float64 and rounded once.
     """
     xp = get_array_module(w)
-    G = xp.asarray(_G)
+    G = xp.asarray(TRANSFORMS[m].G)
+    alpha = G.shape[0]
     U = xp.tensordot(G, w.astype(xp.float64), axes=(1, 2))  # (G w)[a, f, c, q]: one GEMM
     U = xp.tensordot(U, G, axes=(3, 1))  # (G w G^T)[a, f, c, b]
     F, C = w.shape[:2]
-    return xp.ascontiguousarray(U.transpose(0, 3, 1, 2).reshape(16, F, C).astype(w.dtype))
+    return xp.ascontiguousarray(U.transpose(0, 3, 1, 2).reshape(alpha**2, F, C).astype(w.dtype))
 
 
-def input_transform_xp(x_pad, t0: int, tw: int, V):
-    r"""CuPy/NumPy version of :func:`.kernels_numba.winograd_input_transform`.
+_TRANSFORMED: dict = {}  # (id(w), transpose, m) -> (weak reference to w, U)
 
-    ``d[a][b]`` is the strided view :math:`\tilde x_{c,\,2i+a,\,2j+b}` over the tiles of the
-    block; :math:`B^\top d B` is then 16 sums of views, rows first.
+
+def _frozen(w) -> bool:
+    """Whether ``w`` can never change: a read-only NumPy array that owns its memory."""
+    return isinstance(w, np.ndarray) and not w.flags.writeable and w.flags.owndata
+
+
+def transformed_weights(w, transpose: bool = False, m: int = 2):
+    r""":math:`U` of ``w`` (or, with ``transpose``, of :math:`\operatorname{flip}(w)^\top`, the
+    kernel of the input gradient), computed once per frozen weight array (module docstring)."""
+    key = (id(w), transpose, m)
+    if _frozen(w):
+        hit = _TRANSFORMED.get(key)
+        if hit is not None and hit[0]() is w:
+            return hit[1]
+    U = weight_transform(flip_kernel(w) if transpose else w, m)
+    if _frozen(w):
+        forget = lambda _ref, key=key: _TRANSFORMED.pop(key, None)  # noqa: E731
+        _TRANSFORMED[key] = (weakref.ref(w, forget), U)
+    return U
+
+
+def _product_buffer(xp, count: int, rows: int, cols: int, dtype):
+    """An empty ``(count, rows, cols)`` array for :math:`V` or :math:`M` (``count`` = α²).
+
+    The transforms touch all α² matrices at once, one stream each. On the CPU the matrices are
+    set 64 bytes further apart than ``rows * cols`` elements: when their distance is a multiple
+    of 4 KiB, the streams land in the same L1 cache sets and evict each other (measured: the
+    input transform of a 64-channel 256 px layer took 24 ms instead of 3.5 ms).
     """
+    if xp is not np:
+        return xp.empty((count, rows, cols), dtype=dtype)
+    itemsize = np.dtype(dtype).itemsize
+    step = rows * cols + 64 // itemsize
+    base = np.empty(count * step, dtype=dtype)
+    return np.lib.stride_tricks.as_strided(
+        base, (count, rows, cols), (step * itemsize, cols * itemsize, itemsize), writeable=True
+    )
+
+
+def _combine(coefficients, terms):
+    r""":math:`\sum_k a_k t_k` over the non-zero coefficients, in the terms' dtype."""
+    out = None
+    for a, t in zip(coefficients, terms, strict=True):
+        if a == 0:
+            continue
+        term = t if a == 1 else -t if a == -1 else t.dtype.type(a) * t
+        out = term if out is None else out + term
+    return out
+
+
+def input_transform_xp(x_pad, t0: int, tw: int, V, m: int):
+    r"""CuPy/NumPy version of the Numba input transforms: :math:`V = B^\top d B` for all tiles
+    of the block at once.
+
+    ``d[a][b]`` is the strided view :math:`\tilde x_{c,\,m i+a,\,m j+b}` over the tiles of the
+    block; :math:`B^\top d B` is then sums of views, rows first.
+    """
+    BT = TRANSFORMS[m].BT
+    alpha = m + 2
     C = x_pad.shape[0]
     tr = V.shape[2] // tw
-    r0 = 2 * t0
-    d = [[x_pad[:, r0 + a : r0 + a + 2 * tr : 2, b : b + 2 * tw : 2] for b in range(4)]
-         for a in range(4)]
-    # rows: (B^T d)[xi][b]
-    bt = [[d[0][b] - d[2][b] for b in range(4)], [d[1][b] + d[2][b] for b in range(4)],
-          [d[2][b] - d[1][b] for b in range(4)], [d[1][b] - d[3][b] for b in range(4)]]
-    Vv = V.reshape(4, 4, C, tr, tw)
-    for xi in range(4):  # columns: (B^T d B)[xi][nu]
-        t = bt[xi]
-        Vv[xi, 0] = t[0] - t[2]
-        Vv[xi, 1] = t[1] + t[2]
-        Vv[xi, 2] = t[2] - t[1]
-        Vv[xi, 3] = t[1] - t[3]
+    r0 = m * t0
+    d = [[x_pad[:, r0 + a : r0 + a + m * tr : m, b : b + m * tw : m] for b in range(alpha)]
+         for a in range(alpha)]
+    rows = [[_combine(BT[xi], [d[a][b] for a in range(alpha)]) for b in range(alpha)]
+            for xi in range(alpha)]  # (B^T d)[xi][b]
+    Vv = V.reshape(alpha, alpha, C, tr, tw)
+    for xi in range(alpha):  # (B^T d B)[xi][nu]
+        for nu in range(alpha):
+            Vv[xi, nu] = _combine(BT[nu], rows[xi])
 
 
-def output_transform_xp(M, t0: int, tw: int, bias, y):
-    r"""CuPy/NumPy version of :func:`.kernels_numba.winograd_output_transform`.
-
-    :math:`Y = A^\top m A` on all tiles of the block at once, plus the bias; the outputs of a
-    partial last tile row/column are cropped.
-    """
+def output_transform_xp(M, t0: int, tw: int, bias, relu: bool, y, m: int):
+    r"""CuPy/NumPy version of the Numba output transforms: :math:`Y = A^\top m A` (+ bias, then
+    ReLU if ``relu``) on all tiles of the block at once; the outputs of a partial last tile
+    row/column are cropped."""
+    AT = TRANSFORMS[m].AT
+    alpha = m + 2
     F = M.shape[1]
     H, W = y.shape[1], y.shape[2]
     tr = M.shape[2] // tw
-    m = M.reshape(4, 4, F, tr, tw)
-    s = [[m[0, nu] + m[1, nu] + m[2, nu] for nu in range(4)],  # (A^T m)[0][nu]
-         [m[1, nu] - m[2, nu] - m[3, nu] for nu in range(4)]]  # (A^T m)[1][nu]
-    r0 = 2 * t0
-    for a in range(2):
-        for b in range(2):
-            t = s[a]
-            val = t[0] + t[1] + t[2] if b == 0 else t[1] - t[2] - t[3]  # ((A^T m) A)[a][b]
-            rows = min(tr, (H - r0 - a + 1) // 2)  # tiles whose output row is inside
-            cols = min(tw, (W - b + 1) // 2)
-            val = val[:, :rows, :cols]
+    mm = M.reshape(alpha, alpha, F, tr, tw)
+    cols = [[_combine(AT[a], [mm[xi, nu] for xi in range(alpha)]) for nu in range(alpha)]
+            for a in range(m)]  # (A^T m)[a][nu]
+    r0 = m * t0
+    for a in range(m):
+        for b in range(m):
+            val = _combine(AT[b], cols[a])  # ((A^T m) A)[a][b]
+            rows = min(tr, (H - r0 - a + m - 1) // m)  # tiles whose output row is inside
+            width = min(tw, (W - b + m - 1) // m)
+            val = val[:, :rows, :width]
             if bias is not None:
                 val = val + bias.reshape(F, 1, 1)
-            y[:, r0 + a : r0 + a + 2 * rows : 2, b : b + 2 * cols : 2] = val
+            if relu:
+                val = get_array_module(val).maximum(val, 0)
+            y[:, r0 + a : r0 + a + m * rows : m, b : b + m * width : m] = val
 
 
-def _tile_rows_per_chunk(xp, C: int, F: int, tw: int, itemsize: int, th: int) -> int:
-    budget = CHUNK_BYTES["cpu" if xp.__name__ == "numpy" else "gpu"]
-    return max(1, min(th, budget // (16 * (C + F) * tw * itemsize)))
+def _tile_rows_per_chunk(budget: int, C: int, F: int, tw: int, itemsize: int, th: int, m: int):
+    """How many rows of tiles share one block of V and M within ``budget`` bytes."""
+    return max(1, min(th, budget // ((m + 2) ** 2 * (C + F) * tw * itemsize)))
 
 
-def winograd_conv3x3(x, w, b=None):
-    r"""3x3, stride-1, pad-1 convolution by :math:`F(2 \times 2, 3 \times 3)` (module docstring).
+def default_tile(xp) -> int:
+    """The tile size ``m`` used for arrays of module ``xp`` (``TILE``)."""
+    return TILE["cpu" if xp.__name__ == "numpy" else "gpu"]
+
+
+def _cpu_threads(th: int, rows: int) -> int:
+    """Threads that each run whole blocks (``PIPELINE``), or 1 for BLAS's own threads."""
+    threads = openblas_threads() or 1
+    blocks = -(-th // rows)
+    return threads if threads > 1 and blocks >= PIPELINE["min_blocks_per_thread"] * threads else 1
+
+
+def winograd_conv3x3(x, w, b=None, transpose: bool = False, m: int | None = None,
+                     relu: bool = False, mask=None):
+    r"""3x3, stride-1, pad-1 convolution by :math:`F(m \times m, 3 \times 3)` (module docstring).
 
     Args:
         x: input ``(N, C, H, W)``.
         w: weights ``(F, C, 3, 3)`` (any strides; cast to ``x.dtype``).
         b: bias ``(F,)`` or ``None``.
+        transpose: convolve with :math:`\operatorname{flip}(w)^\top` (shape ``(C, F, 3, 3)``)
+            instead: the input gradient :math:`dx = dy \star \operatorname{flip}(w)^\top`.
+        m: output tile size, 2 or 4 (default ``TILE`` of the device).
+        relu: return :math:`\max(y, 0)` instead, applied as the outputs are written (the ReLU
+            that follows every convolution of VGG, fused).
+        mask: convolve :math:`x \odot [\text{mask} > 0]` instead (``mask`` shaped like ``x``),
+            masked as the tiles are read: the ReLU backward :math:`dy \odot [y > 0]`, fused.
 
     Returns:
         ``y`` of shape ``(N, F, H, W)`` and dtype ``x.dtype``.
     """
     xp = get_array_module(x)
+    m = default_tile(xp) if m is None else m
+    if m not in TRANSFORMS:
+        raise ValueError(f"winograd: tile size m must be one of {sorted(TRANSFORMS)}, got {m!r}")
     N, C, H, W = x.shape
-    F = w.shape[0]
-    U = weight_transform(w.astype(x.dtype, copy=False))
+    U = transformed_weights(w.astype(x.dtype, copy=False), transpose, m)
+    F = U.shape[1]
     if b is not None:
         b = xp.ascontiguousarray(b.astype(x.dtype, copy=False))
-    th, tw = (H + 1) // 2, (W + 1) // 2
-    rows = _tile_rows_per_chunk(xp, C, F, tw, x.itemsize, th)
-    V = xp.empty((16, C, rows * tw), dtype=x.dtype)
-    M = xp.empty((16, F, rows * tw), dtype=x.dtype)
+    th, tw = -(-H // m), -(-W // m)
+    cpu = xp is np
+    threads = 1
+    if cpu and USE_NUMBA["cpu"]:
+        rows = _tile_rows_per_chunk(PIPELINE["block_bytes"], C, F, tw, x.itemsize, th, m)
+        threads = _cpu_threads(th, rows)
+    if threads == 1:
+        budget = CHUNK_BYTES["cpu" if cpu else "gpu"]
+        rows = _tile_rows_per_chunk(budget, C, F, tw, x.itemsize, th, m)
+    blocks = list(range(0, th, rows))
     y = xp.empty((N, F, H, W), dtype=x.dtype)
-    x_pad = xp.zeros((C, 2 * th + 2, 2 * tw + 2), dtype=x.dtype)  # pad 1, plus 1 if odd
-    cpu = xp is np and USE_NUMBA["cpu"]
-    if cpu:
-        from minist.layers import kernels_numba as kn
+    numba_kernels = cpu and USE_NUMBA["cpu"]
+    if not numba_kernels:  # the slices version reads tiles from a padded copy
+        x_pad = xp.zeros((C, m * th + 2, m * tw + 2), dtype=x.dtype)  # pad 1, more to fill tiles
     for n in range(N):
-        x_pad[:, 1 : H + 1, 1 : W + 1] = x[n]
-        for t0 in range(0, th, rows):
-            r = min(rows, th - t0)
-            Vb, Mb = V[:, :, : r * tw], M[:, :, : r * tw]
-            if r < rows:  # last block: contiguous buffers of the right size
-                Vb, Mb = xp.empty_like(Vb), xp.empty_like(Mb)
-            if cpu:
-                kn.winograd_input_transform(x_pad, t0, tw, Vb)
-            else:
-                input_transform_xp(x_pad, t0, tw, Vb)
-            xp.matmul(U, Vb, out=Mb)  # M_{xi nu} = U_{xi nu} V_{xi nu}: 16 GEMMs
-            if cpu:
-                kn.winograd_output_transform(Mb, t0, tw, b, y[n])
-            else:
-                output_transform_xp(Mb, t0, tw, b, y[n])
+        source_mask = None
+        if numba_kernels:  # the kernels read the zeros of the padding and the mask themselves
+            source = x[n]
+            source_mask = None if mask is None else mask[n]
+        else:
+            x_pad[:, 1 : H + 1, 1 : W + 1] = x[n] if mask is None else x[n] * (mask[n] > 0)
+            source = x_pad
+        work = (source, source_mask, U, b, relu, y[n])
+        if threads == 1:
+            _run_blocks(*work, blocks, rows, tw, m)
+            continue
+        with blas_single_threaded() as workers:  # each thread: transform, GEMM, transform
+            pool = worker_pool(workers)
+            jobs = [pool.submit(_run_blocks, *work, blocks[k::workers], rows, tw, m)
+                    for k in range(workers)]
+            for job in jobs:
+                job.result()
     return y
+
+
+def _run_blocks(source, mask, U, b, relu, y, starts, rows: int, tw: int, m: int) -> None:
+    """Input transform, GEMMs and output transform for the blocks of tile rows ``starts``.
+
+    ``source``: the image ``(C, H, W)`` for the Numba kernels (with its ``mask`` or None), its
+    padded (and already masked) copy for the slices.
+    """
+    xp = get_array_module(source)
+    count = (m + 2) ** 2
+    C, F = source.shape[0], U.shape[1]
+    th = -(-y.shape[1] // m)
+    numba_kernels = xp is np and USE_NUMBA["cpu"]
+    if numba_kernels:
+        from minist.layers import winograd_numba as kn
+    V = _product_buffer(xp, count, C, rows * tw, source.dtype)
+    M = _product_buffer(xp, count, F, rows * tw, source.dtype)
+    for t0 in starts:
+        r = min(rows, th - t0)
+        Vb, Mb = V, M
+        if r < rows:  # last block: buffers of the right size
+            Vb = _product_buffer(xp, count, C, r * tw, source.dtype)
+            Mb = _product_buffer(xp, count, F, r * tw, source.dtype)
+        if numba_kernels:
+            kn.winograd_input_transform(source, mask, t0, tw, Vb, m)
+        else:
+            input_transform_xp(source, t0, tw, Vb, m)
+        xp.matmul(U, Vb, out=Mb)  # M_{xi nu} = U_{xi nu} V_{xi nu}: alpha^2 GEMMs
+        if numba_kernels:
+            kn.winograd_output_transform(Mb, t0, tw, b, relu, y, m)
+        else:
+            output_transform_xp(Mb, t0, tw, b, relu, y, m)
