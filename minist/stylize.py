@@ -39,7 +39,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -366,30 +366,14 @@ class StyleTransfer:
         o = self.options
         layers = list(dict.fromkeys(list(o.content_layers) + list(o.style_layers)))
         feats, cache = self.net.forward(image, layers)
-        grads, content, style = {}, 0.0, 0.0
-
-        def add(name, g):
-            grads[name] = g if name not in grads else grads[name] + g
-
-        if o.content_weight > 0:
-            for name, P in self.content_targets.items():  # Eq. 1, 2 (normalised)
-                c = self.content_layer_weights[name] * self.content_scale[name]
-                loss, dF = losses.content_loss(losses.feature_matrix(feats[name]), P)
-                content += c * float(loss)
-                add(name, (dF * (o.content_weight * c)).reshape(feats[name].shape))
-        if o.style_weight > 0:
-            for name, A in self.style_targets.items():  # Eq. 4, 5, 6 (normalised)
-                c = self.style_layer_weights[name] * self.style_scale[name]
-                if c == 0:
-                    continue
-                loss, dF = losses.style_layer_loss(losses.feature_matrix(feats[name]), A)
-                style += c * float(loss)
-                add(name, (dF * (o.style_weight * c)).reshape(feats[name].shape))
+        grads = _LayerGradients(self, feats)
         if grads:
             grad = self.net.backward(grads, cache)
         else:  # every weight is 0: nothing flows back
             grad = get_array_module(image).zeros_like(image)
-        del feats, cache
+        grads.finish()  # the losses of layers the backward did not need (none, normally)
+        content, style = grads.content, grads.style
+        del feats, cache, grads
         tv = 0.0
         if o.tv_weight > 0:
             tv_value, tv_grad = losses.tv_loss(image)
@@ -438,6 +422,67 @@ class StyleTransfer:
     def result(self):
         """The current image, on the CPU, (1, 3, H, W) float32 in [0, 1]."""
         return to_numpy(self.image).astype(np.float32, copy=True)
+
+
+class _LayerGradients(Mapping):
+    r"""The loss gradients handed to the backward pass, :math:`\partial L / \partial F^l` for each
+    content and style layer :math:`l`, computed when the backward pass asks for them.
+
+    Each is as large as the layer's features (256 MiB for relu1_1 at 1024 px); computed on
+    demand, as the backward reaches its layer, only one exists at a time instead of all of them
+    at once. The loss values (Eq. 1, 4, 5) are added up as a side effect; :meth:`finish`
+    computes those of layers never asked for.
+    """
+
+    def __init__(self, transfer: StyleTransfer, feats: dict):
+        o = transfer.options
+        self.transfer, self.feats = transfer, feats
+        self.content, self.style = 0.0, 0.0
+        self._done: set[str] = set()
+        names = []
+        if o.content_weight > 0:
+            names += list(transfer.content_targets)
+        if o.style_weight > 0:
+            names += [n for n in transfer.style_targets
+                      if transfer.style_layer_weights[n] * transfer.style_scale[n] != 0]
+        self._names = list(dict.fromkeys(names))
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+    def __iter__(self):
+        return iter(self._names)
+
+    def __contains__(self, name) -> bool:  # without computing anything (Mapping's would)
+        return name in self._names
+
+    def __getitem__(self, name: str):
+        if name not in self._names:
+            raise KeyError(name)
+        if name in self._done:
+            raise RuntimeError(f"the gradient of layer {name} was already handed out")
+        self._done.add(name)
+        t, o, F = self.transfer, self.transfer.options, self.feats[name]
+        grad = None
+        if o.content_weight > 0 and name in t.content_targets:  # Eq. 1, 2 (normalised)
+            c = t.content_layer_weights[name] * t.content_scale[name]
+            loss, dF = losses.content_loss(losses.feature_matrix(F), t.content_targets[name])
+            self.content += c * float(loss)
+            grad = dF * (o.content_weight * c)
+        if o.style_weight > 0 and name in t.style_targets:  # Eq. 4, 5, 6 (normalised)
+            c = t.style_layer_weights[name] * t.style_scale[name]
+            if c != 0:
+                loss, dF = losses.style_layer_loss(losses.feature_matrix(F), t.style_targets[name])
+                self.style += c * float(loss)
+                dF *= o.style_weight * c
+                grad = dF if grad is None else grad + dF
+        return grad.reshape(F.shape)
+
+    def finish(self) -> None:
+        """Compute the loss values of the layers whose gradient was not asked for."""
+        for name in self._names:
+            if name not in self._done:
+                self[name]
 
 
 def stylize(content, style, *, callback=None, **options):
