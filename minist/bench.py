@@ -396,6 +396,23 @@ def format_table(results: Sequence[Result]) -> str:
 # ------------------------------------------------------------------------------ the command
 
 
+def conv_algorithms(devices: Sequence[str]) -> str:
+    """One phrase per device: which convolution algorithm and arithmetic minist uses there."""
+    from minist.layers import conv, winograd
+
+    parts = []
+    for device in devices:
+        side = "cpu" if device == "cpu" else "gpu"
+        if conv.ALGORITHM["winograd"][side]:
+            m = winograd.TILE[side]
+            algorithm = (f"Winograd F({m}x{m}, 3x3) for 3x3 layers with >= "
+                         f"{conv.WINOGRAD_MIN_CHANNELS} channels, else im2col + GEMM")
+        else:
+            algorithm = "im2col + GEMM"
+        parts.append(f"{device}: {algorithm}, float32")
+    return "; ".join(parts)
+
+
 def run_bench(
     sizes: Sequence[int] = DEFAULT_SIZES,
     devices: Sequence[str] = ("cpu",),
@@ -424,6 +441,7 @@ def run_bench(
     net = "VGG-19" + (f" (tiny, widths {channels})" if tiny else "")
     out(f"step: {net} forward to relu5_1, content relu4_2 + style relu1_1..relu5_1 losses, "
         f"backward to the image, Adam; median of {repeat} after {warmup} warm-up")
+    out(f"minist convolutions: {conv_algorithms(devices)}")
     results = []
     for device in devices:  # first use of each code path (JIT, BLAS buffers) is not measured
         tiny_weights = synthetic_weights(ARCHITECTURE, TINY_CHANNELS)

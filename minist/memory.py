@@ -6,20 +6,24 @@ layers allocate in a fixed pattern; :func:`estimate_peak_bytes` replays that pat
 of live bytes instead of arrays. For an image of :math:`S = HW` pixels, ``i`` bytes per number:
 
 * **Forward** (kept for the backward, :mod:`minist.vgg`): each convolution's input (its cache
-  holds a reference), each ReLU's output (which is also its mask :math:`[x > 0]`), each max-pool's
-  argmax (1 byte per *output* element), the requested features. Transient: the padded input
-  :math:`\tilde x` and one block of im2col columns (``CHUNK_BYTES``, :mod:`minist.layers.conv`).
-* **Losses**: one gradient per requested layer, all alive until the backward ends.
+  holds a reference), each ReLU's output where it is the mask :math:`[x > 0]` (not before a max
+  pooling, whose output supplies the mask), each max-pool's argmax (1 byte per *output*
+  element), the requested features. A convolution and its ReLU are one step with one output.
+  Transient: Winograd's blocks of :math:`V, M` (:mod:`minist.layers.winograd`), or im2col's
+  padded input and one block of columns (``CHUNK_BYTES``, :mod:`minist.layers.conv`).
 * **Backward**: the caches stay alive throughout; at each layer the incoming gradient and the
-  outgoing one (a padded :math:`d\tilde x` for a convolution) coexist, plus one block of
-  :math:`W^\top dY` columns. The peak is reached in block 1, where the 64-channel maps live.
-* **State**: the weights, the content/style images and targets, the image, its gradient and the
-  optimizer's arrays (Adam: :math:`m, v`; L-BFGS: :math:`2\,\text{history}` pairs).
+  outgoing one coexist, and a requested layer's loss gradient is made when the backward reaches
+  it and added in place. The peak is reached in block 1, where the 64-channel maps live.
+* **State**: the weights and their Winograd transforms (:math:`(m+2)^2/9` times the weights,
+  for the forward and the input-gradient kernels), the content/style images and targets, the
+  image, its gradient and the optimizer's arrays (Adam: :math:`m, v`; L-BFGS:
+  :math:`2\,\text{history}` pairs).
 
-For VGG-19 with the default layers this is about 2.2 kB per pixel in float32 (2.3 GiB at 1024 px,
-9 GiB at 2048 px, 37 GiB at 4096 px) -- dominated by the block-1 maps (64 channels at full
-resolution). The result is scaled by ``SAFETY`` so it stays a slight over-estimate of the
-measured peak (``minist bench`` measures it; the README's Performance section has the numbers).
+For VGG-19 with the default layers the estimate is about 2.4 kB per pixel in float32 (2.9 GiB at
+1024 px, 9.7 GiB at 2048 px, 37 GiB at 4096 px), dominated by the block-1 maps (64 channels at
+full resolution), plus about 0.6 GiB of weights and transforms. The result is scaled by
+``SAFETY`` so it stays an over-estimate of the measured peak (``minist bench`` measures it; the
+README's Performance section has the numbers).
 """
 
 from __future__ import annotations
@@ -28,17 +32,19 @@ import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
 from minist.architectures import BLOCK_CHANNELS, LayerSpec, layer_table
 from minist.errors import MinistError
+from minist.layers import conv, winograd
 from minist.layers.conv import CHUNK_BYTES
 
 SKIP_ENV = "MINIST_SKIP_MEMORY_CHECK"  # set to 1 to run without the check
 SAFETY = 1.30  # modelled peak x this: allocator rounding, temporaries not modelled (the model
-# alone measured 12-17% low at 1024-4096 px on 2026-11-27: 9.7 GiB at 2048 px on the CPU, 39.4 GiB
-# at 4096 px on an H100)
+# alone measured 12-17% low at 1024-4096 px with im2col on 2026-11-27; kept for the GPU, whose
+# convolutions are still im2col; on the CPU the estimate is now generous)
 OVERHEAD = {"cpu": 64 * 2**20, "cuda": 256 * 2**20}  # interpreter/cuBLAS work space, bytes
 # Image-sized (3 x H x W) arrays alive during a step besides the optimizer's own state: the
 # content image, the image, the last finite image, the last gradient, the new gradient and the
@@ -81,72 +87,157 @@ def _shapes(steps: list[LayerSpec], height: int, width: int) -> list[tuple[int, 
     return out
 
 
-def _forward(ledger: _Ledger, steps, shapes, height, width, i, budget, wanted) -> None:
+class _Step(NamedTuple):
+    """One step as :func:`minist.vgg.vgg_forward` runs it: ``kind`` is ``conv``, ``conv_relu``
+    (fused), ``relu`` or ``pool``; ``shape`` its output, ``before`` its input (c, h, w)."""
+
+    kind: str
+    name: str  # the name of its output
+    shape: tuple
+    before: tuple
+    mask_kept: bool  # conv_relu: the ReLU's output is kept as its mask (not before max pooling)
+
+
+def _plan(steps, shapes, height, width, wanted, pooling: str) -> list[_Step]:
+    """The steps of :func:`minist.vgg.vgg_forward`, with its fusions."""
+    plan, prev, k = [], (3, height, width), 0
+    while k < len(steps):
+        spec = steps[k]
+        fused = (spec.kind == "conv" and k + 1 < len(steps) and steps[k + 1].kind == "relu"
+                 and spec.name not in wanted)
+        if fused:
+            k += 1
+            relu = steps[k]
+            before_max_pool = (pooling == "max" and k + 1 < len(steps)
+                               and steps[k + 1].kind == "pool")
+            keep = not before_max_pool or relu.name in wanted
+            plan.append(_Step("conv_relu", relu.name, shapes[k], prev, keep))
+        else:
+            plan.append(_Step(spec.kind, spec.name, shapes[k], prev, True))
+        prev = shapes[k]
+        k += 1
+    return plan
+
+
+def _uses_winograd(channels: int, device: str) -> bool:
+    return conv.ALGORITHM["winograd"]["cpu" if device == "cpu" else "gpu"] and (
+        channels >= conv.WINOGRAD_MIN_CHANNELS)
+
+
+def _winograd_blocks(C: int, F: int, w: int, i: int, device: str) -> int:
+    """Bytes of the V and M blocks of one Winograd call (all threads' blocks on the CPU)."""
+    side = "cpu" if device == "cpu" else "gpu"
+    m = winograd.TILE[side]
+    tw = -(-w // m)
+    per_row = (m + 2) ** 2 * (C + F) * tw * i
+    if side == "gpu":
+        return max(per_row, min(winograd.CHUNK_BYTES["gpu"], per_row * -(-w // m)))
+    # the serial path's block, and one block per worker thread (their heaps keep them)
+    threads = max(2, os.cpu_count() or 1)
+    return max(per_row, winograd.CHUNK_BYTES["cpu"]) + threads * winograd.PIPELINE["block_bytes"]
+
+
+def _conv_forward(ledger, C, hi, wi, c, h, w, i, budget, device) -> None:
+    """One convolution's forward: its output is allocated (and kept by the caller's logic)."""
+    if _uses_winograd(C, device):
+        ledger.alloc(c * h * w * i)  # y (the kernels read the image unpadded)
+        ledger.transient(_winograd_blocks(C, c, w, i, device))
+        return
+    K = 9 * C
+    rows = _conv_chunk(K, h, w, i, budget)
+    work = C * (hi + 2) * (wi + 2) * i + K * rows * w * i  # x~, one block of columns
+    ledger.alloc(work)
+    ledger.alloc(c * h * w * i)  # y
+    ledger.transient(c * rows * w * i)  # W_mat X_col of one block
+    ledger.free(work)
+
+
+def _conv_backward(ledger, C, hi, wi, c, h, w, i, budget, device) -> None:
+    """One convolution's input gradient: allocates dx (the caller frees the incoming one)."""
+    if _uses_winograd(c, device):  # dx = dy * flip(w)^T: a convolution with c input channels
+        ledger.alloc(C * hi * wi * i)
+        ledger.transient(_winograd_blocks(c, C, wi, i, device))
+        return
+    K = 9 * c  # stride 1: the forward im2col of dy padded by 1, with C outputs
+    rows = _conv_chunk(K, hi, wi, i, budget)
+    work = c * (h + 2) * (w + 2) * i + K * rows * wi * i
+    ledger.alloc(work)
+    ledger.alloc(C * hi * wi * i)
+    ledger.transient(C * rows * wi * i)
+    ledger.free(work)
+
+
+def _forward(ledger: _Ledger, plan, height, width, i, budget, wanted, device) -> None:
     """Replay :func:`minist.vgg.vgg_forward` on ``ledger`` (what its caches keep stays live)."""
     x_bytes = 3 * height * width * i
     ledger.transient(x_bytes)  # s I, before - mu / sigma
     ledger.alloc(x_bytes)  # x_0 = T(I), kept by conv1_1's cache
-    prev = (3, height, width)
-    for k, (spec, (c, h, w)) in enumerate(zip(steps, shapes, strict=True)):
+    for k, step in enumerate(plan):
+        c, h, w = step.shape
+        C, hi, wi = step.before
         n = c * h * w  # elements of this step's output
-        if spec.kind == "conv":
-            C, hi, wi = prev
-            K = 9 * C
-            rows = _conv_chunk(K, h, w, i, budget)
-            work = C * (hi + 2) * (wi + 2) * i + K * rows * w * i  # x~, one block of columns
-            ledger.alloc(work)
-            ledger.alloc(n * i)  # y
-            ledger.transient(c * rows * w * i)  # W_mat X_col of one block
-            ledger.free(work)
-        elif spec.kind == "relu":
+        if step.kind in ("conv", "conv_relu"):
+            _conv_forward(ledger, C, hi, wi, c, h, w, i, budget, device)  # ReLU fused/in place
+        elif step.kind == "relu":
             ledger.alloc(n * i)  # y = max(x, 0), kept; the cache's mask [x > 0] is y itself
         else:
             ledger.alloc(n)  # argmax, kept
-            ledger.transient(2 * n)  # the comparison and the new argmax
             ledger.alloc(n * i)  # y
-        # The input stays alive if a convolution's cache holds it or it is a requested feature.
-        input_kept = spec.kind == "conv" or steps[k - 1].name in wanted
-        if not input_kept:
-            ledger.free(math.prod(prev) * i)
-        prev = (c, h, w)
+        # The input stays alive if a convolution's cache holds it, a ReLU's mask is it, or it
+        # is a requested feature.
+        kept = (step.kind in ("conv", "conv_relu") or k == 0 or plan[k - 1].name in wanted
+                or (plan[k - 1].kind == "conv_relu" and plan[k - 1].mask_kept))
+        if not kept:
+            ledger.free(C * hi * wi * i)
 
 
-def _backward(ledger, steps, shapes, height, width, i, budget, wanted) -> None:
-    """Replay :func:`minist.vgg.vgg_backward` (caches and layer gradients already counted)."""
-    dx = 0  # bytes of the current gradient that are freed when it is replaced (0: owned by grads)
-    inputs = [(3, height, width)] + shapes[:-1]
-    started = False
-    for spec, (c, h, w), (C, hi, wi) in reversed(list(zip(steps, shapes, inputs, strict=True))):
-        n = c * h * w
-        if spec.name in wanted:
-            if started:  # dx + grads[name]
-                ledger.alloc(n * i)
+def _backward(ledger, plan, height, width, i, budget, wanted, device) -> None:
+    """Replay :func:`minist.vgg.vgg_backward` (caches already counted). Each layer's loss
+    gradient is made when the backward reaches it and added in place."""
+    dx = 0  # bytes of the current gradient
+    for step in reversed(plan):
+        c, h, w = step.shape
+        C, hi, wi = step.before
+        n, m = c * h * w, C * hi * wi
+        if step.name in wanted:
+            ledger.alloc(n * i)  # dF (scaled in place; content: dF * c is a second one)
+            ledger.transient(n * i)
+            if dx:  # dx += g
+                ledger.free(n * i)
+            else:
+                dx = n * i
+        if not dx:
+            continue
+        if step.kind in ("conv", "conv_relu"):
+            if step.kind == "conv_relu" and not _uses_winograd(c, device) and step.mask_kept:
+                ledger.alloc(n * i)  # dz = dy * [y > 0]
                 ledger.free(dx)
                 dx = n * i
-            started = True
-        if not started:
-            continue
-        m = C * hi * wi  # elements of the gradient this layer hands down
-        if spec.kind == "conv":
-            K = 9 * C
-            rows = _conv_chunk(K, h, w, i, budget)
-            padded = C * (hi + 2) * (wi + 2) * i
-            ledger.alloc(padded)  # dx~ (zeros)
-            ledger.transient(K * rows * w * i + c * rows * w * i)  # W^T dY block, dY block copy
-            ledger.free(dx)
-            dx = padded  # dx is a view of dx~
-        elif spec.kind == "relu":
+            _conv_backward(ledger, C, hi, wi, c, h, w, i, budget, device)
+        elif step.kind == "relu":
             ledger.transient(m)  # [y > 0]
             ledger.alloc(m * i)  # dy * [y > 0]
-            ledger.free(dx)
-            dx = m * i
         else:
-            ledger.alloc(m * i)  # zeros(x_shape)
-            ledger.transient(n * (1 + i))  # dy * (argmax == t)
-            ledger.free(dx)
-            dx = m * i
+            ledger.transient(n * (1 + i))  # dy * [y > 0] (ReLU below) or dy * (argmax == t)
+            ledger.alloc(m * i)  # dx
+        ledger.free(dx)
+        dx = m * i
     ledger.alloc(3 * height * width * i)  # dI = J_T^T dx_0
     ledger.free(dx)
+
+
+def _transform_bytes(steps, device: str, i: int) -> int:
+    """The Winograd weight transforms kept for the run (forward and input-gradient kernels)."""
+    side = "cpu" if device == "cpu" else "gpu"
+    alpha2 = (winograd.TILE[side] + 2) ** 2
+    total = 0
+    for spec in steps:
+        if spec.kind == "conv":
+            if _uses_winograd(spec.in_channels, device):
+                total += alpha2 * spec.in_channels * spec.out_channels * i
+            if _uses_winograd(spec.out_channels, device):
+                total += alpha2 * spec.in_channels * spec.out_channels * i
+    return total
 
 
 def _run_steps(architecture, layers, block_channels):
@@ -173,6 +264,7 @@ def estimate_peak_bytes(
     style_size: tuple[int, int] | None = None,
     lbfgs_history: int = 20,
     weight_bytes: int | None = None,
+    pooling: str = "max",
 ) -> int:
     """Peak memory of a style transfer run at ``height x width`` (bytes; module docstring).
 
@@ -204,25 +296,25 @@ def estimate_peak_bytes(
     n_state = OPTIMIZER_STATE.get(optimizer, 2 * lbfgs_history)
     content = sum(math.prod(shapes[name]) for name in content_layers if name in shapes) * i
     grams = sum(shapes[name][0] ** 2 for name in layers) * i
-    state = weight_bytes + content + grams + (IMAGE_ARRAYS[optimizer] + n_state) * image
+    transforms = _transform_bytes(steps, device, i)
+    state = (weight_bytes + transforms + content + grams
+             + (IMAGE_ARRAYS[optimizer] + n_state) * image)
+    wanted = set(layers)
 
-    # One optimizer step: forward, the layers' loss gradients, backward.
+    # One optimizer step: forward, then backward with each layer's loss gradient on the way.
     step = _Ledger(state)
-    _forward(step, steps, list(shapes.values()), height, width, i, budget, set(layers))
-    for name in layers:  # dF, then dF * weight (both alive for a moment); kept until the end
-        n = math.prod(shapes[name]) * i
-        step.transient(n)
-        step.alloc(n)
-    _backward(step, steps, list(shapes.values()), height, width, i, budget, set(layers))
+    plan = _plan(steps, list(shapes.values()), height, width, wanted, pooling)
+    _forward(step, plan, height, width, i, budget, wanted, device)
+    _backward(step, plan, height, width, i, budget, wanted, device)
 
     # The targets: a forward pass on the style image (content's is never larger at style_scale
     # >= 1), with the content image and the content features alive.
-    init = _Ledger(weight_bytes + content + 2 * image + 3 * sh * sw * i)
-    style_steps = _run_steps(architecture, layers, block_channels)
-    _forward(init, style_steps, _shapes(style_steps, sh, sw), sh, sw, i, budget, set(layers))
+    init = _Ledger(weight_bytes + transforms + content + 2 * image + 3 * sh * sw * i)
+    style_plan = _plan(steps, _shapes(steps, sh, sw), sh, sw, wanted, pooling)
+    _forward(init, style_plan, sh, sw, i, budget, wanted, device)
     if (sh, sw) != (height, width):  # a smaller style image: the content forward may dominate
-        again = _Ledger(weight_bytes + 2 * image + 3 * sh * sw * i)
-        _forward(again, steps, list(shapes.values()), height, width, i, budget, set(layers))
+        again = _Ledger(weight_bytes + transforms + 2 * image + 3 * sh * sw * i)
+        _forward(again, plan, height, width, i, budget, wanted, device)
         init.peak = max(init.peak, again.peak)
     return int(SAFETY * max(step.peak, init.peak)) + OVERHEAD[device]
 
@@ -385,4 +477,5 @@ def check_transfer_fits(net, options, content_shape, style_shape) -> int | None:
         minimum=net.minimum_input_size(list(options.content_layers) + list(options.style_layers)),
         content_layers=list(options.content_layers),
         weight_bytes=weight_bytes,
+        pooling=net.pooling,
     )

@@ -51,6 +51,7 @@ from minist.layers import (
     relu_backward,
     relu_forward,
     relu_max_pool_backward,
+    winograd,
 )
 from minist.preprocessing import Preprocessing, preprocess_backward, preprocess_forward
 from minist.weights.store import VGGWeights
@@ -169,12 +170,13 @@ def vgg_backward(grads: dict, cache: VGGCache):
 
 
 def _frozen(array):
-    """A read-only copy of a NumPy array (CuPy arrays are returned as they are).
+    """A read-only copy of a NumPy array; a CuPy array (no read-only flag) is declared frozen.
 
     The network's weights never change during a run; frozen, they let the Winograd convolution
     transform them once instead of at every call (``winograd.transformed_weights``).
     """
     if not isinstance(array, np.ndarray):
+        winograd.mark_frozen(array)
         return array
     array = np.array(array, copy=True)
     array.flags.writeable = False

@@ -199,8 +199,10 @@ def test_invalid_arguments_raise_value_error(forward, shape, kernel, stride, mes
 @pytest.mark.gpu
 @needs_gpu
 @settings(max_examples=20, deadline=None)
-@given(problem=pool_problems(), mode=st.sampled_from(["max", "avg"]), ties=st.booleans())
-def test_cupy_matches_numpy(problem, mode, ties):
+@given(problem=pool_problems(), mode=st.sampled_from(["max", "avg"]), ties=st.booleans(),
+       cuda_kernels=st.booleans())
+def test_cupy_matches_numpy(problem, mode, ties, cuda_kernels):
+    """CUDA kernels and the slices version on CuPy, against NumPy (ties, overlapping windows)."""
     cp = cupy_or_none()
     x, kernel, stride = problem
     if ties:
@@ -208,8 +210,9 @@ def test_cupy_matches_numpy(problem, mode, ties):
     forward, backward = FAST[mode]
     y, cache = forward(x, kernel, stride)
     dy = np.random.default_rng(9).standard_normal(y.shape)
-    y_gpu, cache_gpu = forward(cp.asarray(x), kernel, stride)
-    dx_gpu = backward(cp.asarray(dy), cache_gpu)
+    with mock.patch.dict(pool_module.USE_CUDA_KERNELS, {"gpu": cuda_kernels}):
+        y_gpu, cache_gpu = forward(cp.asarray(x), kernel, stride)
+        dx_gpu = backward(cp.asarray(dy), cache_gpu)
     assert isinstance(y_gpu, cp.ndarray) and isinstance(dx_gpu, cp.ndarray)
     np.testing.assert_allclose(y_gpu.get(), y, rtol=0, atol=1e-10)
     np.testing.assert_allclose(dx_gpu.get(), backward(dy, cache), rtol=0, atol=1e-10)

@@ -247,6 +247,41 @@ def test_kernels_without_jit_give_the_same_numbers():
     assert out.stdout.strip() == "ok"
 
 
+@pytest.mark.parametrize("m", [2, 4])
+def test_generated_cuda_source_computes_the_transforms(m):
+    """The CUDA kernels are generated from B^T and A^T: run their straight-line arithmetic here
+    (as Python) on a random tile and compare with the matrix products (the GPU tests run the
+    compiled kernels themselves)."""
+    import re
+
+    from minist.layers import winograd_cupy as wc
+
+    BT, _, AT = wg.TRANSFORMS[m]
+    alpha = m + 2
+    rng = np.random.default_rng(m)
+    d = rng.standard_normal((alpha, alpha))
+    env = {f"d{a}_{b}": d[a, b] for a in range(alpha) for b in range(alpha)}
+    V = {}
+    for line in wc._input_source(m, "double").splitlines():
+        if match := re.fullmatch(r"\s*T (s\d+_\d+) = (.*);", line):
+            env[match[1]] = eval(match[2].replace("(T)", ""), {}, env)
+        elif match := re.fullmatch(r"\s*V\[\(\(long long\)(\d+) \* C .*\] = (.*);", line):
+            V[int(match[1])] = eval(match[2].replace("(T)", ""), {}, env)
+    np.testing.assert_allclose([V[k] for k in range(alpha**2)], (BT @ d @ BT.T).ravel(),
+                               rtol=0, atol=1e-12)
+
+    mm = rng.standard_normal((alpha, alpha))
+    env = {f"m{xi}_{nu}": mm[xi, nu] for xi in range(alpha) for nu in range(alpha)}
+    Y = np.full((m, m), np.nan)
+    for line in wc._output_source(m, "double").splitlines():
+        if match := re.fullmatch(r"\s*T (s\d+_\d+) = (.*);", line):
+            env[match[1]] = eval(match[2].replace("(T)", ""), {}, env)
+        elif match := re.fullmatch(r"\s*store\(y, base, r \+ (\d), q \+ (\d), H, W, \((.*)\)"
+                                   r" \+ bf, relu\);", line):
+            Y[int(match[1]), int(match[2])] = eval(match[3].replace("(T)", ""), {}, env)
+    np.testing.assert_allclose(Y, AT @ mm @ AT.T, rtol=0, atol=1e-12)
+
+
 @pytest.mark.gpu
 @needs_gpu
 @settings(max_examples=20, deadline=None)
@@ -261,3 +296,20 @@ def test_cupy_matches_numpy(problem, m):
                                  mask=cp.asarray(mask))
     np.testing.assert_allclose(cp.asnumpy(y_gpu), y, rtol=0, atol=1e-11)
     np.testing.assert_allclose(cp.asnumpy(dx_gpu), dx, rtol=0, atol=1e-11)
+    with mock.patch.dict(wg.USE_CUDA_KERNELS, {"gpu": False}):  # the slices version on CuPy
+        y_slices = wg.winograd_conv3x3(cp.asarray(x), cp.asarray(w), cp.asarray(b), m=m,
+                                       relu=True)
+    np.testing.assert_allclose(cp.asnumpy(y_slices), y, rtol=0, atol=1e-11)
+
+
+def test_mark_frozen_declares_arrays_without_a_read_only_flag():
+    """What VGG does for CuPy weights, tried on a NumPy array that stays writeable."""
+    w = np.random.default_rng(0).standard_normal((2, 16, 3, 3))
+    assert not wg._frozen(w)
+    wg.mark_frozen(w)
+    assert wg._frozen(w)
+    u = wg.transformed_weights(w, m=2)
+    assert wg.transformed_weights(w, m=2) is u
+    key = id(w)
+    del w, u
+    assert key not in wg._MARKED

@@ -101,7 +101,7 @@ CHUNK_BYTES = {"cpu": 16 * 2**20, "gpu": 512 * 2**20}
 # (measured by `minist bench`, README "Performance"): on the CPU it does 2.25x fewer
 # multiplications and its transforms stay in cache; layers with fewer than
 # WINOGRAD_MIN_CHANNELS input channels (VGG's conv1_1 on the RGB image) keep im2col.
-ALGORITHM = {"winograd": {"cpu": True, "gpu": False}}
+ALGORITHM = {"winograd": {"cpu": True, "gpu": True}}
 WINOGRAD_MIN_CHANNELS = 16
 
 
@@ -163,12 +163,18 @@ def conv2d_forward(x, w, b, stride: int = 1, pad: int = 1):
 
     Derivation: ``tutorials/01_convolution``.
     """
-    Ho, Wo = _check(x, w, b, stride, pad)
-    xp = get_array_module(x)
+    _check(x, w, b, stride, pad)
     w = w.astype(x.dtype, copy=False)
     b = b.astype(x.dtype, copy=False)
     if _winograd(w, stride, pad, w.shape[1]):
         return winograd.winograd_conv3x3(x, w, b), Conv2dCache(x, w, stride, pad)
+    return _im2col_forward(x, w, b, stride, pad), Conv2dCache(x, w, stride, pad)
+
+
+def _im2col_forward(x, w, b, stride: int, pad: int):
+    """:math:`Y = W_{mat} X_{col} + b` a block of output rows at a time (``b`` may be None)."""
+    xp = get_array_module(x)
+    Ho, Wo = _check(x, w, b, stride, pad)
     N = x.shape[0]
     F, C, KH, KW = w.shape
     K = C * KH * KW
@@ -182,8 +188,9 @@ def conv2d_forward(x, w, b, stride: int = 1, pad: int = 1):
             r = min(rows, Ho - i0)
             cols = _im2col_rows(x_pad[n], KH, KW, stride, i0, r, Wo, buf)
             y[n, :, i0 : i0 + r] = (w_mat @ cols).reshape(F, r, Wo)  # W_mat X_col
-    y += b.reshape(1, F, 1, 1)  # + b 1^T
-    return y, Conv2dCache(x, w, stride, pad)
+    if b is not None:
+        y += b.reshape(1, F, 1, 1)  # + b 1^T
+    return y
 
 
 def conv2d_backward(dy, cache: Conv2dCache, weight_grads: bool = False):
@@ -204,7 +211,9 @@ def conv2d_backward(dy, cache: Conv2dCache, weight_grads: bool = False):
     cropped away. Written out, :math:`dx` is the "full" correlation of :math:`dy` (dilated by
     the stride) with the spatially flipped, channel-transposed kernel; :math:`dw` is the
     correlation of :math:`\tilde x` with :math:`dy`. Like the forward pass, this runs a block
-    of output rows at a time; the columns are rebuilt only for ``dw``, never cached.
+    of output rows at a time; the columns are rebuilt only for ``dw``, never cached. For stride
+    1 (all of VGG) :math:`dx` is computed as that correlation, by the forward pass's im2col
+    (:func:`_dx_by_correlation`, less memory traffic); col2im serves the other strides.
 
     Args:
         dy: upstream gradient ``(N, F, Ho, Wo)``.
@@ -218,8 +227,11 @@ def conv2d_backward(dy, cache: Conv2dCache, weight_grads: bool = False):
     Derivation: ``tutorials/01_convolution``.
     """
     x, w, s, pad = cache
+    F, C, KH, KW = w.shape
     if _winograd(w, s, pad, w.shape[0]):
         dx = winograd.winograd_conv3x3(dy, w, transpose=True)  # dy * flip(w)^T, pad 1
+    elif s == 1 and KH == KW and pad <= KH - 1:
+        dx = _dx_by_correlation(dy, cache)
     else:
         dx = _col2im_backward(dy, cache)
     if not weight_grads:
@@ -227,6 +239,24 @@ def conv2d_backward(dy, cache: Conv2dCache, weight_grads: bool = False):
     dw = _weight_gradient(dy, cache)
     db = dy.sum(axis=(0, 2, 3))  # sum over n, i, j
     return dx, dw, db
+
+
+def _dx_by_correlation(dy, cache: Conv2dCache):
+    r""":math:`dx` for stride 1 as a forward convolution: the "full" correlation of :math:`dy`
+    with the flipped, channel-transposed kernel :math:`w'_{c,f,p,q} = w_{f,c,K-1-p,K-1-q}`,
+
+    .. math::
+
+        dx_{c,u,v} = \sum_{f,p,q} w'_{c,f,p,q}\, \widetilde{dy}_{f,\,u+p,\,v+q},
+
+    with :math:`dy` padded by :math:`K-1-P`. Same numbers as col2im, but built by the forward
+    pass's im2col (copies) instead of :math:`K^2` read-modify-write adds into :math:`dx`: about
+    half the memory traffic, which is what a GPU convolution is bound by.
+    """
+    x, w, _, pad = cache
+    K = w.shape[2]
+    w_t = w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)
+    return _im2col_forward(dy, w_t, None, stride=1, pad=K - 1 - pad)
 
 
 def _col2im_backward(dy, cache: Conv2dCache):

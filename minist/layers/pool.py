@@ -29,17 +29,25 @@ from typing import Any, NamedTuple
 from minist.backend import get_array_module
 
 MODES = ("max", "avg")
-# NumPy arrays use the one-pass Numba kernels for max pooling (False: the slices version).
+# Max pooling runs as one-pass kernels: Numba on the CPU (minist.layers.kernels_numba), CUDA on
+# the GPU (minist.layers.kernels_cupy); False runs the slices version instead (tests, reading).
 USE_NUMBA = {"cpu": True}
+USE_CUDA_KERNELS = {"gpu": True}
 
 
-def _numba_kernels(xp):
-    """The Numba kernel module for NumPy arrays when enabled, else ``None`` (CuPy, or off)."""
-    if xp.__name__ != "numpy" or not USE_NUMBA["cpu"]:
+def _kernels(xp):
+    """The kernel module for arrays of ``xp`` when enabled, else ``None`` (the slices)."""
+    if xp.__name__ == "numpy":
+        if not USE_NUMBA["cpu"]:
+            return None
+        from minist.layers import kernels_numba
+
+        return kernels_numba
+    if not USE_CUDA_KERNELS["gpu"]:
         return None
-    from minist.layers import kernels_numba
+    from minist.layers import kernels_cupy
 
-    return kernels_numba
+    return kernels_cupy
 
 
 class PoolCache(NamedTuple):
@@ -103,8 +111,8 @@ def max_pool_forward(x, kernel: int = 2, stride: int = 2):
     xp = get_array_module(x)
     k, s = kernel, stride
     N, C = x.shape[:2]
-    kernels = _numba_kernels(xp)
-    if kernels is not None:  # the same loop, one pass, compiled (CPU)
+    kernels = _kernels(xp)
+    if kernels is not None:  # the same loop, one pass, compiled (Numba on the CPU, CUDA on GPU)
         y = xp.empty((N, C, Ho, Wo), dtype=x.dtype)
         argmax = xp.empty((N, C, Ho, Wo), dtype=_index_dtype(xp, k))
         planes = xp.ascontiguousarray(x).reshape(N * C, *x.shape[2:])
@@ -135,13 +143,13 @@ def max_pool_backward(dy, cache: PoolCache):
 
     (a sum because overlapping windows can pick the same element). Implemented as one strided
     add per offset :math:`t = pk + q` of :math:`dy \odot [\text{argmax} = t]`; elements in no
-    window (floor mode) keep 0; on the CPU one Numba pass does the same.
+    window (floor mode) keep 0; one compiled pass (Numba or CUDA) does the same.
     Derivation: ``tutorials/02_relu_and_pooling``.
     """
     xp = get_array_module(dy)
     k, s, argmax = cache.kernel, cache.stride, cache.argmax
     N, C, Ho, Wo = dy.shape
-    kernels = _numba_kernels(xp)
+    kernels = _kernels(xp)
     if kernels is not None:
         dx = xp.empty(cache.x_shape, dtype=dy.dtype)
         H, W = cache.x_shape[2:]

@@ -79,8 +79,9 @@ between the input transform, the GEMMs and the output transform.
 
 **Weights are transformed once.** :math:`U = G w G^\top` depends only on the weights, so
 :func:`transformed_weights` keeps it for weights that cannot change: NumPy arrays that own their
-memory and are read-only (:class:`minist.vgg.VGG` freezes its weights so). Other weights are
-transformed at every call (correct, slower).
+memory and are read-only, and GPU arrays declared so with :func:`mark_frozen`
+(:class:`minist.vgg.VGG` freezes its weights so). Other weights are transformed at every call
+(correct, slower).
 
 Derivation: ``tutorials/01_convolution`` (convolution) and this docstring (Winograd).
 """
@@ -96,7 +97,7 @@ from minist.backend import get_array_module
 from minist.threads import blas_single_threaded, openblas_threads, worker_pool
 
 # Bytes of V + M (the transformed input and the products) built at a time, per device.
-CHUNK_BYTES = {"cpu": 12 * 2**20, "gpu": 512 * 2**20}
+CHUNK_BYTES = {"cpu": 4 * 2**20, "gpu": 512 * 2**20}
 # Layers with many tile rows (the large early ones) run on the CPU as blocks of `block_bytes`,
 # each CPU thread taking whole blocks -- input transform, GEMMs on a single-threaded BLAS, output
 # transform -- when there are at least `min_blocks_per_thread` blocks per thread (minist.threads).
@@ -105,9 +106,24 @@ CHUNK_BYTES = {"cpu": 12 * 2**20, "gpu": 512 * 2**20}
 PIPELINE = {"block_bytes": 2 * 2**20, "min_blocks_per_thread": 16}
 # Output tile size m of F(m x m, 3 x 3) when the caller does not choose: 4 on the CPU (4x fewer
 # multiplications, measured fastest), 2 elsewhere.
-TILE = {"cpu": 4, "gpu": 2}
-# NumPy arrays use the Numba transforms; False runs the NumPy-slices version instead (tests).
+TILE = {"cpu": 4, "gpu": 4}
+# Transform kernels: Numba on the CPU (minist.layers.winograd_numba), CUDA on the GPU
+# (minist.layers.winograd_cupy); False runs the slices version instead (tests, reading).
 USE_NUMBA = {"cpu": True}
+USE_CUDA_KERNELS = {"gpu": True}
+
+
+def _kernels(xp):
+    """The module with the two transform kernels for arrays of ``xp``, or None (slices)."""
+    if xp is np:
+        if USE_NUMBA["cpu"]:
+            from minist.layers import winograd_numba
+            return winograd_numba
+        return None
+    if USE_CUDA_KERNELS["gpu"]:
+        from minist.layers import winograd_cupy
+        return winograd_cupy
+    return None
 
 
 class Transforms(NamedTuple):
@@ -166,12 +182,33 @@ def weight_transform(w, m: int = 2):
     return xp.ascontiguousarray(U.transpose(0, 3, 1, 2).reshape(alpha**2, F, C).astype(w.dtype))
 
 
-_TRANSFORMED: dict = {}  # (id(w), transpose, m) -> (weak reference to w, U)
+_TRANSFORMED: dict = {}  # (id(w), transpose, m) -> (reference to w, U)
+_MARKED: dict = {}  # id(w) -> reference to w: GPU arrays declared frozen (no read-only flag)
+
+
+def _reference(w, forget):
+    """A weak reference to ``w`` that calls ``forget`` when ``w`` goes; a plain one (``w`` kept
+    alive) for array types that cannot be weakly referenced."""
+    try:
+        return weakref.ref(w, forget)
+    except TypeError:
+        return lambda: w
+
+
+def mark_frozen(w) -> None:
+    """Declare that ``w`` (e.g. a CuPy array, which has no read-only flag) will not change, so
+    that its transforms may be kept (:class:`minist.vgg.VGG` does this for its GPU weights)."""
+    key = id(w)
+    _MARKED[key] = _reference(w, lambda _ref: _MARKED.pop(key, None))
 
 
 def _frozen(w) -> bool:
-    """Whether ``w`` can never change: a read-only NumPy array that owns its memory."""
-    return isinstance(w, np.ndarray) and not w.flags.writeable and w.flags.owndata
+    """Whether ``w`` can never change: a read-only NumPy array that owns its memory, or an array
+    given to :func:`mark_frozen`."""
+    if isinstance(w, np.ndarray) and not w.flags.writeable and w.flags.owndata:
+        return True
+    ref = _MARKED.get(id(w))
+    return ref is not None and ref() is w
 
 
 def transformed_weights(w, transpose: bool = False, m: int = 2):
@@ -185,7 +222,7 @@ def transformed_weights(w, transpose: bool = False, m: int = 2):
     U = weight_transform(flip_kernel(w) if transpose else w, m)
     if _frozen(w):
         forget = lambda _ref, key=key: _TRANSFORMED.pop(key, None)  # noqa: E731
-        _TRANSFORMED[key] = (weakref.ref(w, forget), U)
+        _TRANSFORMED[key] = (_reference(w, forget), U)
     return U
 
 
@@ -322,12 +359,12 @@ def winograd_conv3x3(x, w, b=None, transpose: bool = False, m: int | None = None
         rows = _tile_rows_per_chunk(budget, C, F, tw, x.itemsize, th, m)
     blocks = list(range(0, th, rows))
     y = xp.empty((N, F, H, W), dtype=x.dtype)
-    numba_kernels = cpu and USE_NUMBA["cpu"]
-    if not numba_kernels:  # the slices version reads tiles from a padded copy
+    kernels = _kernels(xp)
+    if kernels is None:  # the slices version reads tiles from a padded copy
         x_pad = xp.zeros((C, m * th + 2, m * tw + 2), dtype=x.dtype)  # pad 1, more to fill tiles
     for n in range(N):
         source_mask = None
-        if numba_kernels:  # the kernels read the zeros of the padding and the mask themselves
+        if kernels is not None:  # kernels read the zeros of the padding and the mask themselves
             source = x[n]
             source_mask = None if mask is None else mask[n]
         else:
@@ -349,16 +386,14 @@ def winograd_conv3x3(x, w, b=None, transpose: bool = False, m: int | None = None
 def _run_blocks(source, mask, U, b, relu, y, starts, rows: int, tw: int, m: int) -> None:
     """Input transform, GEMMs and output transform for the blocks of tile rows ``starts``.
 
-    ``source``: the image ``(C, H, W)`` for the Numba kernels (with its ``mask`` or None), its
-    padded (and already masked) copy for the slices.
+    ``source``: the image ``(C, H, W)`` for the kernels (with its ``mask`` or None), its padded
+    (and already masked) copy for the slices.
     """
     xp = get_array_module(source)
     count = (m + 2) ** 2
     C, F = source.shape[0], U.shape[1]
     th = -(-y.shape[1] // m)
-    numba_kernels = xp is np and USE_NUMBA["cpu"]
-    if numba_kernels:
-        from minist.layers import winograd_numba as kn
+    kn = _kernels(xp)
     V = _product_buffer(xp, count, C, rows * tw, source.dtype)
     M = _product_buffer(xp, count, F, rows * tw, source.dtype)
     for t0 in starts:
@@ -367,12 +402,12 @@ def _run_blocks(source, mask, U, b, relu, y, starts, rows: int, tw: int, m: int)
         if r < rows:  # last block: buffers of the right size
             Vb = _product_buffer(xp, count, C, r * tw, source.dtype)
             Mb = _product_buffer(xp, count, F, r * tw, source.dtype)
-        if numba_kernels:
+        if kn is not None:
             kn.winograd_input_transform(source, mask, t0, tw, Vb, m)
         else:
             input_transform_xp(source, t0, tw, Vb, m)
         xp.matmul(U, Vb, out=Mb)  # M_{xi nu} = U_{xi nu} V_{xi nu}: alpha^2 GEMMs
-        if numba_kernels:
+        if kn is not None:
             kn.winograd_output_transform(Mb, t0, tw, b, relu, y, m)
         else:
             output_transform_xp(Mb, t0, tw, b, relu, y, m)
