@@ -124,24 +124,24 @@ def _uses_winograd(channels: int, device: str) -> bool:
         channels >= conv.WINOGRAD_MIN_CHANNELS)
 
 
-def _winograd_blocks(C: int, F: int, w: int, i: int, device: str) -> int:
+def _winograd_blocks(C: int, F: int, h: int, w: int, i: int, device: str) -> int:
     """Bytes of the V and M blocks of one Winograd call (all threads' blocks on the CPU)."""
     side = "cpu" if device == "cpu" else "gpu"
     m = winograd.TILE[side]
-    tw = -(-w // m)
-    per_row = (m + 2) ** 2 * (C + F) * tw * i
+    per_row = (m + 2) ** 2 * (C + F) * -(-w // m) * i  # one row of tiles
+    block = max(per_row, min(winograd.CHUNK_BYTES[side], per_row * -(-h // m)))
     if side == "gpu":
-        return max(per_row, min(winograd.CHUNK_BYTES["gpu"], per_row * -(-w // m)))
-    # the serial path's block, and one block per worker thread (their heaps keep them)
+        return block
+    # and one block per worker thread (their heaps keep them)
     threads = max(2, os.cpu_count() or 1)
-    return max(per_row, winograd.CHUNK_BYTES["cpu"]) + threads * winograd.PIPELINE["block_bytes"]
+    return block + threads * max(per_row, winograd.PIPELINE["block_bytes"])
 
 
 def _conv_forward(ledger, C, hi, wi, c, h, w, i, budget, device) -> None:
     """One convolution's forward: its output is allocated (and kept by the caller's logic)."""
     if _uses_winograd(C, device):
         ledger.alloc(c * h * w * i)  # y (the kernels read the image unpadded)
-        ledger.transient(_winograd_blocks(C, c, w, i, device))
+        ledger.transient(_winograd_blocks(C, c, h, w, i, device))
         return
     K = 9 * C
     rows = _conv_chunk(K, h, w, i, budget)
@@ -156,7 +156,7 @@ def _conv_backward(ledger, C, hi, wi, c, h, w, i, budget, device) -> None:
     """One convolution's input gradient: allocates dx (the caller frees the incoming one)."""
     if _uses_winograd(c, device):  # dx = dy * flip(w)^T: a convolution with c input channels
         ledger.alloc(C * hi * wi * i)
-        ledger.transient(_winograd_blocks(c, C, wi, i, device))
+        ledger.transient(_winograd_blocks(c, C, hi, wi, i, device))
         return
     K = 9 * c  # stride 1: the forward im2col of dy padded by 1, with C outputs
     rows = _conv_chunk(K, hi, wi, i, budget)

@@ -97,7 +97,7 @@ from minist.backend import get_array_module
 from minist.threads import blas_single_threaded, openblas_threads, worker_pool
 
 # Bytes of V + M (the transformed input and the products) built at a time, per device.
-CHUNK_BYTES = {"cpu": 4 * 2**20, "gpu": 512 * 2**20}
+CHUNK_BYTES = {"cpu": 32 * 2**20, "gpu": 512 * 2**20}
 # Layers with many tile rows (the large early ones) run on the CPU as blocks of `block_bytes`,
 # each CPU thread taking whole blocks -- input transform, GEMMs on a single-threaded BLAS, output
 # transform -- when there are at least `min_blocks_per_thread` blocks per thread (minist.threads).
