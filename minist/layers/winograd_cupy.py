@@ -42,24 +42,26 @@ def _linear_combination(coefficients, terms) -> str:
     return " ".join(parts) if parts else "(T)0"
 
 
+def _sandwich(P, source: str, middle: str):
+    """C statements for :math:`P X P^\top` on the α×α variables ``{source}{a}_{b}``: the left
+    product as variables ``{middle}{r}_{b}``; returns them and the expressions of
+    :math:`(P X P^\top)_{rs}`."""
+    out, alpha = P.shape
+    lines = [f"  T {middle}{r}_{b} = "
+             f"{_linear_combination(P[r], [f'{source}{a}_{b}' for a in range(alpha)])};"
+             for r in range(out) for b in range(alpha)]
+    result = [[_linear_combination(P[c], [f"{middle}{r}_{b}" for b in range(alpha)])
+               for c in range(out)] for r in range(out)]
+    return lines, result
+
+
 def _input_source(m: int, ctype: str) -> str:
-    BT = TRANSFORMS[m].BT
     alpha = m + 2
-    loads = []
-    for a in range(alpha):
-        for b in range(alpha):
-            loads.append(
-                f"  T d{a}_{b} = load(x, mask, has_mask, base, r + {a}, q + {b}, H, W);")
-    rows = []  # (B^T d)[xi][b]
-    for xi in range(alpha):
-        for b in range(alpha):
-            expr = _linear_combination(BT[xi], [f"d{a}_{b}" for a in range(alpha)])
-            rows.append(f"  T s{xi}_{b} = {expr};")
-    stores = []  # (B^T d B)[xi][nu]
-    for xi in range(alpha):
-        for nu in range(alpha):
-            expr = _linear_combination(BT[nu], [f"s{xi}_{b}" for b in range(alpha)])
-            stores.append(f"  V[((long long){xi * alpha + nu} * C + c) * tiles + t] = {expr};")
+    loads = [f"  T d{a}_{b} = load(x, mask, has_mask, base, r + {a}, q + {b}, H, W);"
+             for a in range(alpha) for b in range(alpha)]
+    rows, V = _sandwich(TRANSFORMS[m].BT, "d", "s")  # (B^T d)[xi][b], then (B^T d B)[xi][nu]
+    stores = [f"  V[((long long){xi * alpha + nu} * C + c) * tiles + t] = {V[xi][nu]};"
+              for xi in range(alpha) for nu in range(alpha)]
     body = "\n".join(loads + rows + stores)
     return f"""
 typedef {ctype} T;
@@ -84,20 +86,12 @@ extern "C" __global__ void input_transform(const T* x, const T* mask, int has_ma
 
 
 def _output_source(m: int, ctype: str) -> str:
-    AT = TRANSFORMS[m].AT
     alpha = m + 2
     loads = [f"  T m{xi}_{nu} = M[((long long){xi * alpha + nu} * F + f) * tiles + t];"
              for xi in range(alpha) for nu in range(alpha)]
-    cols = []  # (A^T m)[a][nu]
-    for a in range(m):
-        for nu in range(alpha):
-            expr = _linear_combination(AT[a], [f"m{xi}_{nu}" for xi in range(alpha)])
-            cols.append(f"  T s{a}_{nu} = {expr};")
-    stores = []
-    for a in range(m):
-        for b in range(m):
-            expr = _linear_combination(AT[b], [f"s{a}_{nu}" for nu in range(alpha)])
-            stores.append(f"  store(y, base, r + {a}, q + {b}, H, W, ({expr}) + bf, relu);")
+    cols, Y = _sandwich(TRANSFORMS[m].AT, "m", "s")  # (A^T m)[a][nu], then (A^T m A)[a][b]
+    stores = [f"  store(y, base, r + {a}, q + {b}, H, W, ({Y[a][b]}) + bf, relu);"
+              for a in range(m) for b in range(m)]
     body = "\n".join(loads + cols + stores)
     return f"""
 typedef {ctype} T;
