@@ -168,7 +168,7 @@ if not GPU:
 #
 # One iteration of style transfer is one forward and one backward pass through VGG (plus the
 # losses, which are cheap). We time each layer's forward and backward — the convolutions are
-# matrix products (im2col + GEMM, lesson 1), ReLU and pooling only move memory — and sum them
+# matrix products (Winograd or im2col + GEMM, lesson 1), ReLU and pooling only move memory — and sum them
 # per block. On a GPU the work is *launched* asynchronously, so each timing waits for the
 # device to finish (`synchronize`) before reading the clock.
 
