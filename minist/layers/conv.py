@@ -19,11 +19,11 @@ Two implementations of the same equation:
   strided slice per kernel offset :math:`(p, q)`, so it runs unchanged on CuPy), and the whole
   layer becomes a matrix product :math:`Y = W_{mat} X_{col} + b` (float32 GEMM for float32 input;
   on the CPU it is done a cache-sized block of output rows at a time).
-  On the CPU, the 3x3, stride-1, pad-1 convolutions of VGG with 16 or more input channels
-  (forward, and backward to the input) go instead through Winograd's
+  On the CPU and the GPU, the 3x3, stride-1, pad-1 convolutions of VGG with 16 or more input
+  channels (forward, and backward to the input) go instead through Winograd's
   :math:`F(4 \times 4, 3 \times 3)` (:mod:`minist.layers.winograd`): the same equation with 4x
   fewer multiplications, float32 results within ~1e-5 of the largest output (``ALGORITHM``
-  chooses per device; on CuPy im2col + cuBLAS is the default).
+  chooses per device; CUDA kernels for the transforms on CuPy).
 * ``conv2d_relu_forward`` / ``conv2d_relu_backward`` -- a convolution and the ReLU after it as
   one step: the same numbers as the two layers, one array and one pass over memory less.
 * ``conv2d_forward_loops`` / ``conv2d_backward_loops`` -- the equation written as loops over
