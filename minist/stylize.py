@@ -430,14 +430,16 @@ class _LayerGradients(Mapping):
 
     Each is as large as the layer's features (256 MiB for relu1_1 at 1024 px); computed on
     demand, as the backward reaches its layer, only one exists at a time instead of all of them
-    at once. The loss values (Eq. 1, 4, 5) are added up as a side effect; :meth:`finish`
-    computes those of layers never asked for.
+    at once. The loss values (Eq. 1, 4, 5) are kept as they come, as arrays on the device, and
+    read (:attr:`content`, :attr:`style`) only after the backward: on a GPU, reading a value
+    waits for the device, which would stall the backward at every layer. :meth:`finish`
+    computes the losses of layers never asked for.
     """
 
     def __init__(self, transfer: StyleTransfer, feats: dict):
         o = transfer.options
         self.transfer, self.feats = transfer, feats
-        self.content, self.style = 0.0, 0.0
+        self._content, self._style = [], []  # (weight, loss as a 0-d array) per layer
         self._done: set[str] = set()
         names = []
         if o.content_weight > 0:
@@ -467,16 +469,26 @@ class _LayerGradients(Mapping):
         if o.content_weight > 0 and name in t.content_targets:  # Eq. 1, 2 (normalised)
             c = t.content_layer_weights[name] * t.content_scale[name]
             loss, dF = losses.content_loss(losses.feature_matrix(F), t.content_targets[name])
-            self.content += c * float(loss)
+            self._content.append((c, loss))
             grad = dF * (o.content_weight * c)
         if o.style_weight > 0 and name in t.style_targets:  # Eq. 4, 5, 6 (normalised)
             c = t.style_layer_weights[name] * t.style_scale[name]
             if c != 0:
                 loss, dF = losses.style_layer_loss(losses.feature_matrix(F), t.style_targets[name])
-                self.style += c * float(loss)
+                self._style.append((c, loss))
                 dF *= o.style_weight * c
                 grad = dF if grad is None else grad + dF
         return grad.reshape(F.shape)
+
+    @property
+    def content(self) -> float:
+        """The content loss of the layers reached so far (Eq. 1, normalised)."""
+        return sum((c * float(loss) for c, loss in self._content), 0.0)
+
+    @property
+    def style(self) -> float:
+        """The style loss of the layers reached so far (Eq. 5, normalised)."""
+        return sum((c * float(loss) for c, loss in self._style), 0.0)
 
     def finish(self) -> None:
         """Compute the loss values of the layers whose gradient was not asked for."""
