@@ -179,3 +179,35 @@ def _torch_cuda() -> bool:
     import torch
 
     return torch.cuda.is_available()
+
+
+def test_a_probe_that_costs_time_is_read_in_an_untimed_run():
+    """CuPy's tracking allocator slows every allocation: its peak comes from an iteration of
+    its own, and the timed iterations run without it (PyTorch's probe costs nothing)."""
+    events = []
+
+    class Probe:
+        costs_time = True
+        peak = 123
+
+        def start_step(self):
+            events.append("start")
+
+        def end_step(self):
+            events.append("end")
+
+        def close(self):
+            events.append("close")
+
+    class Step:
+        def step(self):
+            events.append("step")
+            return 1.0
+
+        def synchronize(self):
+            pass
+
+    result = bench.measure(Step, "minist", "cpu", 8, 100, repeat=3, warmup=1,
+                           probe_factory=Probe)
+    assert events == ["step", "start", "step", "end", "close", "step", "step", "step"]
+    assert result.peak_bytes == 123 and len(result.times_ms) == 3
