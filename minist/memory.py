@@ -40,6 +40,7 @@ from minist.architectures import BLOCK_CHANNELS, LayerSpec, layer_table
 from minist.errors import MinistError
 from minist.layers import conv, winograd
 from minist.layers.conv import CHUNK_BYTES
+from minist.vgg import plan_steps
 
 SKIP_ENV = "MINIST_SKIP_MEMORY_CHECK"  # set to 1 to run without the check
 SAFETY = 1.30  # modelled peak x this: allocator rounding, temporaries not modelled (the model
@@ -88,8 +89,8 @@ def _shapes(steps: list[LayerSpec], height: int, width: int) -> list[tuple[int, 
 
 
 class _Step(NamedTuple):
-    """One step as :func:`minist.vgg.vgg_forward` runs it: ``kind`` is ``conv``, ``conv_relu``
-    (fused), ``relu`` or ``pool``; ``shape`` its output, ``before`` its input (c, h, w)."""
+    """A step of :func:`minist.vgg.plan_steps` with its shapes: ``shape`` its output,
+    ``before`` its input (c, h, w)."""
 
     kind: str
     name: str  # the name of its output
@@ -98,24 +99,15 @@ class _Step(NamedTuple):
     mask_kept: bool  # conv_relu: the ReLU's output is kept as its mask (not before max pooling)
 
 
-def _plan(steps, shapes, height, width, wanted, pooling: str) -> list[_Step]:
-    """The steps of :func:`minist.vgg.vgg_forward`, with its fusions."""
-    plan, prev, k = [], (3, height, width), 0
-    while k < len(steps):
-        spec = steps[k]
-        fused = (spec.kind == "conv" and k + 1 < len(steps) and steps[k + 1].kind == "relu"
-                 and spec.name not in wanted)
-        if fused:
-            k += 1
-            relu = steps[k]
-            before_max_pool = (pooling == "max" and k + 1 < len(steps)
-                               and steps[k + 1].kind == "pool")
-            keep = not before_max_pool or relu.name in wanted
-            plan.append(_Step("conv_relu", relu.name, shapes[k], prev, keep))
-        else:
-            plan.append(_Step(spec.kind, spec.name, shapes[k], prev, True))
-        prev = shapes[k]
-        k += 1
+def _plan(steps, height, width, wanted, pooling: str) -> list[_Step]:
+    """The steps of :func:`minist.vgg.vgg_forward` (:func:`minist.vgg.plan_steps`), sized."""
+    shapes = dict(zip([s.name for s in steps], _shapes(steps, height, width), strict=True))
+    plan, prev = [], (3, height, width)
+    for step in plan_steps(steps, wanted, pooling):
+        shape = shapes[step.spec.name]
+        mask_kept = not (step.kind == "conv_relu" and step.pool_mask)
+        plan.append(_Step(step.kind, step.spec.name, shape, prev, mask_kept))
+        prev = shape
     return plan
 
 
@@ -303,14 +295,14 @@ def estimate_peak_bytes(
 
     # One optimizer step: forward, then backward with each layer's loss gradient on the way.
     step = _Ledger(state)
-    plan = _plan(steps, list(shapes.values()), height, width, wanted, pooling)
+    plan = _plan(steps, height, width, wanted, pooling)
     _forward(step, plan, height, width, i, budget, wanted, device)
     _backward(step, plan, height, width, i, budget, wanted, device)
 
     # The targets: a forward pass on the style image (content's is never larger at style_scale
     # >= 1), with the content image and the content features alive.
     init = _Ledger(weight_bytes + transforms + content + 2 * image + 3 * sh * sw * i)
-    style_plan = _plan(steps, _shapes(steps, sh, sw), sh, sw, wanted, pooling)
+    style_plan = _plan(steps, sh, sw, wanted, pooling)
     _forward(init, style_plan, sh, sw, i, budget, wanted, device)
     if (sh, sw) != (height, width):  # a smaller style image: the content forward may dominate
         again = _Ledger(weight_bytes + transforms + 2 * image + 3 * sh * sw * i)

@@ -83,8 +83,40 @@ def runnable_steps(table: list[LayerSpec], params: dict) -> list[LayerSpec]:
     return steps
 
 
-def _max_pool_next(steps, k: int, pooling: str) -> bool:
-    return pooling == "max" and k + 1 < len(steps) and steps[k + 1].kind == "pool"
+class Step(NamedTuple):
+    """One step of :func:`vgg_forward`: a layer, or a convolution and its ReLU run as one.
+
+    ``kind``: ``"conv"``, ``"conv_relu"``, ``"relu"`` or ``"pool"``; ``spec``: the layer whose
+    output the step produces (the ReLU's for ``conv_relu``); ``conv``: the fused convolution.
+    ``pool_mask``: on a ``conv_relu`` step, its ReLU's mask is taken from the max pooling that
+    follows (its output is not kept); on that pooling step, it applies that mask.
+    """
+
+    kind: str
+    spec: LayerSpec
+    conv: LayerSpec | None = None
+    pool_mask: bool = False
+
+
+def plan_steps(steps: list[LayerSpec], wanted, pooling: str) -> list[Step]:
+    """How :func:`vgg_forward` runs ``steps``: a convolution and the ReLU after it are fused
+    unless the convolution's output is requested; the ReLU's mask comes from a following max
+    pooling unless the ReLU's output is requested (then it is kept anyway)."""
+    plan, k = [], 0
+    while k < len(steps):
+        spec = steps[k]
+        if (spec.kind == "conv" and k + 1 < len(steps) and steps[k + 1].kind == "relu"
+                and spec.name not in wanted):
+            k += 1
+            relu = steps[k]
+            pool_mask = (pooling == "max" and k + 1 < len(steps) and steps[k + 1].kind == "pool"
+                         and relu.name not in wanted)
+            plan.append(Step("conv_relu", relu, spec, pool_mask))
+        else:
+            after_masked = spec.kind == "pool" and bool(plan) and plan[-1].pool_mask
+            plan.append(Step(spec.kind, spec, None, after_masked))
+        k += 1
+    return plan
 
 
 def vgg_forward(image, params, steps, preprocessing: Preprocessing, layers, pooling="max"):
@@ -100,32 +132,25 @@ def vgg_forward(image, params, steps, preprocessing: Preprocessing, layers, pool
     deepest = max(names.index(name) for name in wanted)
     x, prep_cache = preprocess_forward(image, preprocessing)  # x_0 = T(I)
     features, caches = {}, []
-    todo = steps[: deepest + 1]
-    k = 0
-    while k < len(todo):  # x_k = f_k(x_{k-1})
-        spec = todo[k]
-        if spec.kind == "conv":
+    for step in plan_steps(steps[: deepest + 1], wanted, pooling):  # x_k = f_k(x_{k-1})
+        spec = step.spec
+        if step.kind == "conv_relu":  # conv and ReLU in one step: one array, one pass less
+            w, b = params[step.conv.name]
+            x, cache = conv2d_relu_forward(x, w, b, stride=1, pad=1)
+            if step.pool_mask:
+                cache = cache._replace(relu=None)  # the pool's backward applies the mask
+        elif step.kind == "conv":
             w, b = params[spec.name]
-            fused = k + 1 < len(todo) and todo[k + 1].kind == "relu" and spec.name not in wanted
-            if fused:  # conv and ReLU in one step: the same x_{k+1}, one array, one pass less
-                x, cache = conv2d_relu_forward(x, w, b, stride=1, pad=1)
-                k += 1
-                spec = todo[k]
-                if _max_pool_next(todo, k, pooling) and spec.name not in wanted:
-                    cache = cache._replace(relu=None)  # the pool's backward applies the mask
-            else:
-                x, cache = conv2d_forward(x, w, b, stride=1, pad=1)
-        elif spec.kind == "relu":
+            x, cache = conv2d_forward(x, w, b, stride=1, pad=1)
+        elif step.kind == "relu":
             x, cache = relu_forward(x)
         else:
             x, cache = pool_forward(x, pooling, kernel=2, stride=2)
-            before = caches[-1][1] if caches else None
-            if isinstance(before, ConvReluCache) and before.relu is None:
+            if step.pool_mask:
                 cache = ReluMaxPoolCache(cache, x)  # the ReLU's mask, from the pool's output
         caches.append((spec, cache))
         if spec.name in wanted:
             features[spec.name] = x
-        k += 1
     return features, VGGCache(prep_cache, tuple(caches), tuple(layers))
 
 
