@@ -112,8 +112,7 @@ def _plan(steps, height, width, wanted, pooling: str) -> list[_Step]:
 
 
 def _uses_winograd(channels: int, device: str) -> bool:
-    return conv.ALGORITHM["winograd"]["cpu" if device == "cpu" else "gpu"] and (
-        channels >= conv.WINOGRAD_MIN_CHANNELS)
+    return conv.uses_winograd("cpu" if device == "cpu" else "gpu", channels)
 
 
 def _winograd_blocks(C: int, F: int, h: int, w: int, i: int, device: str) -> int:

@@ -97,18 +97,24 @@ def _pad(x, pad: int):
 # Bytes of im2col columns built at a time. On the CPU a block that stays in cache beats one huge
 # matrix (whose fresh pages alone cost more than the GEMM); on the GPU, fewer larger launches win.
 CHUNK_BYTES = {"cpu": 16 * 2**20, "gpu": 512 * 2**20}
-# Where 3x3 stride-1 pad-1 layers use Winograd F(2x2, 3x3) instead of im2col + GEMM, per device
-# (measured by `minist bench`, README "Performance"): on the CPU it does 2.25x fewer
-# multiplications and its transforms stay in cache; layers with fewer than
-# WINOGRAD_MIN_CHANNELS input channels (VGG's conv1_1 on the RGB image) keep im2col.
+# Where 3x3 stride-1 pad-1 layers use Winograd F(m x m, 3x3) (minist.layers.winograd: m = 4 by
+# default, 4x fewer multiplications) instead of im2col + GEMM, per device (measured by `minist
+# bench`, README "Performance"); layers with fewer than WINOGRAD_MIN_CHANNELS input channels
+# (VGG's conv1_1 on the RGB image) keep im2col.
 ALGORITHM = {"winograd": {"cpu": True, "gpu": True}}
 WINOGRAD_MIN_CHANNELS = 16
 
 
+def uses_winograd(side: str, channels: int) -> bool:
+    """Whether a 3x3, stride-1, pad-1 convolution whose input has ``channels`` channels runs as
+    Winograd on ``side`` (``"cpu"`` or ``"gpu"``); for the input gradient, count the output
+    channels (they are its input). The memory planner asks the same question."""
+    return ALGORITHM["winograd"][side] and channels >= WINOGRAD_MIN_CHANNELS
+
+
 def _winograd(w, stride: int, pad: int, channels: int) -> bool:
-    xp = get_array_module(w)
-    on = ALGORITHM["winograd"]["cpu" if xp.__name__ == "numpy" else "gpu"]
-    return on and channels >= WINOGRAD_MIN_CHANNELS and winograd.applies(w, stride, pad)
+    side = "cpu" if get_array_module(w).__name__ == "numpy" else "gpu"
+    return winograd.applies(w, stride, pad) and uses_winograd(side, channels)
 
 
 def _rows_per_chunk(xp, K: int, Ho: int, Wo: int, itemsize: int) -> int:

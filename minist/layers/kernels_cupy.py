@@ -19,7 +19,7 @@ import functools
 import numpy as np
 
 _THREADS = 256
-_CTYPES = {"float32": "float", "float64": "double", "uint8": "unsigned char", "int32": "int"}
+CTYPES = {"float32": "float", "float64": "double", "uint8": "unsigned char", "int32": "int"}
 
 _FORWARD = r"""
 extern "C" __global__ void max_pool_forward(const T* x, int P, int H, int W, int k, int s,
@@ -60,11 +60,12 @@ def _kernel(name: str, dtype_name: str, index_name: str):
     import cupy
 
     source = _FORWARD if name == "max_pool_forward" else _BACKWARD
-    header = f"typedef {_CTYPES[dtype_name]} T;\ntypedef {_CTYPES[index_name]} I;\n"
+    header = f"typedef {CTYPES[dtype_name]} T;\ntypedef {CTYPES[index_name]} I;\n"
     return cupy.RawKernel(header + source, name)
 
 
-def _launch(kernel, n: int, args) -> None:
+def launch(kernel, n: int, args) -> None:
+    """Run ``kernel`` on ``n`` threads, ``_THREADS`` a block (here and in winograd_cupy)."""
     kernel(((n + _THREADS - 1) // _THREADS,), (_THREADS,), args)
 
 
@@ -76,7 +77,7 @@ def max_pool_forward_kernel(x, k, s, y, argmax) -> None:
     P, H, W = x.shape
     Ho, Wo = y.shape[1], y.shape[2]
     i32 = np.int32
-    _launch(_kernel("max_pool_forward", x.dtype.name, argmax.dtype.name), y.size,
+    launch(_kernel("max_pool_forward", x.dtype.name, argmax.dtype.name), y.size,
             (x, i32(P), i32(H), i32(W), i32(k), i32(s), i32(Ho), i32(Wo), y, argmax))
 
 
@@ -89,6 +90,6 @@ def max_pool_backward_kernel(dy, argmax, k, s, dx) -> None:
     Ho, Wo = dy.shape[1], dy.shape[2]
     dx.fill(0)
     i32 = np.int32
-    _launch(_kernel("max_pool_backward", dy.dtype.name, argmax.dtype.name), dy.size,
+    launch(_kernel("max_pool_backward", dy.dtype.name, argmax.dtype.name), dy.size,
             (dy, argmax, i32(P), i32(H), i32(W), i32(k), i32(s), i32(Ho), i32(Wo),
              i32(s < k), dx))

@@ -22,9 +22,8 @@ import functools
 
 import numpy as np
 
+from minist.layers.kernels_cupy import CTYPES, launch
 from minist.layers.winograd import TRANSFORMS
-
-_THREADS = 256
 
 
 def _linear_combination(coefficients, terms) -> str:
@@ -119,13 +118,8 @@ extern "C" __global__ void output_transform(const T* M, const T* bias, int has_b
 def _kernel(kind: str, m: int, dtype_name: str):
     import cupy
 
-    ctype = {"float32": "float", "float64": "double"}[dtype_name]
-    source = (_input_source if kind == "input_transform" else _output_source)(m, ctype)
+    source = (_input_source if kind == "input_transform" else _output_source)(m, CTYPES[dtype_name])
     return cupy.RawKernel(source, kind)
-
-
-def _launch(kernel, n: int, args) -> None:
-    kernel(((n + _THREADS - 1) // _THREADS,), (_THREADS,), args)
 
 
 def winograd_input_transform(image, mask, t0: int, tw: int, V, m: int) -> None:
@@ -140,7 +134,7 @@ def winograd_input_transform(image, mask, t0: int, tw: int, V, m: int) -> None:
     has_mask = mask is not None
     mask = cupy.ascontiguousarray(mask) if has_mask else image
     i32 = np.int32
-    _launch(_kernel("input_transform", m, image.dtype.name), C * tiles,
+    launch(_kernel("input_transform", m, image.dtype.name), C * tiles,
             (image, mask, i32(has_mask), i32(C), i32(H), i32(W), i32(t0), i32(tw), i32(tiles),
              V))
 
@@ -153,6 +147,6 @@ def winograd_output_transform(M, t0: int, tw: int, bias, relu: bool, y, m: int) 
     H, W = y.shape[1], y.shape[2]
     has_bias = bias is not None
     i32 = np.int32
-    _launch(_kernel("output_transform", m, M.dtype.name), F * tiles,
+    launch(_kernel("output_transform", m, M.dtype.name), F * tiles,
             (M, bias if has_bias else M, i32(has_bias), i32(relu), i32(F), i32(H), i32(W),
              i32(t0), i32(tw), i32(tiles), y))
