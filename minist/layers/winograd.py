@@ -351,8 +351,9 @@ def winograd_conv3x3(x, w, b=None, transpose: bool = False, m: int | None = None
         b = xp.ascontiguousarray(b.astype(x.dtype, copy=False))
     th, tw = -(-H // m), -(-W // m)
     cpu = xp is np
+    kernels = _kernels(xp)
     threads = 1
-    if cpu and USE_NUMBA["cpu"]:
+    if cpu and kernels is not None:  # Numba kernels release the GIL: threads can share blocks
         rows = _tile_rows_per_chunk(PIPELINE["block_bytes"], C, F, tw, x.itemsize, th, m)
         threads = _cpu_threads(th, rows)
     if threads == 1:
@@ -360,7 +361,6 @@ def winograd_conv3x3(x, w, b=None, transpose: bool = False, m: int | None = None
         rows = _tile_rows_per_chunk(budget, C, F, tw, x.itemsize, th, m)
     blocks = list(range(0, th, rows))
     y = xp.empty((N, F, H, W), dtype=x.dtype)
-    kernels = _kernels(xp)
     if kernels is None:  # the slices version reads tiles from a padded copy
         x_pad = xp.zeros((C, m * th + 2, m * tw + 2), dtype=x.dtype)  # pad 1, more to fill tiles
     for n in range(N):
@@ -371,7 +371,7 @@ def winograd_conv3x3(x, w, b=None, transpose: bool = False, m: int | None = None
         else:
             x_pad[:, 1 : H + 1, 1 : W + 1] = x[n] if mask is None else x[n] * (mask[n] > 0)
             source = x_pad
-        work = (source, source_mask, U, b, relu, y[n])
+        work = (kernels, source, source_mask, U, b, relu, y[n])
         if threads == 1:
             _run_blocks(*work, blocks, rows, tw, m)
             continue
@@ -384,17 +384,17 @@ def winograd_conv3x3(x, w, b=None, transpose: bool = False, m: int | None = None
     return y
 
 
-def _run_blocks(source, mask, U, b, relu, y, starts, rows: int, tw: int, m: int) -> None:
+def _run_blocks(kn, source, mask, U, b, relu, y, starts, rows: int, tw: int, m: int) -> None:
     """Input transform, GEMMs and output transform for the blocks of tile rows ``starts``.
 
-    ``source``: the image ``(C, H, W)`` for the kernels (with its ``mask`` or None), its padded
-    (and already masked) copy for the slices.
+    ``kn``: the kernel module (:func:`_kernels`) or None for the slices. ``source``: the image
+    ``(C, H, W)`` for the kernels (with its ``mask`` or None), its padded (and already masked)
+    copy for the slices.
     """
     xp = get_array_module(source)
     count = (m + 2) ** 2
     C, F = source.shape[0], U.shape[1]
     th = -(-y.shape[1] // m)
-    kn = _kernels(xp)
     V = _product_buffer(xp, count, C, rows * tw, source.dtype)
     M = _product_buffer(xp, count, F, rows * tw, source.dtype)
     for t0 in starts:
