@@ -44,6 +44,11 @@ def _run(capsys, *argv):
     return code, capsys.readouterr().err
 
 
+def _stylize(capsys, content, style, output, weights, *options):
+    """``minist stylize CONTENT STYLE -o OUTPUT --weights WEIGHTS OPTIONS...``: (code, stderr)."""
+    return _run(capsys, "stylize", content, style, "-o", output, "--weights", weights, *options)
+
+
 def _one_line_error(err, *needles):
     lines = [line for line in err.splitlines() if line.strip()]
     assert len(lines) == 1, err
@@ -55,22 +60,9 @@ def _one_line_error(err, *needles):
 def test_stylize_writes_image_log_intermediates_and_metadata(photos, weights, tmp_path, capsys):
     content, style = photos
     out, log = tmp_path / "out.png", tmp_path / "run.jsonl"
-    code, err = _run(
-        capsys,
-        "stylize",
-        content,
-        style,
-        "-o",
-        out,
-        "--weights",
-        weights,
-        *FAST,
-        "--log",
-        log,
-        "--save-every",
-        "2",
-        "--seed",
-        "3",
+    code, err = _stylize(
+        capsys, content, style, out, weights, *FAST, "--log", log, "--save-every", "2", "--seed",
+        "3"
     )
     assert code == 0, err
     lines = [json.loads(line) for line in log.read_text().splitlines()]
@@ -91,30 +83,12 @@ def test_stylize_writes_image_log_intermediates_and_metadata(photos, weights, tm
 
 def test_per_layer_style_weights(photos, weights, tmp_path, capsys):
     content, style = photos
-    code, err = _run(
-        capsys,
-        "stylize",
-        content,
-        style,
-        "-o",
-        tmp_path / "o.png",
-        "--weights",
-        weights,
-        *FAST[:-1],
-        "relu1_1:0.25,relu2_1:0.75",
+    code, err = _stylize(
+        capsys, content, style, tmp_path / "o.png", weights, *FAST[:-1], "relu1_1:0.25,relu2_1:0.75"
     )
     assert code == 0, err
-    code, err = _run(
-        capsys,
-        "stylize",
-        content,
-        style,
-        "-o",
-        tmp_path / "o.png",
-        "--weights",
-        weights,
-        *FAST[:-1],
-        "relu1_1:0.25,relu2_1",
+    code, err = _stylize(
+        capsys, content, style, tmp_path / "o.png", weights, *FAST[:-1], "relu1_1:0.25,relu2_1"
     )
     assert code == 2
     _one_line_error(err, "--style-layers")
@@ -122,17 +96,7 @@ def test_per_layer_style_weights(photos, weights, tmp_path, capsys):
 
 def test_missing_content_file(photos, weights, tmp_path, capsys):
     _, style = photos
-    code, err = _run(
-        capsys,
-        "stylize",
-        tmp_path / "nope.jpg",
-        style,
-        "-o",
-        tmp_path / "o.png",
-        "--weights",
-        weights,
-        *FAST,
-    )
+    code, err = _stylize(capsys, tmp_path / "nope.jpg", style, tmp_path / "o.png", weights, *FAST)
     assert code == 2
     _one_line_error(err, "nope.jpg", "no such file")
 
@@ -141,9 +105,7 @@ def test_non_image_style_file(photos, weights, tmp_path, capsys):
     content, _ = photos
     text = tmp_path / "notes.jpg"
     text.write_text("not an image")
-    code, err = _run(
-        capsys, "stylize", content, text, "-o", tmp_path / "o.png", "--weights", weights, *FAST
-    )
+    code, err = _stylize(capsys, content, text, tmp_path / "o.png", weights, *FAST)
     assert code == 2
     _one_line_error(err, "notes.jpg")
     assert not (tmp_path / "o.png").exists()
@@ -153,9 +115,7 @@ def test_truncated_image(photos, weights, tmp_path, capsys):
     content, style = photos
     cut = tmp_path / "cut.png"
     cut.write_bytes(content.read_bytes()[: content.stat().st_size // 2])
-    code, err = _run(
-        capsys, "stylize", cut, style, "-o", tmp_path / "o.png", "--weights", weights, *FAST
-    )
+    code, err = _stylize(capsys, cut, style, tmp_path / "o.png", weights, *FAST)
     assert code == 2
     _one_line_error(err, "cut.png")
 
@@ -172,29 +132,16 @@ def test_unreadable_file(photos, weights, tmp_path, capsys, monkeypatch):
         return real_open(path, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "open", deny)
-    code, err = _run(
-        capsys, "stylize", content, style, "-o", tmp_path / "o.png", "--weights", weights, *FAST
-    )
+    code, err = _stylize(capsys, content, style, tmp_path / "o.png", weights, *FAST)
     assert code == 2
     _one_line_error(err, "content.png")
 
 
 def test_image_too_small_for_the_layers(photos, weights, tmp_path, capsys):
     content, style = photos
-    code, err = _run(
-        capsys,
-        "stylize",
-        content,
-        style,
-        "-o",
-        tmp_path / "o.png",
-        "--weights",
-        weights,
-        "--size",
-        "8",
-        "--quiet",
-        "--style-layers",
-        "relu5_1",
+    code, err = _stylize(
+        capsys, content, style, tmp_path / "o.png", weights, "--size", "8", "--quiet",
+        "--style-layers", "relu5_1"
     )
     assert code == 2
     _one_line_error(err, "needs at least 16 px")
@@ -203,47 +150,19 @@ def test_image_too_small_for_the_layers(photos, weights, tmp_path, capsys):
 def test_unwritable_output_is_refused_before_any_work(photos, tmp_path, capsys):
     content, style = photos
     # the weights do not exist either: the output check must come first
-    code, err = _run(
-        capsys,
-        "stylize",
-        content,
-        style,
-        "-o",
-        tmp_path / "no" / "dir" / "o.png",
-        "--weights",
-        tmp_path / "missing.h5",
-        *FAST,
+    code, err = _stylize(
+        capsys, content, style, tmp_path / "no" / "dir" / "o.png", tmp_path / "missing.h5", *FAST
     )
     assert code == 2
     _one_line_error(err, "does not exist")
-    code, err = _run(
-        capsys,
-        "stylize",
-        content,
-        style,
-        "-o",
-        tmp_path / "o.gif",
-        "--weights",
-        tmp_path / "missing.h5",
-        *FAST,
-    )
+    code, err = _stylize(capsys, content, style, tmp_path / "o.gif", tmp_path / "missing.h5", *FAST)
     assert code == 2
     _one_line_error(err, "o.gif")
 
 
 def test_missing_weights(photos, tmp_path, capsys):
     content, style = photos
-    code, err = _run(
-        capsys,
-        "stylize",
-        content,
-        style,
-        "-o",
-        tmp_path / "o.png",
-        "--weights",
-        tmp_path / "missing.h5",
-        *FAST,
-    )
+    code, err = _stylize(capsys, content, style, tmp_path / "o.png", tmp_path / "missing.h5", *FAST)
     assert code == 2
     _one_line_error(err, "missing.h5", "minist weights fetch vgg19", "minist weights convert")
 
@@ -255,9 +174,7 @@ def test_mismatched_weights(photos, tmp_path, capsys):
     bad = tmp_path / "bad.h5"
     with h5py.File(bad, "w") as f:
         f.attrs["something"] = 1
-    code, err = _run(
-        capsys, "stylize", content, style, "-o", tmp_path / "o.png", "--weights", bad, *FAST
-    )
+    code, err = _stylize(capsys, content, style, tmp_path / "o.png", bad, *FAST)
     assert code == 2
     _one_line_error(err, "bad.h5", "minist_format")
 
@@ -281,18 +198,7 @@ def test_layer_beyond_partial_weights(photos, tmp_path, capsys):
         "none",
         block_channels=(4, 4, 6, 6, 8),
     )
-    code, err = _run(
-        capsys,
-        "stylize",
-        *photos,
-        "-o",
-        tmp_path / "o.png",
-        "--weights",
-        part,
-        "--size",
-        "32",
-        "--quiet",
-    )
+    code, err = _stylize(capsys, *photos, tmp_path / "o.png", part, "--size", "32", "--quiet")
     assert code == 2
     _one_line_error(err, "relu4_2", "deeper than the weights reach")
 
@@ -314,18 +220,7 @@ def test_layer_beyond_partial_weights(photos, tmp_path, capsys):
 )
 def test_invalid_option_values(photos, weights, tmp_path, capsys, argv, needle):
     content, style = photos
-    code, err = _run(
-        capsys,
-        "stylize",
-        content,
-        style,
-        "-o",
-        tmp_path / "o.png",
-        "--weights",
-        weights,
-        "--quiet",
-        *argv,
-    )
+    code, err = _stylize(capsys, content, style, tmp_path / "o.png", weights, "--quiet", *argv)
     assert code == 2
     _one_line_error(err, needle)
     assert not (tmp_path / "o.png").exists()
@@ -347,19 +242,8 @@ def test_non_finite_loss_keeps_the_last_finite_image(
     monkeypatch.setattr(StyleTransfer, "evaluate", poisoned)
     content, style = photos
     out = tmp_path / "o.png"
-    code, err = _run(
-        capsys,
-        "stylize",
-        content,
-        style,
-        "-o",
-        out,
-        "--weights",
-        weights,
-        *FAST[:2],
-        "--iters",
-        "10",
-        "--quiet",
+    code, err = _stylize(
+        capsys, content, style, out, weights, *FAST[:2], "--iters", "10", "--quiet"
     )
     assert code == 2
     _one_line_error(err, "iteration 3", "lower --lr")
@@ -381,7 +265,7 @@ def test_ctrl_c_saves_the_current_image_and_exits_130(
     monkeypatch.setattr(StyleTransfer, "step", interrupted)
     content, style = photos
     out = tmp_path / "o.png"
-    code, err = _run(capsys, "stylize", content, style, "-o", out, "--weights", weights, *FAST)
+    code, err = _stylize(capsys, content, style, out, weights, *FAST)
     assert code == 130
     assert "interrupted" in err
     assert read_png_metadata(out)["minist:status"] == "interrupted after 2 iterations"
