@@ -329,15 +329,14 @@ def conv2d_relu_forward(x, w, b, stride: int = 1, pad: int = 1):
     ``tutorials/02_relu_and_pooling``.
     """
     _check(x, w, b, stride, pad)
-    xp = get_array_module(x)
     w = w.astype(x.dtype, copy=False)
+    b = b.astype(x.dtype, copy=False)
     if _winograd(w, stride, pad, w.shape[1]):
-        y = winograd.winograd_conv3x3(x, w, b.astype(x.dtype, copy=False), relu=True)
-        conv_cache = Conv2dCache(x, w, stride, pad)
+        y = winograd.winograd_conv3x3(x, w, b, relu=True)
     else:
-        y, conv_cache = conv2d_forward(x, w, b, stride, pad)
-        xp.maximum(y, 0, out=y)  # y is ours: rectify in place
-    return y, ConvReluCache(conv_cache, ReluCache(y))
+        y = _im2col_forward(x, w, b, stride, pad)
+        get_array_module(y).maximum(y, 0, out=y)  # y is ours: rectify in place
+    return y, ConvReluCache(Conv2dCache(x, w, stride, pad), ReluCache(y))
 
 
 def conv2d_relu_backward(dy, cache: ConvReluCache, weight_grads: bool = False):
