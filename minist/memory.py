@@ -73,11 +73,6 @@ class _Ledger:
         self.peak = max(self.peak, self.live + n)
 
 
-def _conv_chunk(K: int, h: int, w: int, itemsize: int, budget: int) -> int:
-    """Rows of output per block of im2col columns, as ``minist.layers.conv`` chooses them."""
-    return max(1, min(h, budget // (K * w * itemsize)))
-
-
 def _shapes(steps: list[LayerSpec], height: int, width: int) -> list[tuple[int, int, int]]:
     """(channels, h, w) of each step's output; 2x2 stride-2 pooling floors odd sizes."""
     out, h, w = [], height, width
@@ -135,7 +130,7 @@ def _conv_forward(ledger, C, hi, wi, c, h, w, i, budget, device) -> None:
         ledger.transient(_winograd_blocks(C, c, h, w, i, device))
         return
     K = 9 * C
-    rows = _conv_chunk(K, h, w, i, budget)
+    rows = conv.rows_per_chunk(budget, K, h, w, i)
     work = C * (hi + 2) * (wi + 2) * i + K * rows * w * i  # x~, one block of columns
     ledger.alloc(work)
     ledger.alloc(c * h * w * i)  # y
@@ -150,7 +145,7 @@ def _conv_backward(ledger, C, hi, wi, c, h, w, i, budget, device) -> None:
         ledger.transient(_winograd_blocks(c, C, hi, wi, i, device))
         return
     K = 9 * c  # stride 1: the forward im2col of dy padded by 1, with C outputs
-    rows = _conv_chunk(K, hi, wi, i, budget)
+    rows = conv.rows_per_chunk(budget, K, hi, wi, i)
     work = c * (h + 2) * (w + 2) * i + K * rows * wi * i
     ledger.alloc(work)
     ledger.alloc(C * hi * wi * i)

@@ -117,10 +117,15 @@ def _winograd(w, stride: int, pad: int, channels: int) -> bool:
     return winograd.applies(w, stride, pad) and uses_winograd(side, channels)
 
 
-def _rows_per_chunk(xp, K: int, Ho: int, Wo: int, itemsize: int) -> int:
-    """How many output rows ``i`` share one block of columns ``(K, rows * Wo)``."""
-    budget = CHUNK_BYTES["cpu" if xp.__name__ == "numpy" else "gpu"]
+def rows_per_chunk(budget: int, K: int, Ho: int, Wo: int, itemsize: int) -> int:
+    """How many output rows ``i`` share one block of columns ``(K, rows * Wo)`` within
+    ``budget`` bytes (the memory planner asks the same)."""
     return max(1, min(Ho, budget // (K * Wo * itemsize)))
+
+
+def _rows_per_chunk(xp, K: int, Ho: int, Wo: int, itemsize: int) -> int:
+    return rows_per_chunk(CHUNK_BYTES["cpu" if xp.__name__ == "numpy" else "gpu"], K, Ho, Wo,
+                          itemsize)
 
 
 def _im2col_rows(x_pad_n, KH: int, KW: int, s: int, i0: int, r: int, Wo: int, buf):
