@@ -40,6 +40,7 @@ from minist.architectures import BLOCK_CHANNELS, LayerSpec, layer_table
 from minist.errors import MinistError
 from minist.layers import conv, winograd
 from minist.layers.conv import CHUNK_BYTES
+from minist.threads import openblas_threads
 from minist.vgg import plan_steps
 
 SKIP_ENV = "MINIST_SKIP_MEMORY_CHECK"  # set to 1 to run without the check
@@ -111,16 +112,15 @@ def _uses_winograd(channels: int, device: str) -> bool:
 
 
 def _winograd_blocks(C: int, F: int, h: int, w: int, i: int, device: str) -> int:
-    """Bytes of the V and M blocks of one Winograd call (all threads' blocks on the CPU)."""
-    side = "cpu" if device == "cpu" else "gpu"
-    m = winograd.TILE[side]
-    per_row = (m + 2) ** 2 * (C + F) * -(-w // m) * i  # one row of tiles
-    block = max(per_row, min(winograd.CHUNK_BYTES[side], per_row * -(-h // m)))
-    if side == "gpu":
-        return block
-    # and one block per worker thread (their heaps keep them)
-    threads = max(2, os.cpu_count() or 1)
-    return block + threads * max(per_row, winograd.PIPELINE["block_bytes"])
+    """Bytes of the V and M blocks of one Winograd call: those of the plan the call itself makes
+    (:func:`minist.layers.winograd.block_plan`: one block per worker thread, and the smaller
+    last block, allocated while the full-size one is still held)."""
+    m = winograd.TILE["cpu" if device == "cpu" else "gpu"]
+    workers, rows = winograd.block_plan(C, F, h, w, i, m, device == "cpu", True,
+                                        openblas_threads() or 1)
+    total = workers * winograd.block_bytes(C, F, w, i, m, rows)
+    last = -(-h // m) % rows
+    return total + (winograd.block_bytes(C, F, w, i, m, last) if last else 0)
 
 
 def _conv_forward(ledger, C, hi, wi, c, h, w, i, budget, device) -> None:

@@ -124,6 +124,32 @@ def test_estimate_over_estimates_a_measured_run_slightly():
     assert 0.8 * modelled <= measured <= 1.25 * modelled, (measured, modelled)
 
 
+@pytest.mark.parametrize("blas_threads", [1, 2, 3, 64])
+def test_planner_counts_the_winograd_blocks_the_convolution_allocates(monkeypatch, blas_threads):
+    """The planner follows the convolution's own plan (winograd.block_plan): one block per
+    worker thread only when there are enough blocks per thread, so its estimate does not grow
+    with the machine's core count for layers that run on one thread."""
+    from minist.layers import winograd as wg
+
+    allocated = []
+    real = wg._product_buffer
+
+    def spy(xp, count, rows, cols, dtype):
+        allocated.append(count * rows * cols * np.dtype(dtype).itemsize)
+        return real(xp, count, rows, cols, dtype)
+
+    monkeypatch.setattr(wg, "_product_buffer", spy)
+    monkeypatch.setattr(wg, "openblas_threads", lambda n=None: blas_threads)
+    monkeypatch.setattr(memory, "openblas_threads", lambda n=None: blas_threads)
+    C, F, H, W = 16, 16, 11000, 32  # enough tile rows for 3 workers, not for 64
+    x = np.zeros((1, C, H, W), np.float32)
+    w, b = np.zeros((F, C, 3, 3), np.float32), np.zeros(F, np.float32)
+    wg.winograd_conv3x3(x, w, b, m=4)
+    workers, _ = wg.block_plan(C, F, H, W, 4, 4, True, True, blas_threads)
+    assert workers == (1 if blas_threads in (1, 64) else blas_threads)
+    assert sum(allocated) == memory._winograd_blocks(C, F, H, W, 4, "cpu")
+
+
 def test_largest_fitting_size_is_the_boundary():
     needs = lambda s: 1000 + 7 * s * s  # noqa: E731  a monotone cost
     for available in (1007, 1034, 5000, 10**6, 10**9):

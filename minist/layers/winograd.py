@@ -314,11 +314,37 @@ def default_tile(xp) -> int:
     return TILE["cpu" if xp.__name__ == "numpy" else "gpu"]
 
 
-def _cpu_threads(th: int, rows: int) -> int:
-    """Threads that each run whole blocks (``PIPELINE``), or 1 for BLAS's own threads."""
-    threads = openblas_threads() or 1
-    blocks = -(-th // rows)
-    return threads if threads > 1 and blocks >= PIPELINE["min_blocks_per_thread"] * threads else 1
+class BlockPlan(NamedTuple):
+    """How one Winograd call is cut up: ``workers`` threads (1: the calling thread, with BLAS's
+    own threads in the GEMMs), each holding one block of ``rows`` tile rows of :math:`V` and
+    :math:`M` at a time."""
+
+    workers: int
+    rows: int
+
+
+def block_plan(C: int, F: int, H: int, W: int, itemsize: int, m: int, cpu: bool,
+               kernels: bool, blas_threads: int) -> BlockPlan:
+    """The blocks and threads of a call on a ``(C, H, W)`` input with ``F`` outputs.
+
+    On the CPU with the Numba kernels, when BLAS has ``blas_threads > 1`` threads and there are
+    at least ``PIPELINE["min_blocks_per_thread"]`` blocks of ``PIPELINE["block_bytes"]`` per
+    thread, each of ``blas_threads`` workers runs whole blocks on a single-threaded BLAS;
+    otherwise one thread runs blocks of ``CHUNK_BYTES``. :func:`winograd_conv3x3` follows this
+    plan and the memory planner (:mod:`minist.memory`) counts its blocks.
+    """
+    th, tw = -(-H // m), -(-W // m)
+    if cpu and kernels and blas_threads > 1:
+        rows = _tile_rows_per_chunk(PIPELINE["block_bytes"], C, F, tw, itemsize, th, m)
+        if -(-th // rows) >= PIPELINE["min_blocks_per_thread"] * blas_threads:
+            return BlockPlan(blas_threads, rows)
+    budget = CHUNK_BYTES["cpu" if cpu else "gpu"]
+    return BlockPlan(1, _tile_rows_per_chunk(budget, C, F, tw, itemsize, th, m))
+
+
+def block_bytes(C: int, F: int, W: int, itemsize: int, m: int, rows: int) -> int:
+    """Bytes of one block of :math:`V` and :math:`M` (``rows`` tile rows) that a worker holds."""
+    return (m + 2) ** 2 * (C + F) * rows * -(-W // m) * itemsize
 
 
 def winograd_conv3x3(x, w, b=None, transpose: bool = False, m: int | None = None,
@@ -350,15 +376,10 @@ def winograd_conv3x3(x, w, b=None, transpose: bool = False, m: int | None = None
     if b is not None:
         b = xp.ascontiguousarray(b.astype(x.dtype, copy=False))
     th, tw = -(-H // m), -(-W // m)
-    cpu = xp is np
     kernels = _kernels(xp)
-    threads = 1
-    if cpu and kernels is not None:  # Numba kernels release the GIL: threads can share blocks
-        rows = _tile_rows_per_chunk(PIPELINE["block_bytes"], C, F, tw, x.itemsize, th, m)
-        threads = _cpu_threads(th, rows)
-    if threads == 1:
-        budget = CHUNK_BYTES["cpu" if cpu else "gpu"]
-        rows = _tile_rows_per_chunk(budget, C, F, tw, x.itemsize, th, m)
+    # Numba kernels release the GIL: several threads can each run whole blocks.
+    threads, rows = block_plan(C, F, H, W, x.itemsize, m, xp is np, kernels is not None,
+                               openblas_threads() or 1)
     blocks = list(range(0, th, rows))
     y = xp.empty((N, F, H, W), dtype=x.dtype)
     if kernels is None:  # the slices version reads tiles from a padded copy
@@ -375,10 +396,10 @@ def winograd_conv3x3(x, w, b=None, transpose: bool = False, m: int | None = None
         if threads == 1:
             _run_blocks(*work, blocks, rows, tw, m)
             continue
-        with blas_single_threaded() as workers:  # each thread: transform, GEMM, transform
-            pool = worker_pool(workers)
-            jobs = [pool.submit(_run_blocks, *work, blocks[k::workers], rows, tw, m)
-                    for k in range(workers)]
+        with blas_single_threaded():  # each thread: transform, GEMM, transform
+            pool = worker_pool(threads)
+            jobs = [pool.submit(_run_blocks, *work, blocks[k::threads], rows, tw, m)
+                    for k in range(threads)]
             for job in jobs:
                 job.result()
     return y
