@@ -135,12 +135,14 @@ class MinistStep:
 
     name = "minist"
 
-    def __init__(self, weights: VGGWeights, size: int, device: str, seed: int = 0):
+    def __init__(self, weights: VGGWeights, size: int, device: str, seed: int = 0,
+                 threads: int | None = None):
+        from minist.execution import ExecutionConfig
         from minist.stylize import StyleTransfer
         from minist.vgg import VGG
 
         content, style = synthetic_images(size, seed)
-        net = VGG(weights, device=device)
+        net = VGG(weights, config=ExecutionConfig(device=device, threads=threads))
         self.device = device
         self.transfer = StyleTransfer(content, style, network=net, size=size, optimizer="adam",
                                       device=device, content_layers=DEFAULT_CONTENT_LAYERS,
@@ -416,15 +418,15 @@ def format_table(results: Sequence[Result]) -> str:
 
 def conv_algorithms(devices: Sequence[str]) -> str:
     """One phrase per device: which convolution algorithm and arithmetic minist uses there."""
-    from minist.layers import conv, winograd
+    from minist.execution import default_config
 
     parts = []
     for device in devices:
-        side = "cpu" if device == "cpu" else "gpu"
-        if conv.ALGORITHM["winograd"][side]:
-            m = winograd.TILE[side]
+        config = default_config(device)
+        if config.winograd:
+            m = config.winograd_tile
             algorithm = (f"Winograd F({m}x{m}, 3x3) for 3x3 layers with >= "
-                         f"{conv.WINOGRAD_MIN_CHANNELS} channels, else im2col + GEMM")
+                         f"{config.winograd_min_channels} channels, else im2col + GEMM")
         else:
             algorithm = "im2col + GEMM"
         parts.append(f"{device}: {algorithm}, float32")
@@ -463,14 +465,15 @@ def run_bench(
     results = []
     for device in devices:  # first use of each code path (JIT, BLAS buffers) is not measured
         tiny_weights = synthetic_weights(ARCHITECTURE, TINY_CHANNELS)
-        MinistStep(tiny_weights, 32, device).step()
+        MinistStep(tiny_weights, 32, device, threads=threads).step()
         if torch_side is not None:
             torch_side.TorchStep(tiny_weights, 32, device).step()
         for size in sizes:
             flops = conv_flops(ARCHITECTURE, LAYERS, size, size, channels).total
             try:
-                results.append(measure(lambda s=size, d=device: MinistStep(weights, s, d),
-                                       "minist", device, size, flops, repeat, warmup))
+                results.append(measure(
+                    lambda s=size, d=device: MinistStep(weights, s, d, threads=threads),
+                    "minist", device, size, flops, repeat, warmup))
             except MinistError as exc:  # the memory planner refused: say so, go on
                 out(f"{device} {size}: skipped: {exc}")
                 continue

@@ -9,8 +9,8 @@ of live bytes instead of arrays. For an image of :math:`S = HW` pixels, ``i`` by
   holds a reference), each ReLU's output where it is the mask :math:`[x > 0]` (not before a max
   pooling, whose output supplies the mask), each max-pool's argmax (1 byte per *output*
   element), the requested features. A convolution and its ReLU are one step with one output.
-  Transient: Winograd's blocks of :math:`V, M` (:mod:`minist.layers.winograd`), or im2col's
-  padded input and one block of columns (``CHUNK_BYTES``, :mod:`minist.layers.conv`).
+  Transient: Winograd's blocks of :math:`V, M` (:func:`minist.layers.winograd.block_plan`), or
+  im2col's padded input and one block of columns (``im2col_block_bytes``).
 * **Backward**: the caches stay alive throughout; at each layer the incoming gradient and the
   outgoing one coexist, and a requested layer's loss gradient is made when the backward reaches
   it and added in place. The peak is reached in block 1, where the 64-channel maps live.
@@ -38,10 +38,12 @@ import numpy as np
 
 from minist.architectures import BLOCK_CHANNELS, LayerSpec, layer_table
 from minist.errors import MinistError
+from minist.execution import ExecutionConfig, default_config
 from minist.layers import conv, winograd
-from minist.layers.conv import CHUNK_BYTES
-from minist.threads import openblas_threads
 from minist.vgg import plan_steps
+
+# The planner replays what the layers do under an execution config (minist.execution): the same
+# algorithm choice, tile size, block sizes and threads. `config` below is one.
 
 SKIP_ENV = "MINIST_SKIP_MEMORY_CHECK"  # set to 1 to run without the check
 SAFETY = 1.30  # modelled peak x this: allocator rounding, temporaries not modelled (the model
@@ -107,30 +109,25 @@ def _plan(steps, height, width, wanted, pooling: str) -> list[_Step]:
     return plan
 
 
-def _uses_winograd(channels: int, device: str) -> bool:
-    return conv.uses_winograd("cpu" if device == "cpu" else "gpu", channels)
-
-
-def _winograd_blocks(C: int, F: int, h: int, w: int, i: int, device: str) -> int:
+def _winograd_blocks(C: int, F: int, h: int, w: int, i: int, config: ExecutionConfig) -> int:
     """Bytes of the V and M blocks of one Winograd call: those of the plan the call itself makes
     (:func:`minist.layers.winograd.block_plan`: one block per worker thread, and the smaller
     last block, allocated while the full-size one is still held)."""
-    m = winograd.TILE["cpu" if device == "cpu" else "gpu"]
-    workers, rows = winograd.block_plan(C, F, h, w, i, m, device == "cpu", True,
-                                        openblas_threads() or 1)
+    m = config.winograd_tile
+    workers, rows = winograd.block_plan(C, F, h, w, i, m, config)
     total = workers * winograd.block_bytes(C, F, w, i, m, rows)
     last = -(-h // m) % rows
     return total + (winograd.block_bytes(C, F, w, i, m, last) if last else 0)
 
 
-def _conv_forward(ledger, C, hi, wi, c, h, w, i, budget, device) -> None:
+def _conv_forward(ledger, C, hi, wi, c, h, w, i, config) -> None:
     """One convolution's forward: its output is allocated (and kept by the caller's logic)."""
-    if _uses_winograd(C, device):
+    if config.uses_winograd(C):
         ledger.alloc(c * h * w * i)  # y (the kernels read the image unpadded)
-        ledger.transient(_winograd_blocks(C, c, h, w, i, device))
+        ledger.transient(_winograd_blocks(C, c, h, w, i, config))
         return
     K = 9 * C
-    rows = conv.rows_per_chunk(budget, K, h, w, i)
+    rows = conv.rows_per_chunk(config.im2col_block_bytes, K, h, w, i)
     work = C * (hi + 2) * (wi + 2) * i + K * rows * w * i  # x~, one block of columns
     ledger.alloc(work)
     ledger.alloc(c * h * w * i)  # y
@@ -138,14 +135,14 @@ def _conv_forward(ledger, C, hi, wi, c, h, w, i, budget, device) -> None:
     ledger.free(work)
 
 
-def _conv_backward(ledger, C, hi, wi, c, h, w, i, budget, device) -> None:
+def _conv_backward(ledger, C, hi, wi, c, h, w, i, config) -> None:
     """One convolution's input gradient: allocates dx (the caller frees the incoming one)."""
-    if _uses_winograd(c, device):  # dx = dy * flip(w)^T: a convolution with c input channels
+    if config.uses_winograd(c):  # dx = dy * flip(w)^T: a convolution with c input channels
         ledger.alloc(C * hi * wi * i)
-        ledger.transient(_winograd_blocks(c, C, hi, wi, i, device))
+        ledger.transient(_winograd_blocks(c, C, hi, wi, i, config))
         return
     K = 9 * c  # stride 1: the forward im2col of dy padded by 1, with C outputs
-    rows = conv.rows_per_chunk(budget, K, hi, wi, i)
+    rows = conv.rows_per_chunk(config.im2col_block_bytes, K, hi, wi, i)
     work = c * (h + 2) * (w + 2) * i + K * rows * wi * i
     ledger.alloc(work)
     ledger.alloc(C * hi * wi * i)
@@ -153,7 +150,7 @@ def _conv_backward(ledger, C, hi, wi, c, h, w, i, budget, device) -> None:
     ledger.free(work)
 
 
-def _forward(ledger: _Ledger, plan, height, width, i, budget, wanted, device) -> None:
+def _forward(ledger: _Ledger, plan, height, width, i, wanted, config) -> None:
     """Replay :func:`minist.vgg.vgg_forward` on ``ledger`` (what its caches keep stays live)."""
     x_bytes = 3 * height * width * i
     ledger.transient(x_bytes)  # s I, before - mu / sigma
@@ -163,7 +160,7 @@ def _forward(ledger: _Ledger, plan, height, width, i, budget, wanted, device) ->
         C, hi, wi = step.before
         n = c * h * w  # elements of this step's output
         if step.kind in ("conv", "conv_relu"):
-            _conv_forward(ledger, C, hi, wi, c, h, w, i, budget, device)  # ReLU fused/in place
+            _conv_forward(ledger, C, hi, wi, c, h, w, i, config)  # ReLU fused/in place
         elif step.kind == "relu":
             ledger.alloc(n * i)  # y = max(x, 0), kept; the cache's mask [x > 0] is y itself
         else:
@@ -177,7 +174,7 @@ def _forward(ledger: _Ledger, plan, height, width, i, budget, wanted, device) ->
             ledger.free(C * hi * wi * i)
 
 
-def _backward(ledger, plan, height, width, i, budget, wanted, device) -> None:
+def _backward(ledger, plan, height, width, i, wanted, config) -> None:
     """Replay :func:`minist.vgg.vgg_backward` (caches already counted). Each layer's loss
     gradient is made when the backward reaches it and added in place."""
     dx = 0  # bytes of the current gradient
@@ -195,11 +192,11 @@ def _backward(ledger, plan, height, width, i, budget, wanted, device) -> None:
         if not dx:
             continue
         if step.kind in ("conv", "conv_relu"):
-            if step.kind == "conv_relu" and not _uses_winograd(c, device) and step.mask_kept:
+            if step.kind == "conv_relu" and not config.uses_winograd(c) and step.mask_kept:
                 ledger.alloc(n * i)  # dz = dy * [y > 0]
                 ledger.free(dx)
                 dx = n * i
-            _conv_backward(ledger, C, hi, wi, c, h, w, i, budget, device)
+            _conv_backward(ledger, C, hi, wi, c, h, w, i, config)
         elif step.kind == "relu":
             ledger.transient(m)  # [y > 0]
             ledger.alloc(m * i)  # dy * [y > 0]
@@ -212,16 +209,15 @@ def _backward(ledger, plan, height, width, i, budget, wanted, device) -> None:
     ledger.free(dx)
 
 
-def _transform_bytes(steps, device: str, i: int) -> int:
+def _transform_bytes(steps, config: ExecutionConfig, i: int) -> int:
     """The Winograd weight transforms kept for the run (forward and input-gradient kernels)."""
-    side = "cpu" if device == "cpu" else "gpu"
-    alpha2 = (winograd.TILE[side] + 2) ** 2
+    alpha2 = (config.winograd_tile + 2) ** 2
     total = 0
     for spec in steps:
         if spec.kind == "conv":
-            if _uses_winograd(spec.in_channels, device):
+            if config.uses_winograd(spec.in_channels):
                 total += alpha2 * spec.in_channels * spec.out_channels * i
-            if _uses_winograd(spec.out_channels, device):
+            if config.uses_winograd(spec.out_channels):
                 total += alpha2 * spec.in_channels * spec.out_channels * i
     return total
 
@@ -251,6 +247,7 @@ def estimate_peak_bytes(
     lbfgs_history: int = 20,
     weight_bytes: int | None = None,
     pooling: str = "max",
+    config: ExecutionConfig | None = None,
 ) -> int:
     """Peak memory of a style transfer run at ``height x width`` (bytes; module docstring).
 
@@ -258,17 +255,20 @@ def estimate_peak_bytes(
     features are kept as targets. ``style_size``: (h, w) of the style image (default the content
     size). ``weight_bytes``: the loaded weights (default: all convolutions of ``architecture``).
     The peak is the larger of the targets' forward passes and one optimizer step, on top of the
-    run's state, times ``SAFETY``, plus the device's fixed ``OVERHEAD``.
+    run's state, times ``SAFETY``, plus the device's fixed ``OVERHEAD``. ``config``: the
+    execution config of the run (default: the defaults for ``device``).
     """
     if device not in OVERHEAD:
         raise MinistError(f"--device: unknown device {device!r}")
+    if config is None:
+        config = default_config(device)
+    device = config.device
     if optimizer not in IMAGE_ARRAYS:
         raise MinistError(f"--optimizer: unknown optimizer {optimizer!r}")
     layers = list(dict.fromkeys(layers))
     if not layers:
         raise MinistError("no layers requested")
     i = np.dtype(dtype).itemsize
-    budget = CHUNK_BYTES["cpu" if device == "cpu" else "gpu"]
     table = layer_table(architecture, tuple(block_channels))
     if weight_bytes is None:
         weight_bytes = sum(9 * s.in_channels * s.out_channels + s.out_channels
@@ -282,7 +282,7 @@ def estimate_peak_bytes(
     n_state = OPTIMIZER_STATE.get(optimizer, 2 * lbfgs_history)
     content = sum(math.prod(shapes[name]) for name in content_layers if name in shapes) * i
     grams = sum(shapes[name][0] ** 2 for name in layers) * i
-    transforms = _transform_bytes(steps, device, i)
+    transforms = _transform_bytes(steps, config, i)
     state = (weight_bytes + transforms + content + grams
              + (IMAGE_ARRAYS[optimizer] + n_state) * image)
     wanted = set(layers)
@@ -290,17 +290,17 @@ def estimate_peak_bytes(
     # One optimizer step: forward, then backward with each layer's loss gradient on the way.
     step = _Ledger(state)
     plan = _plan(steps, height, width, wanted, pooling)
-    _forward(step, plan, height, width, i, budget, wanted, device)
-    _backward(step, plan, height, width, i, budget, wanted, device)
+    _forward(step, plan, height, width, i, wanted, config)
+    _backward(step, plan, height, width, i, wanted, config)
 
     # The targets: a forward pass on the style image (content's is never larger at style_scale
     # >= 1), with the content image and the content features alive.
     init = _Ledger(weight_bytes + transforms + content + 2 * image + 3 * sh * sw * i)
     style_plan = _plan(steps, sh, sw, wanted, pooling)
-    _forward(init, style_plan, sh, sw, i, budget, wanted, device)
+    _forward(init, style_plan, sh, sw, i, wanted, config)
     if (sh, sw) != (height, width):  # a smaller style image: the content forward may dominate
         again = _Ledger(weight_bytes + transforms + 2 * image + 3 * sh * sw * i)
-        _forward(again, plan, height, width, i, budget, wanted, device)
+        _forward(again, plan, height, width, i, wanted, config)
         init.peak = max(init.peak, again.peak)
     return int(SAFETY * max(step.peak, init.peak)) + OVERHEAD[device]
 
@@ -464,4 +464,5 @@ def check_transfer_fits(net, options, content_shape, style_shape) -> int | None:
         content_layers=list(options.content_layers),
         weight_bytes=weight_bytes,
         pooling=net.pooling,
+        config=net.config,
     )

@@ -1,99 +1,106 @@
-"""CPU threads: how many NumPy's BLAS uses, and handing whole chunks of work to that many threads.
+"""CPU threads: how many NumPy's BLAS and Numba use, scoped to a run's work; whole blocks of work
+handed to worker threads.
 
 minist's CPU convolutions spend their time in BLAS GEMMs with small Numba kernels in between.
 Two ways to use several cores: BLAS's own threads inside each GEMM (right for big GEMMs), or one
 Python thread per core, each running whole chunks -- kernel, single-threaded GEMM, kernel -- so
 that no core waits for another between the steps (right for many small GEMMs;
-:mod:`minist.layers.winograd` chooses). The Numba kernels release the GIL (``nogil``) and so does
-NumPy's ``matmul``, so the threads really run at once.
+:func:`minist.layers.winograd.block_plan` chooses). The Numba kernels release the GIL
+(``nogil``) and so does NumPy's ``matmul``, so the threads really run at once.
 
-Only OpenBLAS (what NumPy's wheels ship) can be told its thread count here; with another BLAS,
-:func:`blas_single_threaded` says so and the caller keeps BLAS's own threads.
+**One count per process.** A BLAS library has a single thread count for the whole process:
+OpenBLAS's ``openblas_set_num_threads`` (and, in the pthreads builds NumPy ships, its
+``openblas_set_num_threads_local`` too) changes it for every thread, and threadpoolctl's limits,
+which minist uses to reach OpenBLAS, MKL or BLIS alike, are process-wide for the same reason.
+So minist scopes the count to a run's work instead: :func:`blas_scope` sets it for a block of
+work (a forward pass, a step of the optimiser) under a process-wide lock, and puts it back
+after. Two runs in two threads of one process take turns, block by block, each with its own
+thread count (:attr:`minist.execution.ExecutionConfig.threads`): neither changes the other's
+arithmetic or thread count, and each gets the threads it would have alone -- the results equal
+those of the same runs one after the other. For runs that should really run *at once*, use
+processes (``minist sweep`` does); each then owns its BLAS. Numba's thread count is already
+per thread (``numba.set_num_threads`` affects the calling thread only); :func:`blas_scope` sets
+it too, so its parallel reductions sum in the same chunks every time.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import functools
-import re
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 
 @functools.cache
-def _openblas_function(suffix: str):
-    """An OpenBLAS entry point (``set_num_threads``/``get_num_threads``) of NumPy's BLAS or None."""
-    import numpy  # noqa: F401 - loads NumPy's BLAS, so that it shows in the process's maps
+def _blas_libraries() -> tuple:
+    """threadpoolctl's controllers of the BLAS libraries loaded in this process (NumPy's)."""
+    import numpy  # noqa: F401 - loads NumPy's BLAS, so that threadpoolctl finds it
+    from threadpoolctl import ThreadpoolController
 
-    try:
-        maps = Path("/proc/self/maps").read_text()
-    except OSError:
-        return None
-    for path in sorted(set(re.findall(r"(/\S*openblas\S*\.so\S*)", maps))):
-        try:
-            lib = ctypes.CDLL(path)
-        except OSError:
-            continue
-        for prefix in ("scipy_openblas", "openblas"):
-            for tail in ("64_", ""):
-                fn = getattr(lib, f"{prefix}_{suffix}{tail}", None)
-                if fn is not None:
-                    if suffix == "get_num_threads":
-                        fn.restype = ctypes.c_int
-                    return fn
-    return None
-
-
-def openblas_threads(n: int | None = None) -> int | None:
-    """Set (when ``n``) and return OpenBLAS's thread count; ``None`` when NumPy's BLAS is not an
-    OpenBLAS this can reach."""
-    setter, getter = _openblas_function("set_num_threads"), _openblas_function("get_num_threads")
-    if setter is None or getter is None:
-        return None
-    if n is not None:
-        setter(ctypes.c_int(n))
-    return int(getter())
+    return tuple(ThreadpoolController().select(user_api="blas").lib_controllers)
 
 
 def blas_threads(n: int | None = None) -> int | None:
-    """Set (when ``n``) and return NumPy's BLAS thread count (OpenBLAS directly, other BLAS
-    libraries through ``threadpoolctl`` when it is installed); ``None`` if it cannot be told."""
-    count = openblas_threads(n)
-    if count is not None:
-        return count
-    try:
-        import threadpoolctl
-    except ImportError:
+    """Set (when ``n``) and return NumPy's BLAS thread count, process-wide; ``None`` when no BLAS
+    that threadpoolctl can control is loaded. Prefer :func:`blas_scope`, which restores it."""
+    libraries = _blas_libraries()
+    if not libraries:
         return None
     if n is not None:
-        threadpoolctl.threadpool_limits(n, user_api="blas")
-    counts = [i["num_threads"] for i in threadpoolctl.threadpool_info()
-              if i.get("user_api") == "blas"]
-    return counts[0] if counts else None
+        for library in libraries:
+            library.set_num_threads(n)
+    return int(libraries[0].get_num_threads())
 
 
-_BLAS_LOCK = threading.Lock()
+def blas_name() -> str:
+    """e.g. ``"openblas 0.3.31 (libscipy_openblas)"``; ``"unknown BLAS"`` when none is found."""
+    libraries = _blas_libraries()
+    if not libraries:
+        return "unknown BLAS"
+    lib = libraries[0]
+    return f"{lib.internal_api} {lib.version} ({lib.prefix})"
+
+
+_LOCK = threading.RLock()
+
+
+@functools.cache
+def process_threads() -> int:
+    """The BLAS thread count this process had when minist first asked (1 if it cannot be told):
+    what a run has when it is alone, and the default of ``ExecutionConfig.threads``.
+
+    Read under the scopes' lock, so never while a scope has changed it.
+    """
+    with _LOCK:
+        return blas_threads() or 1
 
 
 @contextlib.contextmanager
-def blas_single_threaded():
-    """Run the block with OpenBLAS on one thread; yields the thread count it had before (the
-    number of worker threads to use), or 1 when it cannot be controlled (then nothing changes).
+def blas_scope(threads: int):
+    """Run the block with NumPy's BLAS and the calling thread's Numba loops on ``threads``
+    threads, then put both counts back (module docstring).
 
-    Nested or concurrent uses are serialised: only one block at a time changes the count.
+    Scopes in other threads wait until this one ends; scopes nest within one thread (the
+    Winograd workers' single-threaded GEMMs run inside a run's scope).
     """
-    with _BLAS_LOCK:
-        before = openblas_threads()
-        if before is None or before < 2:
-            yield 1
-            return
-        openblas_threads(1)
+    import numba
+
+    with _LOCK:
+        process_threads()  # the count before any change, remembered once
+        before = blas_threads()
+        numba_before = numba.get_num_threads()
+        numba_threads = max(1, min(threads, numba.config.NUMBA_NUM_THREADS))
+        if before is not None and before != threads:
+            blas_threads(threads)
+        if numba_before != numba_threads:
+            numba.set_num_threads(numba_threads)
         try:
-            yield before
+            yield
         finally:
-            openblas_threads(before)
+            if before is not None and before != threads:
+                blas_threads(before)
+            if numba_before != numba_threads:
+                numba.set_num_threads(numba_before)
 
 
 @functools.cache

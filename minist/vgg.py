@@ -39,6 +39,7 @@ import numpy as np
 from minist.architectures import LayerSpec, layer_table
 from minist.backend import RUN_DTYPE, resolve_device, to_device
 from minist.errors import MinistError
+from minist.execution import ExecutionConfig
 from minist.layers import (
     ConvReluCache,
     ReluMaxPoolCache,
@@ -51,7 +52,6 @@ from minist.layers import (
     relu_backward,
     relu_forward,
     relu_max_pool_backward,
-    winograd,
 )
 from minist.preprocessing import Preprocessing, preprocess_backward, preprocess_forward
 from minist.weights.store import VGGWeights
@@ -119,33 +119,39 @@ def plan_steps(steps: list[LayerSpec], wanted, pooling: str) -> list[Step]:
     return plan
 
 
-def vgg_forward(image, params, steps, preprocessing: Preprocessing, layers, pooling="max"):
+def vgg_forward(image, params, steps, preprocessing: Preprocessing, layers, pooling="max", *,
+                config: ExecutionConfig | None = None, weight_caches: dict | None = None):
     """Run the network on ``image`` up to the deepest of ``layers``; return their activations.
 
     ``image``: (N, 3, H, W) RGB in [0, 1]. ``params``: conv name -> (weight, bias) on the image's
     device, in its dtype. ``steps``: the layer table (the run stops at the deepest requested
-    layer). Returns ``(features, cache)`` with ``features[name]`` the activation of each requested
-    layer (do not modify them in place: the cache shares their memory).
+    layer). ``config``: how the layers run (:mod:`minist.execution`); ``weight_caches``: conv
+    name -> the dict where that layer's Winograd weight transforms are kept (weights that do not
+    change). Returns ``(features, cache)`` with ``features[name]`` the activation of each
+    requested layer (do not modify them in place: the cache shares their memory).
     """
     wanted = set(layers)
     names = [spec.name for spec in steps]
     deepest = max(names.index(name) for name in wanted)
+    weight_caches = weight_caches or {}
     x, prep_cache = preprocess_forward(image, preprocessing)  # x_0 = T(I)
     features, caches = {}, []
     for step in plan_steps(steps[: deepest + 1], wanted, pooling):  # x_k = f_k(x_{k-1})
         spec = step.spec
         if step.kind == "conv_relu":  # conv and ReLU in one step: one array, one pass less
             w, b = params[step.conv.name]
-            x, cache = conv2d_relu_forward(x, w, b, stride=1, pad=1)
+            x, cache = conv2d_relu_forward(x, w, b, stride=1, pad=1, config=config,
+                                           weight_cache=weight_caches.get(step.conv.name))
             if step.pool_mask:
                 cache = cache._replace(relu=None)  # the pool's backward applies the mask
         elif step.kind == "conv":
             w, b = params[spec.name]
-            x, cache = conv2d_forward(x, w, b, stride=1, pad=1)
+            x, cache = conv2d_forward(x, w, b, stride=1, pad=1, config=config,
+                                      weight_cache=weight_caches.get(spec.name))
         elif step.kind == "relu":
             x, cache = relu_forward(x)
         else:
-            x, cache = pool_forward(x, pooling, kernel=2, stride=2)
+            x, cache = pool_forward(x, pooling, kernel=2, stride=2, config=config)
             if step.pool_mask:
                 cache = ReluMaxPoolCache(cache, x)  # the ReLU's mask, from the pool's output
         caches.append((spec, cache))
@@ -195,13 +201,12 @@ def vgg_backward(grads: dict, cache: VGGCache):
 
 
 def _frozen(array):
-    """A read-only copy of a NumPy array; a CuPy array (no read-only flag) is declared frozen.
+    """A read-only copy of a NumPy array (a CuPy array has no read-only flag: kept as it is).
 
-    The network's weights never change during a run; frozen, they let the Winograd convolution
-    transform them once instead of at every call (``winograd.transformed_weights``).
+    The network's weights never change during a run; that is what lets it keep their Winograd
+    transforms (``weight_caches``) instead of computing them at every call.
     """
     if not isinstance(array, np.ndarray):
-        winograd.mark_frozen(array)
         return array
     array = np.array(array, copy=True)
     array.flags.writeable = False
@@ -216,8 +221,16 @@ class VGG:
     >>> d_image = net.backward({"relu4_2": g42, "relu1_1": g11}, cache)
     """
 
-    def __init__(self, weights: VGGWeights, device: str = "cpu", dtype=RUN_DTYPE, pooling="max"):
-        self.device = resolve_device(device)
+    def __init__(self, weights: VGGWeights, device: str | None = None, dtype=RUN_DTYPE,
+                 pooling="max", config: ExecutionConfig | None = None):
+        """``config``: how the layers run (:mod:`minist.execution`; default: the defaults for
+        ``device``, which defaults to the config's device or ``"cpu"``)."""
+        if config is None:
+            config = ExecutionConfig(device=device or "cpu")
+        elif device is not None and device != config.device:
+            raise ValueError(f"device {device!r} differs from the config's {config.device!r}")
+        self.config = config
+        self.device = resolve_device(config.device)
         self.dtype = dtype
         self.pooling = check_pooling(pooling)
         self.architecture = weights.architecture
@@ -230,6 +243,9 @@ class VGG:
             )
             for name, (w, b) in weights.params.items()
         }
+        # Where each layer's Winograd weight transforms are kept: beside the weights, for the
+        # network's lifetime (the weights never change).
+        self.weight_caches = {name: {} for name in self.params}
         self.steps = runnable_steps(
             layer_table(weights.architecture, weights.block_channels), self.params
         )
@@ -274,7 +290,10 @@ class VGG:
                 f"needs at least {needed} px on each side"
             )
         image = to_device(image, self.device, self.dtype)
-        return vgg_forward(image, self.params, self.steps, self.preprocessing, layers, self.pooling)
+        with self.config.scope():
+            return vgg_forward(image, self.params, self.steps, self.preprocessing, layers,
+                               self.pooling, config=self.config, weight_caches=self.weight_caches)
 
     def backward(self, grads: dict, cache: VGGCache):
-        return vgg_backward(grads, cache)
+        with self.config.scope():
+            return vgg_backward(grads, cache)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from unittest import mock
-
 import numpy as np
 import pytest
 from gradcheck import numerical_gradient, relative_error
@@ -11,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from minist.backend import cupy_or_none, gpu_available
-from minist.layers import conv as conv_module
+from minist.execution import ExecutionConfig
 from minist.layers import (
     conv2d_backward,
     conv2d_backward_loops,
@@ -43,23 +41,22 @@ def conv_problems(draw, max_hw: int = 7):
     return x, w, b, stride, pad
 
 
-def _force_small_chunks(force: bool):
-    """Make the fast path build its columns one output row at a time (several chunks)."""
-    return mock.patch.dict(conv_module.CHUNK_BYTES, {"cpu": 1} if force else {})
+# The fast path building its columns one output row at a time (several chunks).
+SMALL_CHUNKS = ExecutionConfig(im2col_block_bytes=1)
 
 
 @settings(max_examples=100, deadline=None)
 @given(problem=conv_problems(), small_chunks=st.booleans())
 def test_fast_equals_loops(problem, small_chunks):
     x, w, b, stride, pad = problem
-    with _force_small_chunks(small_chunks):
-        y, cache = conv2d_forward(x, w, b, stride, pad)
-        y_ref, cache_ref = conv2d_forward_loops(x, w, b, stride, pad)
-        assert y.shape == y_ref.shape
-        np.testing.assert_allclose(y, y_ref, rtol=0, atol=1e-10)
-        dy = np.random.default_rng(1).standard_normal(y.shape)
-        got = conv2d_backward(dy, cache, weight_grads=True)
-        ref = conv2d_backward_loops(dy, cache_ref, weight_grads=True)
+    config = SMALL_CHUNKS if small_chunks else None  # the cache carries it to the backward
+    y, cache = conv2d_forward(x, w, b, stride, pad, config=config)
+    y_ref, cache_ref = conv2d_forward_loops(x, w, b, stride, pad)
+    assert y.shape == y_ref.shape
+    np.testing.assert_allclose(y, y_ref, rtol=0, atol=1e-10)
+    dy = np.random.default_rng(1).standard_normal(y.shape)
+    got = conv2d_backward(dy, cache, weight_grads=True)
+    ref = conv2d_backward_loops(dy, cache_ref, weight_grads=True)
     for g, r, name in zip(got, ref, ("dx", "dw", "db"), strict=True):
         assert g.shape == r.shape, name
         np.testing.assert_allclose(g, r, rtol=0, atol=1e-10, err_msg=name)

@@ -11,6 +11,7 @@ from gradcheck import numerical_gradient, relative_error
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from minist.execution import default_config
 from minist.layers import (
     ReluCache,
     ReluMaxPoolCache,
@@ -24,7 +25,6 @@ from minist.layers import (
     relu_forward,
     relu_max_pool_backward,
 )
-from minist.layers import conv as conv_module
 from minist.layers import winograd as wg
 
 
@@ -36,7 +36,7 @@ def _layer(C, F, H, W, seed=0, dtype=np.float64):
     return x, w, b
 
 
-# C = 3 goes through im2col, C = 16 through Winograd (conv.WINOGRAD_MIN_CHANNELS); stride 2 too
+# C = 3 goes through im2col, C = 16 through Winograd (winograd_min_channels); stride 2 too
 CASES = [(3, 5, 9, 7, 1), (16, 6, 11, 10, 1), (16, 4, 9, 9, 2)]
 
 
@@ -45,7 +45,7 @@ def test_conv_relu_equals_conv_then_relu(C, F, H, W, stride):
     x, w, b = _layer(C, F, H, W)
     with mock.patch.object(wg, "winograd_conv3x3", wraps=wg.winograd_conv3x3) as spy:
         y, cache = conv2d_relu_forward(x, w, b, stride, 1)
-    assert spy.called == (C >= conv_module.WINOGRAD_MIN_CHANNELS and stride == 1)
+    assert spy.called == (default_config().uses_winograd(C) and stride == 1)
     z, conv_cache = conv2d_forward(x, w, b, stride, 1)
     y_ref, relu_cache = relu_forward(z)
     np.testing.assert_allclose(y, y_ref, rtol=0, atol=1e-12)

@@ -124,11 +124,12 @@ def test_estimate_over_estimates_a_measured_run_slightly():
     assert 0.8 * modelled <= measured <= 1.25 * modelled, (measured, modelled)
 
 
-@pytest.mark.parametrize("blas_threads", [1, 2, 3, 64])
-def test_planner_counts_the_winograd_blocks_the_convolution_allocates(monkeypatch, blas_threads):
+@pytest.mark.parametrize("threads", [1, 2, 3, 64])
+def test_planner_counts_the_winograd_blocks_the_convolution_allocates(monkeypatch, threads):
     """The planner follows the convolution's own plan (winograd.block_plan): one block per
     worker thread only when there are enough blocks per thread, so its estimate does not grow
     with the machine's core count for layers that run on one thread."""
+    from minist.execution import ExecutionConfig
     from minist.layers import winograd as wg
 
     allocated = []
@@ -139,15 +140,27 @@ def test_planner_counts_the_winograd_blocks_the_convolution_allocates(monkeypatc
         return real(xp, count, rows, cols, dtype)
 
     monkeypatch.setattr(wg, "_product_buffer", spy)
-    monkeypatch.setattr(wg, "openblas_threads", lambda n=None: blas_threads)
-    monkeypatch.setattr(memory, "openblas_threads", lambda n=None: blas_threads)
+    config = ExecutionConfig(threads=threads)
     C, F, H, W = 16, 16, 11000, 32  # enough tile rows for 3 workers, not for 64
     x = np.zeros((1, C, H, W), np.float32)
     w, b = np.zeros((F, C, 3, 3), np.float32), np.zeros(F, np.float32)
-    wg.winograd_conv3x3(x, w, b, m=4)
-    workers, _ = wg.block_plan(C, F, H, W, 4, 4, True, True, blas_threads)
-    assert workers == (1 if blas_threads in (1, 64) else blas_threads)
-    assert sum(allocated) == memory._winograd_blocks(C, F, H, W, 4, "cpu")
+    wg.winograd_conv3x3(x, w, b, m=4, config=config)
+    workers, _ = wg.block_plan(C, F, H, W, 4, 4, config)
+    assert workers == (1 if threads in (1, 64) else threads)
+    assert sum(allocated) == memory._winograd_blocks(C, F, H, W, 4, config)
+
+
+def test_estimate_does_not_grow_with_the_core_count():
+    """The run of the measured test above: the same estimate whatever the thread count (its
+    layers have too few blocks to be split between threads)."""
+    from minist.execution import ExecutionConfig
+
+    channels = tuple(c // 4 for c in BLOCK_CHANNELS)
+    estimates = {estimate_peak_bytes("vgg19", LAYERS, 256, 256, block_channels=channels,
+                                     content_layers=DEFAULT_CONTENT_LAYERS, weight_bytes=0,
+                                     config=ExecutionConfig(threads=n))
+                 for n in (1, 2, 16, 64)}
+    assert len(estimates) == 1
 
 
 def test_largest_fitting_size_is_the_boundary():

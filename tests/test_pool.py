@@ -3,8 +3,6 @@ dtypes, errors, CuPy."""
 
 from __future__ import annotations
 
-from unittest import mock
-
 import numpy as np
 import pytest
 from gradcheck import numerical_gradient, relative_error
@@ -12,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from minist.backend import cupy_or_none, gpu_available
+from minist.execution import ExecutionConfig
 from minist.layers import (
     avg_pool_backward,
     avg_pool_backward_loops,
@@ -24,7 +23,6 @@ from minist.layers import (
     pool_backward,
     pool_forward,
 )
-from minist.layers import pool as pool_module
 
 needs_gpu = pytest.mark.skipif(not gpu_available(), reason="needs CuPy and a CUDA GPU")
 
@@ -210,9 +208,9 @@ def test_cupy_matches_numpy(problem, mode, ties, cuda_kernels):
     forward, backward = FAST[mode]
     y, cache = forward(x, kernel, stride)
     dy = np.random.default_rng(9).standard_normal(y.shape)
-    with mock.patch.dict(pool_module.USE_CUDA_KERNELS, {"gpu": cuda_kernels}):
-        y_gpu, cache_gpu = forward(cp.asarray(x), kernel, stride)
-        dx_gpu = backward(cp.asarray(dy), cache_gpu)
+    config = ExecutionConfig(device="cuda", kernels=cuda_kernels)
+    y_gpu, cache_gpu = pool_forward(cp.asarray(x), mode, kernel, stride, config=config)
+    dx_gpu = pool_backward(cp.asarray(dy), cache_gpu)
     assert isinstance(y_gpu, cp.ndarray) and isinstance(dx_gpu, cp.ndarray)
     np.testing.assert_allclose(y_gpu.get(), y, rtol=0, atol=1e-10)
     np.testing.assert_allclose(dx_gpu.get(), backward(dy, cache), rtol=0, atol=1e-10)
@@ -249,9 +247,8 @@ def test_numba_max_pool_equals_slices(seed, kernel, stride, hw, ties):
     y, cache = max_pool_forward(x, kernel, stride)
     dy = np.random.default_rng(seed + 1).standard_normal(y.shape).astype(np.float32)
     dx = max_pool_backward(dy, cache)
-    with mock.patch.dict(pool_module.USE_NUMBA, {"cpu": False}):
-        y_ref, cache_ref = max_pool_forward(x, kernel, stride)
-        dx_ref = max_pool_backward(dy, cache_ref)
+    y_ref, cache_ref = max_pool_forward(x, kernel, stride, config=ExecutionConfig(kernels=False))
+    dx_ref = max_pool_backward(dy, cache_ref)  # the cache says: slices
     np.testing.assert_array_equal(y, y_ref)
     np.testing.assert_array_equal(cache.argmax, cache_ref.argmax)
     np.testing.assert_allclose(dx, dx_ref, rtol=0, atol=1e-6)

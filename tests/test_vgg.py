@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from unittest import mock
-
 import numpy as np
 import pytest
 from conftest import random_params
 
 from minist.architectures import conv_layers, layer_names, layer_table
 from minist.errors import MinistError
+from minist.execution import ExecutionConfig
 from minist.layers import ConvReluCache
-from minist.layers import conv as conv_module
 from minist.preprocessing import CAFFE, TORCHVISION, postprocess, preprocess_forward
 from minist.vgg import VGG, runnable_steps, vgg_backward, vgg_forward
 from minist.weights.store import VGGWeights, load_weights
@@ -35,8 +33,8 @@ def _tiny(arch="vgg19", prep=TORCHVISION, dtype=np.float64, seed=0):
     return params, steps, prep
 
 
-def _loss(image, params, steps, prep, dys, pooling):
-    feats, _ = vgg_forward(image, params, steps, prep, list(dys), pooling)
+def _loss(image, params, steps, prep, dys, pooling, config=None):
+    feats, _ = vgg_forward(image, params, steps, prep, list(dys), pooling, config=config)
     return sum(float((feats[k] * dys[k]).sum()) for k in dys)
 
 
@@ -48,15 +46,12 @@ def test_vgg_backward_matches_finite_differences(pooling, prep, seed, winograd):
     handed in at several depths at once (including one layer on the path of another). The
     tiny net's convolutions use im2col; ``winograd`` sends its 3x3 layers through Winograd
     F(4x4, 3x3) with the fused ReLU and masks, as a full-width VGG's are."""
-    if winograd:
-        with mock.patch.object(conv_module, "WINOGRAD_MIN_CHANNELS", 1):
-            test_vgg_backward_matches_finite_differences(pooling, prep, seed, winograd=False)
-        return
+    config = ExecutionConfig(winograd_min_channels=1 if winograd else 16)
     params, steps, prep = _tiny("vgg19", prep, seed=seed)
     rng = np.random.default_rng(100 + seed)
     image = rng.uniform(0.0, 1.0, (1, 3, 16, 20))
     layers = ["conv1_1", "relu1_2", "pool2", "relu3_1", "relu4_2", "conv5_1"]
-    feats, cache = vgg_forward(image, params, steps, prep, layers, pooling)
+    feats, cache = vgg_forward(image, params, steps, prep, layers, pooling, config=config)
     dys = {k: rng.standard_normal(v.shape) for k, v in feats.items()}
     grad = vgg_backward(dys, cache)
     assert grad.shape == image.shape and grad.dtype == np.float64
@@ -68,8 +63,8 @@ def test_vgg_backward_matches_finite_differences(pooling, prep, seed, winograd):
         plus[idx] += h
         minus[idx] -= h
         numeric[idx] = (
-            _loss(plus, params, steps, prep, dys, pooling)
-            - _loss(minus, params, steps, prep, dys, pooling)
+            _loss(plus, params, steps, prep, dys, pooling, config)
+            - _loss(minus, params, steps, prep, dys, pooling, config)
         ) / (2 * h)
     rel = np.abs(grad - numeric).max() / max(np.abs(grad).max() + np.abs(numeric).max(), 1e-300)
     assert rel < 1e-6

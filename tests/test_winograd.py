@@ -4,7 +4,6 @@ cache, and float32 accuracy against float64."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import subprocess
 import sys
@@ -19,25 +18,22 @@ from rounding import winograd_float32_tolerance
 
 from minist import threads
 from minist.backend import cupy_or_none, gpu_available
-from minist.layers import conv as conv_module
+from minist.execution import ExecutionConfig
 from minist.layers import conv2d_backward, conv2d_forward
 from minist.layers import winograd as wg
 
 needs_gpu = pytest.mark.skipif(not gpu_available(), reason="needs CuPy and a CUDA GPU")
 REPO = Path(__file__).resolve().parents[1]
-IM2COL = {"winograd": {"cpu": False, "gpu": False}}
+IM2COL = ExecutionConfig(winograd=False)
 
 
 def direct(x, w, b):
     """The im2col + GEMM convolution (Winograd switched off)."""
-    with mock.patch.dict(conv_module.ALGORITHM, IM2COL):
-        y, cache = conv2d_forward(x, w, b, 1, 1)
-    return y, cache
+    return conv2d_forward(x, w, b, 1, 1, config=IM2COL)
 
 
 def direct_dx(dy, cache):
-    with mock.patch.dict(conv_module.ALGORITHM, IM2COL):
-        dx, _, _ = conv2d_backward(dy, cache)
+    dx, _, _ = conv2d_backward(dy, cache)  # the cache carries the im2col config
     return dx
 
 
@@ -54,26 +50,15 @@ def problems(draw, max_hw: int = 11):
     return x, w, b, mask
 
 
-@contextlib.contextmanager
-def path(numba: bool, small_blocks: bool, workers: int):
-    """Choose a code path: Numba kernels or NumPy slices; blocks of one tile row or as big as
-    they come; ``workers`` CPU threads each running whole blocks (forced on)."""
-    patches = [mock.patch.dict(wg.USE_NUMBA, {"cpu": numba})]
+def path(numba: bool, small_blocks: bool, workers: int) -> ExecutionConfig:
+    """A code path, as an execution config: Numba kernels or NumPy slices; blocks of one tile row
+    or as big as they come; ``workers`` CPU threads each running whole blocks (forced on)."""
+    config = ExecutionConfig(kernels=numba, threads=workers)
     if small_blocks:
-        patches += [mock.patch.dict(wg.CHUNK_BYTES, {"cpu": 1}),
-                    mock.patch.dict(wg.PIPELINE, {"block_bytes": 1})]
+        config = config.replace(winograd_block_bytes=1, pipeline_block_bytes=1)
     if workers > 1:
-        @contextlib.contextmanager
-        def forced():
-            yield workers
-
-        patches += [mock.patch.object(wg, "openblas_threads", lambda: workers),
-                    mock.patch.dict(wg.PIPELINE, {"min_blocks_per_thread": 0}),
-                    mock.patch.object(wg, "blas_single_threaded", forced)]
-    with contextlib.ExitStack() as stack:
-        for p in patches:
-            stack.enter_context(p)
-        yield
+        config = config.replace(pipeline_min_blocks_per_thread=0)
+    return config
 
 
 @settings(max_examples=80, deadline=None)
@@ -86,11 +71,11 @@ def test_winograd_equals_direct(problem, m, numba, small_blocks, workers):
     dy = mask * 0.5 + 0.25  # any upstream gradient of y's shape
     dx_ref = direct_dx(dy, cache)
     dx_masked_ref = direct_dx(dy * (mask > 0), cache)
-    with path(numba, small_blocks, workers):
-        y = wg.winograd_conv3x3(x, w, b, m=m)
-        y_relu = wg.winograd_conv3x3(x, w, b, m=m, relu=True)
-        dx = wg.winograd_conv3x3(dy, w, transpose=True, m=m)
-        dx_masked = wg.winograd_conv3x3(dy, w, transpose=True, m=m, mask=mask)
+    config = path(numba, small_blocks, workers)
+    y = wg.winograd_conv3x3(x, w, b, m=m, config=config)
+    y_relu = wg.winograd_conv3x3(x, w, b, m=m, relu=True, config=config)
+    dx = wg.winograd_conv3x3(dy, w, transpose=True, m=m, config=config)
+    dx_masked = wg.winograd_conv3x3(dy, w, transpose=True, m=m, mask=mask, config=config)
     np.testing.assert_allclose(y, y_ref, rtol=0, atol=1e-11)
     np.testing.assert_allclose(y_relu, np.maximum(y_ref, 0), rtol=0, atol=1e-11)
     np.testing.assert_allclose(dx, dx_ref, rtol=0, atol=1e-11)
@@ -111,10 +96,10 @@ def test_numba_and_slices_agree_on_a_vgg_sized_layer():
     for m in (2, 4):
         tolerance = winograd_float32_tolerance(x, w, b, m)
         ref = wg.winograd_conv3x3(x, w, b, m=m, relu=True)
-        with path(numba=False, small_blocks=False, workers=1):
-            slices = wg.winograd_conv3x3(x, w, b, m=m, relu=True)
-        with path(numba=True, small_blocks=True, workers=2):
-            threaded = wg.winograd_conv3x3(x, w, b, m=m, relu=True)
+        slices = wg.winograd_conv3x3(x, w, b, m=m, relu=True,
+                                     config=path(numba=False, small_blocks=False, workers=1))
+        threaded = wg.winograd_conv3x3(x, w, b, m=m, relu=True,
+                                       config=path(numba=True, small_blocks=True, workers=2))
         for other in (slices, threaded):
             excess = np.abs(other.astype(np.float64) - ref) - tolerance
             assert excess.max() <= 0, (m, excess.max())
@@ -147,8 +132,8 @@ def test_conv2d_uses_winograd_where_it_applies():
         conv2d_forward(x, w, b, 1, 0)  # pad 0: im2col
         conv2d_forward(x[:, :3], w[:, :3], b, 1, 1)  # 3 input channels (RGB): im2col
         assert spy.call_count == 1
-        with mock.patch.dict(conv_module.ALGORITHM, IM2COL):
-            conv2d_forward(x, w, b, 1, 1)
+        conv2d_forward(x, w, b, 1, 1, config=IM2COL)
+        conv2d_forward(x, w, b, 1, 1, config=ExecutionConfig(winograd_min_channels=17))
         assert spy.call_count == 1
 
 
@@ -174,36 +159,71 @@ def test_1d_algorithm_is_a_correlation(m):
     np.testing.assert_allclose(y, [d[i : i + 3] @ g for i in range(m)], atol=1e-13)
 
 
-def test_transformed_weights_are_cached_only_for_frozen_arrays():
+def test_transformed_weights_are_kept_only_in_the_cache_handed_in():
     rng = np.random.default_rng(0)
     w = rng.standard_normal((4, 16, 3, 3)).astype(np.float32)
-    assert wg.transformed_weights(w, m=4) is not wg.transformed_weights(w, m=4)  # writeable
+    assert wg.transformed_weights(w, m=4) is not wg.transformed_weights(w, m=4)  # no cache
     x = rng.standard_normal((1, 16, 6, 6)).astype(np.float32)
     y1 = wg.winograd_conv3x3(x, w)
-    w *= 2  # a change is seen: nothing was cached
+    w *= 2  # a change is seen: nothing was kept
     np.testing.assert_allclose(wg.winograd_conv3x3(x, w), 2 * y1, rtol=1e-6, atol=1e-6)
 
-    frozen = w.copy()
-    frozen.flags.writeable = False
-    u = wg.transformed_weights(frozen, m=4)
-    assert wg.transformed_weights(frozen, m=4) is u
-    assert wg.transformed_weights(frozen, transpose=True, m=4) is not u
-    view = frozen[:]  # read-only but does not own its memory: not trusted
-    assert wg.transformed_weights(view, m=4) is not wg.transformed_weights(view, m=4)
-    key = (id(frozen), False, 4)
-    assert key in wg._TRANSFORMED
-    del frozen, u, view
-    assert key not in wg._TRANSFORMED  # forgotten with the weights
+    cache = {}
+    u = wg.transformed_weights(w, m=4, weight_cache=cache)
+    assert wg.transformed_weights(w, m=4, weight_cache=cache) is u
+    assert wg.transformed_weights(w, transpose=True, m=4, weight_cache=cache) is not u
+    assert wg.transformed_weights(w, m=2, weight_cache=cache).shape[0] == 16
+    assert set(cache) == {(False, 4), (True, 4), (False, 2)}
+    # through the convolution: one entry per input dtype, so float64 inputs never get the
+    # float32 transforms
+    conv_cache = {}
+    y32 = wg.winograd_conv3x3(x, w, weight_cache=conv_cache)
+    y64 = wg.winograd_conv3x3(x.astype(np.float64), w, weight_cache=conv_cache)
+    assert sorted(conv_cache) == sorted([np.dtype(np.float32).str, np.dtype(np.float64).str])
+    assert y64.dtype == np.float64
+    assert (np.abs(y32 - y64) <= winograd_float32_tolerance(x, w, np.zeros(4), 4)).all()
 
 
-def test_blas_single_threaded_restores_the_thread_count():
-    before = threads.openblas_threads()
-    with threads.blas_single_threaded() as workers:
-        if before is None or before < 2:
-            assert workers == 1
-        else:
-            assert workers == before and threads.openblas_threads() == 1
-    assert threads.openblas_threads() == before
+def test_vgg_keeps_its_weight_transforms_with_the_network():
+    """The network owns the cache of its (read-only) weights' transforms: filled on the first
+    forward and reused after; a second network has its own."""
+    from conftest import random_params
+
+    from minist.architectures import layer_table
+    from minist.preprocessing import TORCHVISION
+    from minist.vgg import VGG
+    from minist.weights.store import VGGWeights
+
+    channels = (16, 16, 16, 16, 16)
+    weights = VGGWeights("vgg19", random_params("vgg19", channels, layers={"conv1_1", "conv1_2"}),
+                         TORCHVISION, "random", "none", channels)
+    assert layer_table("vgg19", channels)[2].name == "conv1_2"
+    image = np.random.default_rng(0).uniform(size=(1, 3, 8, 8)).astype(np.float32)
+    net = VGG(weights)
+    assert not net.params["conv1_2"][0].flags.writeable
+    feats, cache = net.forward(image, ["relu1_2"])
+    net.backward({"relu1_2": np.ones_like(feats["relu1_2"])}, cache)
+    kept = net.weight_caches["conv1_2"]["<f4"]
+    assert set(kept) == {(False, 4), (True, 4)}  # forward and input-gradient kernels
+    u = kept[False, 4]
+    net.forward(image, ["relu1_2"])
+    assert net.weight_caches["conv1_2"]["<f4"][False, 4] is u
+    # conv1_1: 3 input channels, so im2col forward; its input gradient has 16: Winograd
+    assert set(net.weight_caches["conv1_1"]["<f4"]) == {(True, 4)}
+    assert VGG(weights).weight_caches["conv1_2"] == {}
+
+
+def test_blas_scope_sets_and_restores_the_thread_counts():
+    import numba
+
+    before, numba_before = threads.blas_threads(), numba.get_num_threads()
+    with threads.blas_scope(1):
+        assert threads.blas_threads() in (None, 1) and numba.get_num_threads() == 1
+        with threads.blas_scope(2):  # scopes nest in one thread
+            assert threads.blas_threads() in (None, 2)
+        assert threads.blas_threads() in (None, 1)
+    assert threads.blas_threads() == before and numba.get_num_threads() == numba_before
+    assert threads.process_threads() >= 1
 
 
 @pytest.mark.parametrize("C, F, hw", [(64, 64, 32), (256, 128, 8), (512, 512, 12)])
@@ -243,9 +263,9 @@ def test_kernels_without_jit_give_the_same_numbers():
     """NUMBA_DISABLE_JIT=1 runs the kernels as plain Python: still correct (tiny inputs)."""
     code = (
         "import numpy as np\n"
-        "from unittest import mock\n"
+        "from minist.execution import ExecutionConfig\n"
         "from minist.layers import winograd as wg, max_pool_forward, max_pool_backward\n"
-        "from minist.layers import pool\n"
+        "slices = ExecutionConfig(kernels=False)\n"
         "rng = np.random.default_rng(0)\n"
         "x = rng.standard_normal((1, 2, 5, 4)); w = rng.standard_normal((3, 2, 3, 3))\n"
         "b = rng.standard_normal(3); mask = rng.standard_normal((1, 2, 5, 4))\n"
@@ -253,15 +273,13 @@ def test_kernels_without_jit_give_the_same_numbers():
         "    y = wg.winograd_conv3x3(x, w, b, m=m, relu=True)\n"
         "    dx = wg.winograd_conv3x3(x, w[:, :2].transpose(1, 0, 2, 3), transpose=True, m=m,\n"
         "                             mask=mask)\n"
-        "    with mock.patch.dict(wg.USE_NUMBA, {'cpu': False}):\n"
-        "        ref = wg.winograd_conv3x3(x, w, b, m=m, relu=True)\n"
-        "        dref = wg.winograd_conv3x3(x, w[:, :2].transpose(1, 0, 2, 3), transpose=True,\n"
-        "                                   m=m, mask=mask)\n"
+        "    ref = wg.winograd_conv3x3(x, w, b, m=m, relu=True, config=slices)\n"
+        "    dref = wg.winograd_conv3x3(x, w[:, :2].transpose(1, 0, 2, 3), transpose=True,\n"
+        "                               m=m, mask=mask, config=slices)\n"
         "    assert np.abs(y - ref).max() < 1e-12, 'winograd'\n"
         "    assert np.abs(dx - dref).max() < 1e-12, 'winograd masked'\n"
         "p, c = max_pool_forward(x, 2, 2); dx = max_pool_backward(p, c)\n"
-        "with mock.patch.dict(pool.USE_NUMBA, {'cpu': False}):\n"
-        "    p2, c2 = max_pool_forward(x, 2, 2); dx2 = max_pool_backward(p2, c2)\n"
+        "p2, c2 = max_pool_forward(x, 2, 2, config=slices); dx2 = max_pool_backward(p2, c2)\n"
         "assert (p == p2).all() and (c.argmax == c2.argmax).all() and (dx == dx2).all(), 'pool'\n"
         "print('ok')\n"
     )
@@ -322,20 +340,7 @@ def test_cupy_matches_numpy(problem, m):
                                  mask=cp.asarray(mask))
     np.testing.assert_allclose(cp.asnumpy(y_gpu), y, rtol=0, atol=1e-11)
     np.testing.assert_allclose(cp.asnumpy(dx_gpu), dx, rtol=0, atol=1e-11)
-    with mock.patch.dict(wg.USE_CUDA_KERNELS, {"gpu": False}):  # the slices version on CuPy
-        y_slices = wg.winograd_conv3x3(cp.asarray(x), cp.asarray(w), cp.asarray(b), m=m,
-                                       relu=True)
+    slices = ExecutionConfig(device="cuda", kernels=False)  # the slices version on CuPy
+    y_slices = wg.winograd_conv3x3(cp.asarray(x), cp.asarray(w), cp.asarray(b), m=m, relu=True,
+                                   config=slices)
     np.testing.assert_allclose(cp.asnumpy(y_slices), y, rtol=0, atol=1e-11)
-
-
-def test_mark_frozen_declares_arrays_without_a_read_only_flag():
-    """What VGG does for CuPy weights, tried on a NumPy array that stays writeable."""
-    w = np.random.default_rng(0).standard_normal((2, 16, 3, 3))
-    assert not wg._frozen(w)
-    wg.mark_frozen(w)
-    assert wg._frozen(w)
-    u = wg.transformed_weights(w, m=2)
-    assert wg.transformed_weights(w, m=2) is u
-    key = id(w)
-    del w, u
-    assert key not in wg._MARKED

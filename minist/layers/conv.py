@@ -22,8 +22,8 @@ Two implementations of the same equation:
   On the CPU and the GPU, the 3x3, stride-1, pad-1 convolutions of VGG with 16 or more input
   channels (forward, and backward to the input) go instead through Winograd's
   :math:`F(4 \times 4, 3 \times 3)` (:mod:`minist.layers.winograd`): the same equation with 4x
-  fewer multiplications, float32 results within ~1e-5 of the largest output (``ALGORITHM``
-  chooses per device; CUDA kernels for the transforms on CuPy).
+  fewer multiplications, float32 results within ~1e-5 of the largest output (the execution
+  config chooses, :mod:`minist.execution`; CUDA kernels for the transforms on CuPy).
 * ``conv2d_relu_forward`` / ``conv2d_relu_backward`` -- a convolution and the ReLU after it as
   one step: the same numbers as the two layers, one array and one pass over memory less.
 * ``conv2d_forward_loops`` / ``conv2d_backward_loops`` -- the equation written as loops over
@@ -37,12 +37,14 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 from minist.backend import get_array_module
+from minist.execution import ExecutionConfig, config_for
 from minist.layers import winograd
 from minist.layers.relu import ReluCache, relu_backward
 
 
 class Conv2dCache(NamedTuple):
-    """What the backward pass needs: the (unpadded) input, the weights and the geometry.
+    """What the backward pass needs: the (unpadded) input, the weights and the geometry, and how
+    the forward ran (its execution config and the weights' transform cache, or None).
 
     ``x`` is a reference to the caller's input, not a copy; the im2col columns are *not* kept
     (they are as large as :math:`K_H K_W` copies of the input) and are rebuilt only when the
@@ -53,6 +55,8 @@ class Conv2dCache(NamedTuple):
     w: Any
     stride: int
     pad: int
+    config: ExecutionConfig | None = None
+    weight_cache: dict | None = None
 
 
 def _check(x, w, b, stride: int, pad: int) -> tuple[int, int]:
@@ -94,38 +98,16 @@ def _pad(x, pad: int):
     return x_pad
 
 
-# Bytes of im2col columns built at a time. On the CPU a block that stays in cache beats one huge
-# matrix (whose fresh pages alone cost more than the GEMM); on the GPU, fewer larger launches win.
-CHUNK_BYTES = {"cpu": 16 * 2**20, "gpu": 512 * 2**20}
-# Where 3x3 stride-1 pad-1 layers use Winograd F(m x m, 3x3) (minist.layers.winograd: m = 4 by
-# default, 4x fewer multiplications) instead of im2col + GEMM, per device (measured by `minist
-# bench`, README "Performance"); layers with fewer than WINOGRAD_MIN_CHANNELS input channels
-# (VGG's conv1_1 on the RGB image) keep im2col.
-ALGORITHM = {"winograd": {"cpu": True, "gpu": True}}
-WINOGRAD_MIN_CHANNELS = 16
-
-
-def uses_winograd(side: str, channels: int) -> bool:
-    """Whether a 3x3, stride-1, pad-1 convolution whose input has ``channels`` channels runs as
-    Winograd on ``side`` (``"cpu"`` or ``"gpu"``); for the input gradient, count the output
-    channels (they are its input). The memory planner asks the same question."""
-    return ALGORITHM["winograd"][side] and channels >= WINOGRAD_MIN_CHANNELS
-
-
-def _winograd(w, stride: int, pad: int, channels: int) -> bool:
-    side = "cpu" if get_array_module(w).__name__ == "numpy" else "gpu"
-    return winograd.applies(w, stride, pad) and uses_winograd(side, channels)
+def _winograd(w, stride: int, pad: int, channels: int, config: ExecutionConfig) -> bool:
+    """Whether this convolution runs as Winograd (:meth:`ExecutionConfig.uses_winograd`)."""
+    return winograd.applies(w, stride, pad) and config.uses_winograd(channels)
 
 
 def rows_per_chunk(budget: int, K: int, Ho: int, Wo: int, itemsize: int) -> int:
     """How many output rows ``i`` share one block of columns ``(K, rows * Wo)`` within
-    ``budget`` bytes (the memory planner asks the same)."""
+    ``budget`` bytes (``ExecutionConfig.im2col_block_bytes``; the memory planner asks the
+    same)."""
     return max(1, min(Ho, budget // (K * Wo * itemsize)))
-
-
-def _rows_per_chunk(xp, K: int, Ho: int, Wo: int, itemsize: int) -> int:
-    return rows_per_chunk(CHUNK_BYTES["cpu" if xp.__name__ == "numpy" else "gpu"], K, Ho, Wo,
-                          itemsize)
 
 
 def _im2col_rows(x_pad_n, KH: int, KW: int, s: int, i0: int, r: int, Wo: int, buf):
@@ -144,7 +126,8 @@ def _im2col_rows(x_pad_n, KH: int, KW: int, s: int, i0: int, r: int, Wo: int, bu
     return cols.reshape(C * KH * KW, r * Wo)
 
 
-def conv2d_forward(x, w, b, stride: int = 1, pad: int = 1):
+def conv2d_forward(x, w, b, stride: int = 1, pad: int = 1, *,
+                   config: ExecutionConfig | None = None, weight_cache: dict | None = None):
     r"""Fast convolution: im2col, then GEMM.
 
     .. math::
@@ -157,9 +140,9 @@ def conv2d_forward(x, w, b, stride: int = 1, pad: int = 1):
     which is :math:`y_{n,f,i,j} = b_f + \sum_{c,p,q} w_{f,c,p,q}\,\tilde x_{n,c,is+p,js+q}`
     with the sum over :math:`(c,p,q)` done by the matrix product. The columns of
     :math:`X_{col,n}` are independent, so they are built and multiplied a block of output rows
-    at a time (``CHUNK_BYTES``): same result, a fraction of the memory. Where
-    ``ALGORITHM["winograd"]`` is on for the device, 3x3 stride-1 pad-1 layers with at least
-    ``WINOGRAD_MIN_CHANNELS`` input channels use
+    at a time (``config.im2col_block_bytes``): same result, a fraction of the memory. Where
+    ``config.winograd`` is on, 3x3 stride-1 pad-1 layers with at least
+    ``config.winograd_min_channels`` input channels use
     :func:`minist.layers.winograd.winograd_conv3x3` instead (same equation).
 
     Args:
@@ -168,6 +151,9 @@ def conv2d_forward(x, w, b, stride: int = 1, pad: int = 1):
         b: bias ``(F,)``; cast to ``x.dtype`` if it differs.
         stride: step :math:`s \ge 1` in both directions.
         pad: zeros :math:`P \ge 0` added on every side.
+        config: the execution config (:mod:`minist.execution`); None: the device's default.
+        weight_cache: a dict the caller keeps beside ``w`` (which must then not change) where
+            Winograd keeps the transforms of ``w`` between calls; None: transformed per call.
 
     Returns:
         ``(y, cache)`` with ``y`` of shape ``(N, F, Ho, Wo)`` and dtype ``x.dtype``.
@@ -175,14 +161,17 @@ def conv2d_forward(x, w, b, stride: int = 1, pad: int = 1):
     Derivation: ``tutorials/01_convolution``.
     """
     _check(x, w, b, stride, pad)
+    config = config_for(x, config)
     w = w.astype(x.dtype, copy=False)
     b = b.astype(x.dtype, copy=False)
-    if _winograd(w, stride, pad, w.shape[1]):
-        return winograd.winograd_conv3x3(x, w, b), Conv2dCache(x, w, stride, pad)
-    return _im2col_forward(x, w, b, stride, pad), Conv2dCache(x, w, stride, pad)
+    cache = Conv2dCache(x, w, stride, pad, config, weight_cache)
+    if _winograd(w, stride, pad, w.shape[1], config):
+        y = winograd.winograd_conv3x3(x, w, b, config=config, weight_cache=weight_cache)
+        return y, cache
+    return _im2col_forward(x, w, b, stride, pad, config), cache
 
 
-def _im2col_forward(x, w, b, stride: int, pad: int):
+def _im2col_forward(x, w, b, stride: int, pad: int, config: ExecutionConfig):
     """:math:`Y = W_{mat} X_{col} + b` a block of output rows at a time (``b`` may be None)."""
     xp = get_array_module(x)
     Ho, Wo = _check(x, w, b, stride, pad)
@@ -191,7 +180,7 @@ def _im2col_forward(x, w, b, stride: int, pad: int):
     K = C * KH * KW
     w_mat = w.reshape(F, K)
     x_pad = _pad(x, pad)
-    rows = _rows_per_chunk(xp, K, Ho, Wo, x.itemsize)
+    rows = rows_per_chunk(config.im2col_block_bytes, K, Ho, Wo, x.itemsize)
     buf = xp.empty(K * rows * Wo, dtype=x.dtype)
     y = xp.empty((N, F, Ho, Wo), dtype=x.dtype)
     for n in range(N):
@@ -237,22 +226,24 @@ def conv2d_backward(dy, cache: Conv2dCache, weight_grads: bool = False):
 
     Derivation: ``tutorials/01_convolution``.
     """
-    x, w, s, pad = cache
+    x, w, s, pad, config, weight_cache = cache
+    config = config_for(dy, config)
     F, C, KH, KW = w.shape
-    if _winograd(w, s, pad, w.shape[0]):
-        dx = winograd.winograd_conv3x3(dy, w, transpose=True)  # dy * flip(w)^T, pad 1
+    if _winograd(w, s, pad, w.shape[0], config):  # dy * flip(w)^T, pad 1
+        dx = winograd.winograd_conv3x3(dy, w, transpose=True, config=config,
+                                       weight_cache=weight_cache)
     elif s == 1 and KH == KW and pad <= KH - 1:
-        dx = _dx_by_correlation(dy, cache)
+        dx = _dx_by_correlation(dy, cache, config)
     else:
-        dx = _col2im_backward(dy, cache)
+        dx = _col2im_backward(dy, cache, config)
     if not weight_grads:
         return dx, None, None
-    dw = _weight_gradient(dy, cache)
+    dw = _weight_gradient(dy, cache, config)
     db = dy.sum(axis=(0, 2, 3))  # sum over n, i, j
     return dx, dw, db
 
 
-def _dx_by_correlation(dy, cache: Conv2dCache):
+def _dx_by_correlation(dy, cache: Conv2dCache, config: ExecutionConfig):
     r""":math:`dx` for stride 1 as a forward convolution: the "full" correlation of :math:`dy`
     with the flipped, channel-transposed kernel :math:`w'_{c,f,p,q} = w_{f,c,K-1-p,K-1-q}`,
 
@@ -264,15 +255,15 @@ def _dx_by_correlation(dy, cache: Conv2dCache):
     pass's im2col (copies) instead of :math:`K^2` read-modify-write adds into :math:`dx`: about
     half the memory traffic, which is what a GPU convolution is bound by.
     """
-    x, w, _, pad = cache
+    w, pad = cache.w, cache.pad
     K = w.shape[2]
     w_t = w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)
-    return _im2col_forward(dy, w_t, None, stride=1, pad=K - 1 - pad)
+    return _im2col_forward(dy, w_t, None, 1, K - 1 - pad, config)
 
 
-def _col2im_backward(dy, cache: Conv2dCache):
+def _col2im_backward(dy, cache: Conv2dCache, config: ExecutionConfig):
     r""":math:`dx` by :math:`dX_{col} = W_{mat}^\top dY` and col2im, a block of rows at a time."""
-    x, w, s, pad = cache
+    x, w, s, pad = cache[:4]
     xp = get_array_module(dy, x)
     N, C, H, W = x.shape
     F, _, KH, KW = w.shape
@@ -280,7 +271,7 @@ def _col2im_backward(dy, cache: Conv2dCache):
     K = C * KH * KW
     w_mat_t = w.reshape(F, K).T
     dx_pad = xp.zeros((N, C, H + 2 * pad, W + 2 * pad), dtype=dy.dtype)
-    rows = _rows_per_chunk(xp, K, Ho, Wo, dy.itemsize)
+    rows = rows_per_chunk(config.im2col_block_bytes, K, Ho, Wo, dy.itemsize)
     for n in range(N):
         for i0 in range(0, Ho, rows):
             r = min(rows, Ho - i0)
@@ -293,16 +284,16 @@ def _col2im_backward(dy, cache: Conv2dCache):
     return dx_pad[:, :, pad : pad + H, pad : pad + W] if pad else dx_pad
 
 
-def _weight_gradient(dy, cache: Conv2dCache):
+def _weight_gradient(dy, cache: Conv2dCache, config: ExecutionConfig):
     r""":math:`dW_{mat} = \sum_n dY_n X_{col,n}^\top`, the columns rebuilt a block at a time."""
-    x, w, s, pad = cache
+    x, w, s, pad = cache[:4]
     xp = get_array_module(dy, x)
     N = x.shape[0]
     F, C, KH, KW = w.shape
     Ho, Wo = dy.shape[2], dy.shape[3]
     K = C * KH * KW
     x_pad = _pad(x, pad)
-    rows = _rows_per_chunk(xp, K, Ho, Wo, dy.itemsize)
+    rows = rows_per_chunk(config.im2col_block_bytes, K, Ho, Wo, dy.itemsize)
     buf = xp.empty(K * rows * Wo, dtype=x.dtype)
     dw_mat = xp.zeros((F, K), dtype=dy.dtype)
     for n in range(N):
@@ -322,7 +313,8 @@ class ConvReluCache(NamedTuple):
     relu: ReluCache | None
 
 
-def conv2d_relu_forward(x, w, b, stride: int = 1, pad: int = 1):
+def conv2d_relu_forward(x, w, b, stride: int = 1, pad: int = 1, *,
+                        config: ExecutionConfig | None = None, weight_cache: dict | None = None):
     r"""A convolution and the ReLU after it in one step: :math:`y = \max(0,\, W * x + b)`.
 
     The same numbers as ``relu_forward(conv2d_forward(x, w, b, stride, pad)[0])``, with one
@@ -330,18 +322,22 @@ def conv2d_relu_forward(x, w, b, stride: int = 1, pad: int = 1):
     writes its outputs; im2col's fresh output is rectified in place. (VGG uses this for every
     convolution whose own output is not asked for; the tests prove it equals the two layers.)
 
-    Returns ``(y, ConvReluCache)``. Derivations: ``tutorials/01_convolution``,
+    ``config``, ``weight_cache``: as for :func:`conv2d_forward`. Returns ``(y,
+    ConvReluCache)``. Derivations: ``tutorials/01_convolution``,
     ``tutorials/02_relu_and_pooling``.
     """
     _check(x, w, b, stride, pad)
+    config = config_for(x, config)
     w = w.astype(x.dtype, copy=False)
     b = b.astype(x.dtype, copy=False)
-    if _winograd(w, stride, pad, w.shape[1]):
-        y = winograd.winograd_conv3x3(x, w, b, relu=True)
+    if _winograd(w, stride, pad, w.shape[1], config):
+        y = winograd.winograd_conv3x3(x, w, b, relu=True, config=config,
+                                      weight_cache=weight_cache)
     else:
-        y = _im2col_forward(x, w, b, stride, pad)
+        y = _im2col_forward(x, w, b, stride, pad, config)
         get_array_module(y).maximum(y, 0, out=y)  # y is ours: rectify in place
-    return y, ConvReluCache(Conv2dCache(x, w, stride, pad), ReluCache(y))
+    conv = Conv2dCache(x, w, stride, pad, config, weight_cache)
+    return y, ConvReluCache(conv, ReluCache(y))
 
 
 def conv2d_relu_backward(dy, cache: ConvReluCache, weight_grads: bool = False):
@@ -353,11 +349,13 @@ def conv2d_relu_backward(dy, cache: ConvReluCache, weight_grads: bool = False):
     :math:`dz` (a max pooling applied the mask, :func:`minist.layers.pool.relu_max_pool_backward`).
     Same returns as :func:`conv2d_backward`.
     """
-    x, w, s, pad = cache.conv
+    conv = cache.conv
     if cache.relu is None:  # the mask was applied further down (pool.relu_max_pool_backward)
-        return conv2d_backward(dy, cache.conv, weight_grads)
-    if not weight_grads and _winograd(w, s, pad, w.shape[0]):
-        dx = winograd.winograd_conv3x3(dy, w, transpose=True, mask=cache.relu.mask)
+        return conv2d_backward(dy, conv, weight_grads)
+    config = config_for(dy, conv.config)
+    if not weight_grads and _winograd(conv.w, conv.stride, conv.pad, conv.w.shape[0], config):
+        dx = winograd.winograd_conv3x3(dy, conv.w, transpose=True, mask=cache.relu.mask,
+                                       config=config, weight_cache=conv.weight_cache)
         return dx, None, None
     return conv2d_backward(relu_backward(dy, cache.relu), cache.conv, weight_grads)
 
@@ -407,7 +405,7 @@ def conv2d_backward_loops(dy, cache: Conv2dCache, weight_grads: bool = False):
     Then :math:`dx` is :math:`d\tilde x` with the padding cropped. Same arguments and results
     as :func:`conv2d_backward`. Derivation: ``tutorials/01_convolution``.
     """
-    x, w, s, pad = cache
+    x, w, s, pad = cache[:4]
     xp = get_array_module(dy, x)
     N, C, H, W = x.shape
     F, _, KH, KW = w.shape

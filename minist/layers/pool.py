@@ -27,24 +27,21 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 from minist.backend import get_array_module
+from minist.execution import ExecutionConfig, config_for
 
 MODES = ("max", "avg")
-# Max pooling runs as one-pass kernels: Numba on the CPU (minist.layers.kernels_numba), CUDA on
-# the GPU (minist.layers.kernels_cupy); False runs the slices version instead (tests, reading).
-USE_NUMBA = {"cpu": True}
-USE_CUDA_KERNELS = {"gpu": True}
 
 
-def _kernels(xp):
-    """The kernel module for arrays of ``xp`` when enabled, else ``None`` (the slices)."""
-    if xp.__name__ == "numpy":
-        if not USE_NUMBA["cpu"]:
-            return None
+def _kernels(config: ExecutionConfig):
+    """The max-pooling kernels for the config's device -- Numba on the CPU
+    (:mod:`minist.layers.kernels_numba`), CUDA on the GPU (:mod:`minist.layers.kernels_cupy`)
+    -- or ``None`` (the slices version) when ``config.kernels`` is off."""
+    if not config.kernels:
+        return None
+    if config.cpu:
         from minist.layers import kernels_numba
 
         return kernels_numba
-    if not USE_CUDA_KERNELS["gpu"]:
-        return None
     from minist.layers import kernels_cupy
 
     return kernels_cupy
@@ -63,6 +60,7 @@ class PoolCache(NamedTuple):
     kernel: int
     stride: int
     argmax: Any
+    config: ExecutionConfig | None = None  # how the forward ran (max pooling's kernels or not)
 
 
 def _check(x, kernel: int, stride: int) -> tuple[int, int]:
@@ -95,7 +93,8 @@ def _offset_slice(x, p: int, q: int, s: int, Ho: int, Wo: int):
 # ----------------------------------------------------------------------------- max pooling
 
 
-def max_pool_forward(x, kernel: int = 2, stride: int = 2):
+def max_pool_forward(x, kernel: int = 2, stride: int = 2, *,
+                     config: ExecutionConfig | None = None):
     r"""Fast max pooling: :math:`y_{n,c,i,j} = \max_{p,q < k} x_{n,c,is+p,js+q}`.
 
     A running maximum over the :math:`k^2` strided offset slices
@@ -105,13 +104,15 @@ def max_pool_forward(x, kernel: int = 2, stride: int = 2):
     the textbook alternative; in NumPy, reducing those tiny axes measured several times slower.)
 
     Returns ``(y, cache)``, ``y`` of shape ``(N, C, Ho, Wo)`` and dtype ``x.dtype``; floor mode
-    (see module docstring). Derivation: ``tutorials/02_relu_and_pooling``.
+    (see module docstring). With ``config.kernels`` (the default) the same loop runs as one
+    compiled pass. Derivation: ``tutorials/02_relu_and_pooling``.
     """
     Ho, Wo = _check(x, kernel, stride)
     xp = get_array_module(x)
+    config = config_for(x, config)
     k, s = kernel, stride
     N, C = x.shape[:2]
-    kernels = _kernels(xp)
+    kernels = _kernels(config)
     if kernels is not None:  # the same loop, one pass, compiled (Numba on the CPU, CUDA on GPU)
         y = xp.empty((N, C, Ho, Wo), dtype=x.dtype)
         argmax = xp.empty((N, C, Ho, Wo), dtype=_index_dtype(xp, k))
@@ -119,7 +120,7 @@ def max_pool_forward(x, kernel: int = 2, stride: int = 2):
         kernels.max_pool_forward_kernel(
             planes, k, s, y.reshape(N * C, Ho, Wo), argmax.reshape(N * C, Ho, Wo)
         )
-        return y, PoolCache("max", tuple(x.shape), k, s, argmax)
+        return y, PoolCache("max", tuple(x.shape), k, s, argmax, config)
     y = _offset_slice(x, 0, 0, s, Ho, Wo).copy()  # offset (0, 0) is the first candidate
     argmax = xp.zeros((N, C, Ho, Wo), dtype=_index_dtype(xp, k))
     for t in range(1, k * k):  # raster order t = p k + q
@@ -128,7 +129,7 @@ def max_pool_forward(x, kernel: int = 2, stride: int = 2):
         better = candidate > y  # strict: an equal later value never wins a tie
         argmax = xp.where(better, argmax.dtype.type(t), argmax)
         xp.maximum(y, candidate, out=y)
-    return y, PoolCache("max", tuple(x.shape), k, s, argmax)
+    return y, PoolCache("max", tuple(x.shape), k, s, argmax, config)
 
 
 def max_pool_backward(dy, cache: PoolCache):
@@ -149,7 +150,7 @@ def max_pool_backward(dy, cache: PoolCache):
     xp = get_array_module(dy)
     k, s, argmax = cache.kernel, cache.stride, cache.argmax
     N, C, Ho, Wo = dy.shape
-    kernels = _kernels(xp)
+    kernels = _kernels(config_for(dy, cache.config))
     if kernels is not None:
         dx = xp.empty(cache.x_shape, dtype=dy.dtype)
         H, W = cache.x_shape[2:]
@@ -290,13 +291,15 @@ def avg_pool_backward_loops(dy, cache: PoolCache):
 # ------------------------------------------------------------------------------ dispatch
 
 
-def pool_forward(x, mode: str, kernel: int = 2, stride: int = 2):
+def pool_forward(x, mode: str, kernel: int = 2, stride: int = 2, *,
+                 config: ExecutionConfig | None = None):
     """Max or average pooling by name: ``mode`` is ``"max"`` or ``"avg"``; the cache remembers it.
 
-    Derivation: ``tutorials/02_relu_and_pooling``.
+    ``config`` (max pooling): see :func:`max_pool_forward`. Derivation:
+    ``tutorials/02_relu_and_pooling``.
     """
     if mode == "max":
-        return max_pool_forward(x, kernel, stride)
+        return max_pool_forward(x, kernel, stride, config=config)
     if mode == "avg":
         return avg_pool_forward(x, kernel, stride)
     raise ValueError(f"pool: mode must be one of {MODES}, got {mode!r}")

@@ -75,56 +75,41 @@ up to 8 and divide by 24, so rounding errors grow: a few times those of the dire
 :math:`w'_{c,f,p,q} = w_{f,c,2-p,2-q}` (:func:`flip_kernel`), so it runs through the same code.
 
 Memory: only the input (padded once) and the output are whole; :math:`V` and :math:`M` are built
-for a block of tile rows at a time (``CHUNK_BYTES``), small enough to stay in the CPU's cache
-between the input transform, the GEMMs and the output transform.
+for a block of tile rows at a time (``ExecutionConfig.winograd_block_bytes``,
+:func:`block_plan`), small enough to stay in the CPU's cache between the input transform, the
+GEMMs and the output transform.
 
 **Weights are transformed once.** :math:`U = G w G^\top` depends only on the weights, so
-:func:`transformed_weights` keeps it for weights that cannot change: NumPy arrays that own their
-memory and are read-only, and GPU arrays declared so with :func:`mark_frozen`
-(:class:`minist.vgg.VGG` freezes its weights so). Other weights are transformed at every call
-(correct, slower).
+:func:`transformed_weights` keeps it in a cache the caller owns and hands in
+(``weight_cache``): :class:`minist.vgg.VGG` keeps one per layer beside its weights, which never
+change during a run. Without a cache the weights are transformed at every call (correct,
+slower).
 
 Derivation: ``tutorials/01_convolution`` (convolution) and this docstring (Winograd).
 """
 
 from __future__ import annotations
 
-import weakref
 from typing import NamedTuple
 
 import numpy as np
 
 from minist.backend import get_array_module
-from minist.threads import blas_single_threaded, openblas_threads, worker_pool
-
-# Bytes of V + M (the transformed input and the products) built at a time, per device.
-CHUNK_BYTES = {"cpu": 32 * 2**20, "gpu": 512 * 2**20}
-# Layers with many tile rows (the large early ones) run on the CPU as blocks of `block_bytes`,
-# each CPU thread taking whole blocks -- input transform, GEMMs on a single-threaded BLAS, output
-# transform -- when there are at least `min_blocks_per_thread` blocks per thread (minist.threads).
-# Measured on 2 cores: 64- and 128-channel layers 1.6-2x faster than BLAS's threads inside the
-# GEMMs with serial transforms; the deep, small layers are better left to BLAS's threads.
-PIPELINE = {"block_bytes": 2 * 2**20, "min_blocks_per_thread": 16}
-# Output tile size m of F(m x m, 3 x 3) when the caller does not choose: 4 (4x fewer
-# multiplications; measured fastest on the CPU and on an H100: 7.4 vs 9.7 ms a step at 512 px).
-TILE = {"cpu": 4, "gpu": 4}
-# Transform kernels: Numba on the CPU (minist.layers.winograd_numba), CUDA on the GPU
-# (minist.layers.winograd_cupy); False runs the slices version instead (tests, reading).
-USE_NUMBA = {"cpu": True}
-USE_CUDA_KERNELS = {"gpu": True}
+from minist.execution import ExecutionConfig, config_for
+from minist.threads import blas_scope, worker_pool
 
 
-def _kernels(xp):
-    """The module with the two transform kernels for arrays of ``xp``, or None (slices)."""
-    if xp is np:
-        if USE_NUMBA["cpu"]:
-            from minist.layers import winograd_numba
-            return winograd_numba
+def _kernels(config: ExecutionConfig):
+    """The module with the two transform kernels for the config's device -- Numba on the CPU
+    (:mod:`.winograd_numba`), CUDA on the GPU (:mod:`.winograd_cupy`) -- or None when
+    ``config.kernels`` is off (the slices version below)."""
+    if not config.kernels:
         return None
-    if USE_CUDA_KERNELS["gpu"]:
-        from minist.layers import winograd_cupy
-        return winograd_cupy
-    return None
+    if config.cpu:
+        from minist.layers import winograd_numba
+        return winograd_numba
+    from minist.layers import winograd_cupy
+    return winograd_cupy
 
 
 class Transforms(NamedTuple):
@@ -183,47 +168,21 @@ def weight_transform(w, m: int = 2):
     return xp.ascontiguousarray(U.transpose(0, 3, 1, 2).reshape(alpha**2, F, C).astype(w.dtype))
 
 
-_TRANSFORMED: dict = {}  # (id(w), transpose, m) -> (reference to w, U)
-_MARKED: dict = {}  # id(w) -> reference to w: GPU arrays declared frozen (no read-only flag)
-
-
-def _reference(w, forget):
-    """A weak reference to ``w`` that calls ``forget`` when ``w`` goes; a plain one (``w`` kept
-    alive) for array types that cannot be weakly referenced."""
-    try:
-        return weakref.ref(w, forget)
-    except TypeError:
-        return lambda: w
-
-
-def mark_frozen(w) -> None:
-    """Declare that ``w`` (e.g. a CuPy array, which has no read-only flag) will not change, so
-    that its transforms may be kept (:class:`minist.vgg.VGG` does this for its GPU weights)."""
-    key = id(w)
-    _MARKED[key] = _reference(w, lambda _ref: _MARKED.pop(key, None))
-
-
-def _frozen(w) -> bool:
-    """Whether ``w`` can never change: a read-only NumPy array that owns its memory, or an array
-    given to :func:`mark_frozen`."""
-    if isinstance(w, np.ndarray) and not w.flags.writeable and w.flags.owndata:
-        return True
-    ref = _MARKED.get(id(w))
-    return ref is not None and ref() is w
-
-
-def transformed_weights(w, transpose: bool = False, m: int = 2):
+def transformed_weights(w, transpose: bool = False, m: int = 2, weight_cache: dict | None = None):
     r""":math:`U` of ``w`` (or, with ``transpose``, of :math:`\operatorname{flip}(w)^\top`, the
-    kernel of the input gradient), computed once per frozen weight array (module docstring)."""
-    key = (id(w), transpose, m)
-    if _frozen(w):
-        hit = _TRANSFORMED.get(key)
-        if hit is not None and hit[0]() is w:
-            return hit[1]
+    kernel of the input gradient).
+
+    ``weight_cache``: a dict owned by the caller, one per weight array, in which the transforms
+    are kept between calls (keyed by ``(transpose, m)``); the caller promises that ``w`` does not
+    change while it keeps the dict. :class:`minist.vgg.VGG` keeps one per layer, so the cache
+    lives and dies with the network's own weights. ``None``: computed at every call.
+    """
+    key = (transpose, m)
+    if weight_cache is not None and key in weight_cache:
+        return weight_cache[key]
     U = weight_transform(flip_kernel(w) if transpose else w, m)
-    if _frozen(w):
-        forget = lambda _ref, key=key: _TRANSFORMED.pop(key, None)  # noqa: E731
-        _TRANSFORMED[key] = (_reference(w, forget), U)
+    if weight_cache is not None:
+        weight_cache[key] = U
     return U
 
 
@@ -309,11 +268,6 @@ def _tile_rows_per_chunk(budget: int, C: int, F: int, tw: int, itemsize: int, th
     return max(1, min(th, budget // ((m + 2) ** 2 * (C + F) * tw * itemsize)))
 
 
-def default_tile(xp) -> int:
-    """The tile size ``m`` used for arrays of module ``xp`` (``TILE``)."""
-    return TILE["cpu" if xp.__name__ == "numpy" else "gpu"]
-
-
 class BlockPlan(NamedTuple):
     """How one Winograd call is cut up: ``workers`` threads (1: the calling thread, with BLAS's
     own threads in the GEMMs), each holding one block of ``rows`` tile rows of :math:`V` and
@@ -323,23 +277,24 @@ class BlockPlan(NamedTuple):
     rows: int
 
 
-def block_plan(C: int, F: int, H: int, W: int, itemsize: int, m: int, cpu: bool,
-               kernels: bool, blas_threads: int) -> BlockPlan:
+def block_plan(C: int, F: int, H: int, W: int, itemsize: int, m: int,
+               config: ExecutionConfig) -> BlockPlan:
     """The blocks and threads of a call on a ``(C, H, W)`` input with ``F`` outputs.
 
-    On the CPU with the Numba kernels, when BLAS has ``blas_threads > 1`` threads and there are
-    at least ``PIPELINE["min_blocks_per_thread"]`` blocks of ``PIPELINE["block_bytes"]`` per
-    thread, each of ``blas_threads`` workers runs whole blocks on a single-threaded BLAS;
-    otherwise one thread runs blocks of ``CHUNK_BYTES``. :func:`winograd_conv3x3` follows this
-    plan and the memory planner (:mod:`minist.memory`) counts its blocks.
+    On the CPU with the Numba kernels and ``config.threads > 1``, when there are at least
+    ``config.pipeline_min_blocks_per_thread`` blocks of ``config.pipeline_block_bytes`` per
+    thread, each of ``config.threads`` workers runs whole blocks on a single-threaded BLAS;
+    otherwise one thread runs blocks of ``config.winograd_block_bytes``.
+    :func:`winograd_conv3x3` follows this plan and the memory planner (:mod:`minist.memory`)
+    counts its blocks.
     """
     th, tw = -(-H // m), -(-W // m)
-    if cpu and kernels and blas_threads > 1:
-        rows = _tile_rows_per_chunk(PIPELINE["block_bytes"], C, F, tw, itemsize, th, m)
-        if -(-th // rows) >= PIPELINE["min_blocks_per_thread"] * blas_threads:
-            return BlockPlan(blas_threads, rows)
-    budget = CHUNK_BYTES["cpu" if cpu else "gpu"]
-    return BlockPlan(1, _tile_rows_per_chunk(budget, C, F, tw, itemsize, th, m))
+    if config.cpu and config.kernels and config.threads > 1:
+        rows = _tile_rows_per_chunk(config.pipeline_block_bytes, C, F, tw, itemsize, th, m)
+        if -(-th // rows) >= config.pipeline_min_blocks_per_thread * config.threads:
+            return BlockPlan(config.threads, rows)
+    return BlockPlan(1, _tile_rows_per_chunk(config.winograd_block_bytes, C, F, tw, itemsize,
+                                             th, m))
 
 
 def block_bytes(C: int, F: int, W: int, itemsize: int, m: int, rows: int) -> int:
@@ -348,7 +303,8 @@ def block_bytes(C: int, F: int, W: int, itemsize: int, m: int, rows: int) -> int
 
 
 def winograd_conv3x3(x, w, b=None, transpose: bool = False, m: int | None = None,
-                     relu: bool = False, mask=None):
+                     relu: bool = False, mask=None, *, config: ExecutionConfig | None = None,
+                     weight_cache: dict | None = None):
     r"""3x3, stride-1, pad-1 convolution by :math:`F(m \times m, 3 \times 3)` (module docstring).
 
     Args:
@@ -357,29 +313,33 @@ def winograd_conv3x3(x, w, b=None, transpose: bool = False, m: int | None = None
         b: bias ``(F,)`` or ``None``.
         transpose: convolve with :math:`\operatorname{flip}(w)^\top` (shape ``(C, F, 3, 3)``)
             instead: the input gradient :math:`dx = dy \star \operatorname{flip}(w)^\top`.
-        m: output tile size, 2 or 4 (default ``TILE`` of the device).
+        m: output tile size, 2 or 4 (default ``config.winograd_tile``).
         relu: return :math:`\max(y, 0)` instead, applied as the outputs are written (the ReLU
             that follows every convolution of VGG, fused).
         mask: convolve :math:`x \odot [\text{mask} > 0]` instead (``mask`` shaped like ``x``),
             masked as the tiles are read: the ReLU backward :math:`dy \odot [y > 0]`, fused.
+        config: the execution config (:mod:`minist.execution`; default: the device's).
+        weight_cache: where the transforms of ``w`` are kept between calls
+            (:func:`transformed_weights`); None computes them at every call.
 
     Returns:
         ``y`` of shape ``(N, F, H, W)`` and dtype ``x.dtype``.
     """
     xp = get_array_module(x)
-    m = default_tile(xp) if m is None else m
+    config = config_for(x, config)
+    m = config.winograd_tile if m is None else m
     if m not in TRANSFORMS:
         raise ValueError(f"winograd: tile size m must be one of {sorted(TRANSFORMS)}, got {m!r}")
     N, C, H, W = x.shape
-    U = transformed_weights(w.astype(x.dtype, copy=False), transpose, m)
+    cache = None if weight_cache is None else weight_cache.setdefault(x.dtype.str, {})
+    U = transformed_weights(w.astype(x.dtype, copy=False), transpose, m, cache)
     F = U.shape[1]
     if b is not None:
         b = xp.ascontiguousarray(b.astype(x.dtype, copy=False))
     th, tw = -(-H // m), -(-W // m)
-    kernels = _kernels(xp)
+    kernels = _kernels(config)
     # Numba kernels release the GIL: several threads can each run whole blocks.
-    threads, rows = block_plan(C, F, H, W, x.itemsize, m, xp is np, kernels is not None,
-                               openblas_threads() or 1)
+    threads, rows = block_plan(C, F, H, W, x.itemsize, m, config)
     blocks = list(range(0, th, rows))
     y = xp.empty((N, F, H, W), dtype=x.dtype)
     if kernels is None:  # the slices version reads tiles from a padded copy
@@ -396,7 +356,7 @@ def winograd_conv3x3(x, w, b=None, transpose: bool = False, m: int | None = None
         if threads == 1:
             _run_blocks(*work, blocks, rows, tw, m)
             continue
-        with blas_single_threaded():  # each thread: transform, GEMM, transform
+        with blas_scope(1):  # each thread: transform, GEMM on one BLAS thread, transform
             pool = worker_pool(threads)
             jobs = [pool.submit(_run_blocks, *work, blocks[k::threads], rows, tw, m)
                     for k in range(threads)]

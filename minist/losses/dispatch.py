@@ -28,24 +28,23 @@ small step saves nothing measurable, so the simpler reference is used.
 from __future__ import annotations
 
 import functools
-from types import SimpleNamespace
+from types import MappingProxyType, SimpleNamespace
 from typing import Any
 
-import numpy as np
-
-from minist.backend import get_array_module
+from minist.backend import device_of
 from minist.losses import reference
 
 FUNCTIONS = ("content_loss", "gram_matrix", "style_layer_loss", "tv_loss")
 PREFERENCES = (None, "reference", "numba", "cupy")
 
 # For NumPy arrays: which implementation of each function is fastest (see the table above).
-CPU_CHOICE = {
+# Read-only: a run that wants the readable reference asks for it (ExecutionConfig.loss_backend).
+CPU_CHOICE = MappingProxyType({
     "content_loss": "numba",
     "gram_matrix": "reference",
     "style_layer_loss": "reference",
     "tv_loss": "numba",
-}
+})
 
 
 def _module(name: str):
@@ -81,7 +80,7 @@ def get_loss_backend(array: Any, prefer: str | None = None) -> SimpleNamespace:
     """
     if prefer not in PREFERENCES:
         raise ValueError(f"prefer: expected one of {PREFERENCES}, got {prefer!r}")
-    on_gpu = get_array_module(array) is not np
+    on_gpu = device_of(array) == "cuda"
     if prefer is None:
         prefer = "cupy" if on_gpu else None
     if prefer == "numba" and on_gpu:
