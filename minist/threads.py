@@ -10,55 +10,87 @@ that no core waits for another between the steps (right for many small GEMMs;
 
 **One count per process.** A BLAS library has a single thread count for the whole process:
 OpenBLAS's ``openblas_set_num_threads`` (and, in the pthreads builds NumPy ships, its
-``openblas_set_num_threads_local`` too) changes it for every thread, and threadpoolctl's limits,
-which minist uses to reach OpenBLAS, MKL or BLIS alike, are process-wide for the same reason.
-So minist scopes the count to a run's work instead: :func:`blas_scope` sets it for a block of
-work (a forward pass, a step of the optimiser) under a process-wide lock, and puts it back
-after. Two runs in two threads of one process take turns, block by block, each with its own
-thread count (:attr:`minist.execution.ExecutionConfig.threads`): neither changes the other's
-arithmetic or thread count, and each gets the threads it would have alone -- the results equal
-those of the same runs one after the other. For runs that should really run *at once*, use
-processes (``minist sweep`` does); each then owns its BLAS. Numba's thread count is already
-per thread (``numba.set_num_threads`` affects the calling thread only); :func:`blas_scope` sets
-it too, so its parallel reductions sum in the same chunks every time.
+``openblas_set_num_threads_local`` too) changes it for every thread; threadpoolctl's limits are
+process-wide for the same reason (and for OpenBLAS it ignores changes from any thread but the
+first that made one). So minist scopes the count to a run's work instead: :func:`blas_scope`
+sets it for a block of work (a forward pass, a step of the optimiser) under a process-wide lock,
+and puts it back after. Two runs in two threads of one process take turns, block by block, each
+with its own thread count (:attr:`minist.execution.ExecutionConfig.threads`): neither changes
+the other's arithmetic or thread count, and each gets the threads it would have alone -- the
+results equal those of the same runs one after the other. For runs that should really run *at
+once*, use processes (``minist sweep`` does); each then owns its BLAS. Numba's thread count is
+already per thread (``numba.set_num_threads`` affects the calling thread only);
+:func:`blas_scope` sets it too, so its parallel reductions sum in the same chunks every time.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import functools
+import re
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 
 @functools.cache
-def _blas_libraries() -> tuple:
-    """threadpoolctl's controllers of the BLAS libraries loaded in this process (NumPy's)."""
-    import numpy  # noqa: F401 - loads NumPy's BLAS, so that threadpoolctl finds it
-    from threadpoolctl import ThreadpoolController
+def _openblas_function(suffix: str):
+    """An OpenBLAS entry point (``set_num_threads``/``get_num_threads``) of NumPy's BLAS or None.
 
-    return tuple(ThreadpoolController().select(user_api="blas").lib_controllers)
+    Called directly through ctypes rather than through threadpoolctl: threadpoolctl (3.x)
+    lets only the first Python thread that changed OpenBLAS's count change it again (its
+    "controlling thread") and silently ignores the others, because the count is process-wide;
+    minist's scopes must set it from whichever thread's run holds :func:`blas_scope`'s lock.
+    """
+    import numpy  # noqa: F401 - loads NumPy's BLAS, so that it shows in the process's maps
+
+    try:
+        maps = Path("/proc/self/maps").read_text()
+    except OSError:
+        return None
+    for path in sorted(set(re.findall(r"(/\S*openblas\S*\.so\S*)", maps))):
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for prefix in ("scipy_openblas", "openblas"):
+            for tail in ("64_", ""):
+                fn = getattr(lib, f"{prefix}_{suffix}{tail}", None)
+                if fn is not None:
+                    if suffix == "get_num_threads":
+                        fn.restype = ctypes.c_int
+                    return fn
+    return None
+
+
+def openblas_threads(n: int | None = None) -> int | None:
+    """Set (when ``n``) and return OpenBLAS's thread count; ``None`` when NumPy's BLAS is not an
+    OpenBLAS this can reach."""
+    setter, getter = _openblas_function("set_num_threads"), _openblas_function("get_num_threads")
+    if setter is None or getter is None:
+        return None
+    if n is not None:
+        setter(ctypes.c_int(n))
+    return int(getter())
 
 
 def blas_threads(n: int | None = None) -> int | None:
-    """Set (when ``n``) and return NumPy's BLAS thread count, process-wide; ``None`` when no BLAS
-    that threadpoolctl can control is loaded. Prefer :func:`blas_scope`, which restores it."""
-    libraries = _blas_libraries()
-    if not libraries:
+    """Set (when ``n``) and return NumPy's BLAS thread count, process-wide: OpenBLAS directly,
+    another BLAS (MKL, BLIS) through threadpoolctl when it is installed; ``None`` when it cannot
+    be told. Prefer :func:`blas_scope`, which puts it back."""
+    count = openblas_threads(n)
+    if count is not None:
+        return count
+    try:
+        import threadpoolctl
+    except ImportError:
         return None
     if n is not None:
-        for library in libraries:
-            library.set_num_threads(n)
-    return int(libraries[0].get_num_threads())
-
-
-def blas_name() -> str:
-    """e.g. ``"openblas 0.3.31 (libscipy_openblas)"``; ``"unknown BLAS"`` when none is found."""
-    libraries = _blas_libraries()
-    if not libraries:
-        return "unknown BLAS"
-    lib = libraries[0]
-    return f"{lib.internal_api} {lib.version} ({lib.prefix})"
+        threadpoolctl.threadpool_limits(n, user_api="blas")
+    counts = [i["num_threads"] for i in threadpoolctl.threadpool_info()
+              if i.get("user_api") == "blas"]
+    return counts[0] if counts else None
 
 
 _LOCK = threading.RLock()

@@ -192,11 +192,11 @@ def test_content_only_and_style_only_runs(tiny_vgg_files):
 def test_loss_gradients_are_computed_when_the_backward_reaches_them(tiny_vgg_files):
     """The backward asks for each layer's gradient once, deepest first; asking is what computes
     it (and its loss), so only one feature-sized gradient exists at a time."""
-    from minist import stylize as stylize_module
+    from minist.objective import LayerGradients
 
     st = _transfer(tiny_vgg_files)
     asked = []
-    real = stylize_module._LayerGradients.__getitem__
+    real = LayerGradients.__getitem__
 
     def spy(self, name):
         asked.append((name, self.style))
@@ -205,7 +205,7 @@ def test_loss_gradients_are_computed_when_the_backward_reaches_them(tiny_vgg_fil
     orig = st.evaluate(st.image)
     st._last = None
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(stylize_module._LayerGradients, "__getitem__", spy)
+        mp.setattr(LayerGradients, "__getitem__", spy)
         again = st.evaluate(st.image)
     assert [name for name, _ in asked] == ["relu3_1", "relu2_1", "relu1_1"]
     assert asked[0][1] == 0.0 and asked[-1][1] > 0  # losses add up as the layers are reached
@@ -213,7 +213,7 @@ def test_loss_gradients_are_computed_when_the_backward_reaches_them(tiny_vgg_fil
     np.testing.assert_array_equal(again.grad, orig.grad)
 
     feats, _ = st.net.forward(st.image, ["relu1_1", "relu2_1", "relu3_1"])
-    grads = stylize_module._LayerGradients(st, feats)
+    grads = LayerGradients(st.objective, feats)
     assert "relu2_1" in grads and "conv1_1" not in grads and grads.style == 0.0  # no work
     grads["relu2_1"]
     with pytest.raises(RuntimeError, match="already"):

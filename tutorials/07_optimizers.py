@@ -158,13 +158,14 @@ content_path, style_path = L.content_image_path(), L.style_image_path()
 
 def race(name):
     """Run one optimizer on the problem; return its curves and final image."""
-    st = StyleTransfer(content_path, style_path, optimizer="lbfgs", **problem)
-    net.passes = 0  # the targets' passes are not part of the race
-    if name == "gd":
-        g0 = st.evaluate(st.image).grad  # remembered: the first step does not recompute it
-        st.optimizer = make_optimizer("gd", lr=0.05 / float(np.abs(g0).max()), momentum=0.9)
+    if name == "gd":  # GD's step is lr * gradient: choose lr from the gradient at the start
+        start = StyleTransfer(content_path, style_path, **problem)
+        g0 = start.evaluate(start.image).grad
+        optimizer = make_optimizer("gd", lr=0.05 / float(np.abs(g0).max()), momentum=0.9)
     else:
-        st.optimizer = make_optimizer(name)
+        optimizer = make_optimizer(name)
+    st = StyleTransfer(content_path, style_path, optimizer=optimizer, **problem)
+    net.passes = 0  # the targets' passes are not part of the race
     evaluations, seconds = [], []
     for _ in range(iters):
         record = st.step()

@@ -5,7 +5,8 @@ bar (iteration, losses, it/s, ETA), can save intermediate images (``--save-every
 JSON line per iteration (``--log FILE``: ``iter, content, style, tv, total, seconds``). The output
 PNG carries the settings in its metadata. Everything that can be checked is checked before any
 work starts; Ctrl-C saves the current image and exits 130; a loss that turns NaN/Inf keeps the
-last finite image and exits 2.
+last finite image and exits 2. The bar, the log, the snapshots and the final save are observers
+of the run loop that the Python API runs too (:mod:`minist.loop`, :mod:`minist.observers`).
 """
 
 from __future__ import annotations
@@ -153,17 +154,12 @@ def _options(args):
     return StylizeOptions(**values).validated()
 
 
-def intermediate_path(output: Path, iteration: int) -> Path:
-    """``out.png`` -> ``out.iter0050.png`` (beside the output)."""
-    return output.with_name(f"{output.stem}.iter{iteration:04d}{output.suffix or '.png'}")
-
-
 def run(args) -> int:
-    from tqdm import tqdm
-
     from minist import __version__
-    from minist.images import SUPPORTED_EXTENSIONS, save_image
-    from minist.stylize import NonFiniteLossError, StyleTransfer
+    from minist.images import SUPPORTED_EXTENSIONS
+    from minist.loop import NonFiniteLossError
+    from minist.observers import JsonLog, ProgressBar, SaveResult, Snapshots
+    from minist.stylize import StyleTransfer
     from minist.weights.atomic import check_writable
 
     output = Path(args.output)
@@ -180,55 +176,31 @@ def run(args) -> int:
     options = _options(args)
     transfer = StyleTransfer(args.content, args.style, options, progress=not args.quiet)
 
-    def metadata(status: str) -> dict[str, str]:
-        last = transfer.history[-1]._asdict() if transfer.history else {}
+    def metadata(run, status: str) -> dict[str, str]:
+        last = run.history[-1]._asdict() if run.history else {}
         return {
             "Software": f"minist {__version__}",
             "minist:settings": json.dumps(options.as_metadata()),
             "minist:content": str(args.content),
             "minist:style": str(args.style),
-            "minist:status": f"{status} after {transfer.iteration} iterations",
+            "minist:status": f"{status} after {run.iteration} iterations",
             "minist:last-losses": json.dumps(last),
         }
 
-    log = open(args.log, "w") if args.log else None  # noqa: SIM115 - closed in finally
-    bar = tqdm(
-        total=options.iters, unit="it", disable=args.quiet, file=sys.stderr, dynamic_ncols=True
-    )
+    observers = [ProgressBar(options.iters, disable=args.quiet)]
+    if args.log:
+        observers.append(JsonLog(args.log))
+    if args.save_every:
+        observers.append(Snapshots(output, args.save_every, metadata))
+    observers.append(SaveResult(output, metadata))  # however the run ends (minist.loop)
     try:
-        for _ in range(options.iters):
-            record = transfer.step()
-            if log is not None:
-                log.write(json.dumps(record._asdict()) + "\n")
-                log.flush()
-            bar.set_postfix(
-                content=f"{record.content:.3g}",
-                style=f"{record.style:.3g}",
-                total=f"{record.total:.4g}",
-                refresh=False,
-            )
-            bar.update(1)
-            if args.save_every and transfer.iteration % args.save_every == 0:
-                save_image(
-                    intermediate_path(output, transfer.iteration),
-                    transfer.image,
-                    metadata("intermediate"),
-                )
+        transfer.run(options.iters, observers=observers)
     except KeyboardInterrupt:
-        bar.close()
-        save_image(output, transfer.image, metadata("interrupted"))
         print(f"minist: interrupted; saved the current image to {output}", file=sys.stderr)
         return EXIT_INTERRUPTED
     except NonFiniteLossError as exc:
-        bar.close()
-        save_image(output, exc.image, metadata("stopped: loss not finite"))
         print(f"minist: error: {exc} (saved to {output})", file=sys.stderr)
         return EXIT_NONFINITE
-    finally:
-        bar.close()
-        if log is not None:
-            log.close()
-    save_image(output, transfer.image, metadata("finished"))
     if not args.quiet:
         last = transfer.history[-1] if transfer.history else None
         summary = f"; final loss {last.total:.4g}" if last else ""

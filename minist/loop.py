@@ -1,0 +1,122 @@
+"""The one run loop: steps of a style transfer, watched by observers.
+
+Everything that watches a run -- the command line's progress bar, its JSON log, intermediate
+images and the final save, a notebook's live view, a preview server, a sweep's progress -- is an
+:class:`Observer` of the same loop, :func:`run_loop`, which :meth:`StyleTransfer.run
+<minist.stylize.StyleTransfer.run>` runs. The loop is also the one place that decides how a run
+ends: it finishes, an observer stops it, the user presses Ctrl-C (``KeyboardInterrupt``), or the
+loss stops being finite (:class:`NonFiniteLossError`). Whatever the ending, every observer hears
+of it (:meth:`Observer.on_end`, with the :class:`Outcome`: the image to keep -- for a loss that
+is no longer finite, the last image whose loss was), and then the interrupt or the error goes on
+to the caller, which decides what it means (the command line: exit status 130 or 2).
+
+Observers get the current image on the CPU only when they ask for it
+(``run.image_on_cpu()``, copied from the GPU at most once per iteration).
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+from minist.errors import MinistError
+
+
+class IterationRecord(NamedTuple):
+    """One line of the log: the losses of the image the iteration's update starts from."""
+
+    iter: int
+    content: float  # sum_l w_l L_content^l, before alpha
+    style: float  # sum_l w_l E_l, before beta
+    tv: float  # L_TV, before its weight
+    total: float  # alpha content + beta style + tv_weight tv
+    seconds: float  # wall time of this iteration (evaluation + update)
+
+
+class NonFiniteLossError(MinistError):
+    """The loss became NaN or infinite; ``image`` holds the last image with a finite loss."""
+
+    def __init__(self, message: str, image=None):
+        super().__init__(message)
+        self.image = image
+
+    def __reduce__(self):  # pickles with its message and image (a Dask client sees the error)
+        return type(self), (str(self), self.image)
+
+
+FINISHED = "finished"
+STOPPED = "stopped by an observer"
+INTERRUPTED = "interrupted"
+NOT_FINITE = "stopped: loss not finite"
+FAILED = "failed"  # any other error: observers close what they opened, nothing is saved
+
+
+class Outcome(NamedTuple):
+    """How a run ended: ``status`` (one of the phrases above), the number of ``iterations`` done,
+    the ``image`` to keep (on the run's device) and the ``error`` that ended it, if any."""
+
+    status: str
+    iterations: int
+    image: Any
+    error: BaseException | None = None
+
+
+class Observer:
+    """Watches a run; override what you need (every method may be left as it is)."""
+
+    def on_start(self, run) -> None:
+        """Before the first step of :func:`run_loop`."""
+
+    def on_step(self, record: IterationRecord, run) -> bool | None:
+        """After each step; return True to stop the run after this step."""
+
+    def on_end(self, run, outcome: Outcome) -> None:
+        """Once, however the run ended (also on Ctrl-C and on a non-finite loss)."""
+
+
+class CallbackObserver(Observer):
+    """A function ``callback(record, run) -> stop?`` as an observer."""
+
+    def __init__(self, callback):
+        self.callback = callback
+
+    def on_step(self, record, run):
+        return self.callback(record, run)
+
+
+def run_loop(run, iters: int, observers=()) -> Outcome:
+    """Run ``iters`` steps of ``run`` (anything with ``step()``, ``iteration`` and ``image``,
+    such as a :class:`~minist.stylize.StyleTransfer`), telling ``observers`` (module docstring).
+
+    Returns the :class:`Outcome`; after every observer has heard of it, re-raises the
+    ``KeyboardInterrupt``, :class:`NonFiniteLossError` or other error that ended the run (an
+    error raised by an observer's ``on_end`` comes first).
+    """
+    observers = list(observers)
+    status = FINISHED
+    try:
+        for observer in observers:
+            observer.on_start(run)
+        for _ in range(iters):
+            record = run.step()
+            stops = [bool(observer.on_step(record, run)) for observer in observers]
+            if any(stops):
+                status = STOPPED
+                break
+        outcome = Outcome(status, run.iteration, run.image)
+    except KeyboardInterrupt as exc:
+        outcome = Outcome(INTERRUPTED, run.iteration, run.image, exc)
+    except NonFiniteLossError as exc:
+        outcome = Outcome(NOT_FINITE, run.iteration, exc.image, exc)
+    except Exception as exc:
+        outcome = Outcome(FAILED, run.iteration, run.image, exc)
+    failure = None
+    for observer in observers:  # every observer ends, even if another one fails to
+        try:
+            observer.on_end(run, outcome)
+        except Exception as exc:  # noqa: BLE001 - re-raised below, after the others
+            failure = failure or exc
+    if failure is not None:  # e.g. the output could not be written: say that first
+        raise failure
+    if outcome.error is not None:
+        raise outcome.error
+    return outcome

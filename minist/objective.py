@@ -1,0 +1,317 @@
+r"""The objective of a style transfer as a list of loss terms: Eq. 1, 5 and 7 written once.
+
+Gatys et al. (2015) optimise the image :math:`\vec x` for
+
+.. math::
+
+    \mathcal{L}_{total} = \alpha \sum_{l \in C} w^c_l\, \mathcal{L}^l_{content}
+        + \beta \sum_{l \in S} w_l E_l \;[+\; \lambda_{TV} \mathcal{L}_{TV}(\vec x)]
+        \qquad \text{(Eq. 1, 5, 7)}
+
+Each summand is a **term**: a layer, a target (:math:`P^l` for content, :math:`A^l` for style),
+a weight (:math:`w_l`), a normalising scale (see below) and a :meth:`loss_and_grad` that calls
+the paper's per-layer losses in :mod:`minist.losses` (Eq. 1-2, Eq. 4 and 6). An
+:class:`Objective` holds the terms and :math:`\alpha, \beta, \lambda_{TV}` and evaluates Eq. 7
+and its gradient with one forward and one backward pass through the network. Terms are keyed by
+more than a layer (:class:`TermKey`): several terms may share a layer -- one per style image or
+per masked region -- and their gradients add where the backward pass meets the layer.
+
+**Feature scales.** Networks trained on 0-255 BGR input (Caffe/Keras) have activations roughly
+two orders of magnitude larger than torchvision's, so the raw losses differ by ~10^4 (content)
+and ~10^8 (style) and no single :math:`(\alpha, \beta)` would suit both. With ``normalize=True``
+(the default) each term's scale divides it by the energy of its own target, once, before the
+run (:func:`content_scale`, :func:`style_scale`):
+
+.. math::
+
+    \hat{\mathcal{L}}^l_{content} = \frac{\tfrac12 \sum (F^l - P^l)^2}{\sum (P^l)^2}, \qquad
+    \hat{E}_l = \frac{E_l}{\sum (A^l)^2 / (4 N_l^2)} = \frac{\sum (G^l - A^l)^2}{\sum (A^l)^2},
+
+which makes every term dimensionless (a relative squared error). ``normalize=False`` (scale 1)
+gives the paper's raw values, and then :meth:`Objective.evaluate`'s style part *is*
+:func:`minist.losses.style_loss` of the same features (the tests check both ways).
+Tutorials: ``tutorials/05_gram_and_style`` (Eq. 5), ``tutorials/06_total_loss`` (Eq. 7).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+from minist import losses
+from minist.backend import get_array_module
+from minist.losses.dispatch import get_loss_backend
+
+
+class TermKey(NamedTuple):
+    """What a term is about: ``kind`` (``"content"`` or ``"style"``), its ``layer``, and for
+    style terms which style image (``style``, an index) and which region (``region``, an index
+    into the masks, or None for the whole image) it belongs to."""
+
+    kind: str
+    layer: str
+    style: int = 0
+    region: int | None = None
+
+
+def _normaliser(energy: float, paper_factor: float, normalize: bool) -> float:
+    """Multiplier turning the paper's layer loss into the normalised one (module docstring)."""
+    if not normalize:
+        return 1.0
+    return paper_factor / max(energy, 1e-30)
+
+
+def content_scale(P, normalize: bool = True) -> float:
+    r""":math:`1 / \sum (P^l)^2`: the content term of layer :math:`l` as a relative squared
+    error (module docstring); 1 with ``normalize=False``."""
+    return _normaliser(float((P * P).sum()), 1.0, normalize)
+
+
+def style_scale(A, normalize: bool = True) -> float:
+    r""":math:`4 N_l^2 / \sum (A^l)^2`: the style term :math:`E_l` of layer :math:`l` as a
+    relative squared error of the Gram matrix (module docstring); 1 with ``normalize=False``."""
+    return _normaliser(float((A * A).sum()), 4.0 * A.shape[0] ** 2, normalize)
+
+
+@dataclass(frozen=True, eq=False)
+class ContentTerm:
+    r"""One layer's content loss (Eq. 1-2), :math:`w\, s\, \tfrac12 \sum (F^l - P^l)^2`.
+
+    ``target``: :math:`P^l` as the feature matrix :math:`N_l \times M_l`; ``weight``:
+    :math:`w_l` (default layers: equal, summing to 1); ``scale``: :func:`content_scale`.
+    """
+
+    layer: str
+    target: Any = field(repr=False)
+    weight: float = 1.0
+    scale: float = 1.0
+    kind = "content"
+
+    @property
+    def key(self) -> TermKey:
+        return TermKey("content", self.layer)
+
+    @property
+    def coefficient(self) -> float:
+        """:math:`w_l s_l`: what this term's loss is multiplied by inside its sum."""
+        return self.weight * self.scale
+
+    def loss_and_grad(self, F, backend=None):
+        r"""The unweighted :math:`\mathcal{L}^l_{content}` (0-d array) and its gradient
+        :math:`F^l - P^l` (:func:`minist.losses.content_loss`), for features ``F`` of shape
+        :math:`(1, N_l, H_l, W_l)` or :math:`N_l \times M_l`; the gradient is shaped
+        :math:`N_l \times M_l`. ``backend``: the loss functions to use
+        (:func:`minist.losses.get_loss_backend`; default: the fastest for ``F``'s device)."""
+        backend = backend or get_loss_backend(F)
+        return backend.content_loss(losses.feature_matrix(F), self.target)
+
+
+@dataclass(frozen=True, eq=False)
+class StyleTerm:
+    r"""One layer's style loss (Eq. 4, 6), :math:`w\, s\, E_l`, against the Gram target
+    :math:`A^l` (:math:`N_l \times N_l`) of style image ``style`` (an index; with several
+    styles their Grams may be blended into one target) and, with spatial control, of a region.
+
+    ``weight``: :math:`w_l` of Eq. 5 (default layers: equal, summing to 1); ``scale``:
+    :func:`style_scale`.
+    """
+
+    layer: str
+    target: Any = field(repr=False)
+    weight: float = 1.0
+    scale: float = 1.0
+    style: int = 0
+    region: int | None = None
+    kind = "style"
+
+    @property
+    def key(self) -> TermKey:
+        return TermKey("style", self.layer, self.style, self.region)
+
+    @property
+    def coefficient(self) -> float:
+        """:math:`w_l s_l`: what this term's :math:`E_l` is multiplied by in Eq. 5."""
+        return self.weight * self.scale
+
+    def loss_and_grad(self, F, backend=None):
+        r"""The unweighted :math:`E_l` (0-d array) and :math:`\partial E_l / \partial F^l`
+        (:func:`minist.losses.style_layer_loss`), shaped like ``F``."""
+        backend = backend or get_loss_backend(F)
+        return backend.style_layer_loss(losses.feature_matrix(F), self.target)
+
+
+Term = ContentTerm | StyleTerm
+
+
+@dataclass
+class Evaluation:
+    """Loss parts and gradient of Eq. 7 at one image."""
+
+    image: Any
+    content: float  # sum over content terms of w s L_content, before alpha
+    style: float  # sum over style terms of w s E_l (Eq. 5), before beta
+    tv: float  # L_TV, before its weight
+    total: float  # Eq. 7
+    grad: Any = field(repr=False)
+
+
+@dataclass
+class Objective:
+    r"""Eq. 7 as loss terms: :math:`\alpha \sum_{content} w s \mathcal{L} + \beta
+    \sum_{style} w s E + \lambda_{TV} \mathcal{L}_{TV}` (module docstring).
+
+    ``terms`` in any order; a weight of :math:`\alpha` or :math:`\beta` of 0 drops that kind's
+    terms from the evaluation (their losses read 0), and so does a term whose coefficient is 0.
+    ``loss_backend``: ``"auto"`` or ``"reference"`` (:mod:`minist.execution`).
+    """
+
+    terms: Sequence[Term]
+    content_weight: float = 1.0  # alpha
+    style_weight: float = 1e3  # beta
+    tv_weight: float = 0.0  # lambda_TV
+    loss_backend: str = "auto"
+
+    def layers(self) -> list[str]:
+        """The layers whose features the objective reads (content terms' first)."""
+        ordered = [t for t in self.terms if t.kind == "content"]
+        ordered += [t for t in self.terms if t.kind == "style"]
+        return list(dict.fromkeys(t.layer for t in ordered))
+
+    def active_terms(self) -> list[Term]:
+        """The terms that contribute: content ones if alpha > 0, style ones with a non-zero
+        coefficient if beta > 0; content terms first, each kind in the order given."""
+        content = [t for t in self.terms if t.kind == "content"] if self.content_weight > 0 else []
+        style = ([t for t in self.terms if t.kind == "style" and t.coefficient != 0]
+                 if self.style_weight > 0 else [])
+        return content + style
+
+    def multiplier(self, term: Term) -> float:
+        """alpha or beta, for the kind of ``term``."""
+        return self.content_weight if term.kind == "content" else self.style_weight
+
+    def evaluate(self, net, image) -> Evaluation:
+        """Loss parts and gradient of Eq. 7 at ``image`` (one forward, one backward pass).
+
+        Each layer's loss gradients are computed when the backward pass reaches the layer
+        (:class:`LayerGradients`), so only one feature-sized gradient exists at a time.
+        """
+        with net.config.scope():
+            feats, cache = net.forward(image, self.layers()) if self.terms else ({}, None)
+            grads = LayerGradients(self, feats)
+            if grads:
+                grad = net.backward(grads, cache)
+            else:  # every weight is 0: nothing flows back
+                grad = get_array_module(image).zeros_like(image)
+            grads.finish()  # the losses of layers the backward did not need (none, normally)
+            content, style = grads.content, grads.style
+            del feats, cache, grads
+            tv = 0.0
+            if self.tv_weight > 0:
+                tv_value, tv_grad = self._backend(image).tv_loss(image)
+                tv = float(tv_value)
+                grad += self.tv_weight * tv_grad
+            total = losses.total_loss(content, style, tv, self.content_weight,
+                                      self.style_weight, self.tv_weight)  # Eq. 7
+        return Evaluation(image, content, style, tv, total, grad)
+
+    def _backend(self, array):
+        return get_loss_backend(array, None if self.loss_backend == "auto" else "reference")
+
+
+class LayerGradients(Mapping):
+    r"""The loss gradients handed to the backward pass, :math:`\partial L / \partial F^l` for each
+    layer with an active term, computed when the backward pass asks for them.
+
+    Each is as large as the layer's features (256 MiB for relu1_1 at 1024 px); computed on
+    demand, as the backward reaches its layer, only one exists at a time instead of all of them
+    at once. The terms of one layer add up in their order (content before style). The loss
+    values are kept as they come, as arrays on the device, and read (:attr:`content`,
+    :attr:`style`) only after the backward: on a GPU, reading a value waits for the device,
+    which would stall the backward at every layer. :meth:`finish` computes the losses of layers
+    never asked for.
+    """
+
+    def __init__(self, objective: Objective, feats: dict):
+        self.objective, self.feats = objective, feats
+        self._values = {"content": [], "style": []}  # (coefficient, loss as a 0-d array)
+        self._terms: dict[str, list[Term]] = {}
+        for term in objective.active_terms():
+            self._terms.setdefault(term.layer, []).append(term)
+        self._done: set[str] = set()
+        self._backend = None
+
+    def __len__(self) -> int:
+        return len(self._terms)
+
+    def __iter__(self):
+        return iter(self._terms)
+
+    def __contains__(self, name) -> bool:  # without computing anything (Mapping's would)
+        return name in self._terms
+
+    def __getitem__(self, name: str):
+        if name not in self._terms:
+            raise KeyError(name)
+        if name in self._done:
+            raise RuntimeError(f"the gradient of layer {name} was already handed out")
+        self._done.add(name)
+        F = self.feats[name]
+        if self._backend is None:
+            self._backend = self.objective._backend(F)
+        grad = None
+        for term in self._terms[name]:  # Eq. 1-2 (content), Eq. 4-6 (style), normalised
+            c = term.coefficient
+            loss, dF = term.loss_and_grad(F, self._backend)
+            self._values[term.kind].append((c, loss))
+            if term.kind == "content":
+                dF = dF * (self.objective.content_weight * c)
+            else:
+                dF *= self.objective.style_weight * c  # our own fresh array: scale in place
+            grad = dF if grad is None else grad + dF
+        return grad.reshape(F.shape)
+
+    @property
+    def content(self) -> float:
+        """The content loss of the layers reached so far (Eq. 1, weighted and normalised)."""
+        return sum((c * float(loss) for c, loss in self._values["content"]), 0.0)
+
+    @property
+    def style(self) -> float:
+        """The style loss of the layers reached so far (Eq. 5, normalised)."""
+        return sum((c * float(loss) for c, loss in self._values["style"]), 0.0)
+
+    def finish(self) -> None:
+        """Compute the loss values of the layers whose gradient was not asked for."""
+        for name in self._terms:
+            if name not in self._done:
+                self[name]
+
+
+def build_terms(net, content_image, style_image, content_layers: Sequence[str],
+                style_layers: Sequence[str], style_layer_weights: Sequence[float] | None = None,
+                normalize: bool = True) -> list[Term]:
+    r"""The terms of the paper's objective: the targets :math:`P^l` (features of the content
+    image) and :math:`A^l` (Gram matrices of the style image, Eq. 3) at the chosen layers, each
+    with its weight and scale.
+
+    Content layers share the weight equally; style layers too unless
+    ``style_layer_weights`` (one per layer, Eq. 5's :math:`w_l`) is given. Either image may be
+    None when its layers are empty.
+    """
+    terms: list[Term] = []
+    if content_layers:
+        feats = net.forward(content_image, list(content_layers))[0]  # drop the cache
+        weight = 1.0 / len(content_layers)
+        for name, F in feats.items():
+            P = losses.feature_matrix(F).copy()
+            terms.append(ContentTerm(name, P, weight, content_scale(P, normalize)))
+    if style_layers:
+        n = len(style_layers)
+        raw = style_layer_weights or [1.0 / n] * n
+        weights = dict(zip(style_layers, map(float, raw), strict=True))
+        feats = net.forward(style_image, list(style_layers))[0]
+        for name, F in feats.items():
+            A = losses.gram_matrix(losses.feature_matrix(F))
+            terms.append(StyleTerm(name, A, weights[name], style_scale(A, normalize)))
+    return terms

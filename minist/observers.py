@@ -1,0 +1,93 @@
+"""Observers of the run loop (:mod:`minist.loop`) that the command line uses, and anyone else
+who wants them: a progress bar, a JSON-lines log, intermediate images, the final image.
+
+Each is small and does one job; ``minist stylize`` lists the ones its options ask for.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from minist.images import save_image
+from minist.loop import FAILED, Observer, Outcome
+
+# metadata(run, status) -> the PNG text chunks of an image saved in that state
+Metadata = Callable[[object, str], dict]
+
+
+def intermediate_path(output: Path, iteration: int) -> Path:
+    """``out.png`` -> ``out.iter0050.png`` (beside the output)."""
+    output = Path(output)
+    return output.with_name(f"{output.stem}.iter{iteration:04d}{output.suffix or '.png'}")
+
+
+class ProgressBar(Observer):
+    """A tqdm bar on stderr: iterations, it/s, ETA, and the last losses."""
+
+    def __init__(self, total: int, disable: bool = False, file=None):
+        self.total, self.disable, self.file = total, disable, file
+        self.bar = None
+
+    def on_start(self, run) -> None:
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=self.total, unit="it", disable=self.disable,
+                        file=self.file or sys.stderr, dynamic_ncols=True)
+
+    def on_step(self, record, run) -> None:
+        self.bar.set_postfix(content=f"{record.content:.3g}", style=f"{record.style:.3g}",
+                             total=f"{record.total:.4g}", refresh=False)
+        self.bar.update(1)
+
+    def on_end(self, run, outcome: Outcome) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+class JsonLog(Observer):
+    """One JSON object per iteration (the :class:`~minist.loop.IterationRecord`'s fields),
+    written and flushed as the run goes."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.file = None
+
+    def on_start(self, run) -> None:
+        self.file = open(self.path, "w")  # noqa: SIM115 - closed in on_end, however it ends
+
+    def on_step(self, record, run) -> None:
+        self.file.write(json.dumps(record._asdict()) + "\n")
+        self.file.flush()
+
+    def on_end(self, run, outcome: Outcome) -> None:
+        if self.file is not None:
+            self.file.close()
+
+
+class Snapshots(Observer):
+    """Every ``every`` iterations, the current image beside ``output``
+    (:func:`intermediate_path`), saved atomically with ``metadata(run, "intermediate")``."""
+
+    def __init__(self, output: str | Path, every: int, metadata: Metadata):
+        self.output, self.every, self.metadata = Path(output), every, metadata
+
+    def on_step(self, record, run) -> None:
+        if self.every and run.iteration % self.every == 0:
+            save_image(intermediate_path(self.output, run.iteration), run.image_on_cpu(),
+                       self.metadata(run, "intermediate"))
+
+
+class SaveResult(Observer):
+    """The image to keep, saved atomically to ``output`` when the run ends -- finished, stopped,
+    interrupted, or with the last finite image after a non-finite loss -- with
+    ``metadata(run, outcome.status)``. Nothing is written when the run failed otherwise."""
+
+    def __init__(self, output: str | Path, metadata: Metadata):
+        self.output, self.metadata = Path(output), metadata
+
+    def on_end(self, run, outcome: Outcome) -> None:
+        if outcome.status != FAILED:
+            save_image(self.output, outcome.image, self.metadata(run, outcome.status))
