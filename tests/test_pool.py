@@ -253,3 +253,16 @@ def test_numba_max_pool_equals_slices(seed, kernel, stride, hw, ties):
     np.testing.assert_array_equal(cache.argmax, cache_ref.argmax)
     np.testing.assert_allclose(dx, dx_ref, rtol=0, atol=1e-6)
     assert y.dtype == dx.dtype == np.float32
+
+
+def test_parallel_max_pool_kernels_equal_the_serial_ones():
+    """ExecutionConfig(parallel_pooling=True): the Numba drivers split the channel planes
+    between threads (large arrays only); every output is still computed by one plane's loop."""
+    x = np.random.default_rng(11).standard_normal((1, 64, 40, 36)).astype(np.float32)
+    parallel = ExecutionConfig(parallel_pooling=True)
+    y, cache = max_pool_forward(x, 2, 2)
+    y_par, cache_par = max_pool_forward(x, 2, 2, config=parallel)
+    dy = np.random.default_rng(12).standard_normal(y.shape).astype(np.float32)
+    np.testing.assert_array_equal(y_par, y)
+    np.testing.assert_array_equal(cache_par.argmax, cache.argmax)
+    np.testing.assert_array_equal(max_pool_backward(dy, cache_par), max_pool_backward(dy, cache))

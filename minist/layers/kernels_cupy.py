@@ -69,8 +69,9 @@ def launch(kernel, n: int, args) -> None:
     kernel(((n + _THREADS - 1) // _THREADS,), (_THREADS,), args)
 
 
-def max_pool_forward_kernel(x, k, s, y, argmax) -> None:
-    """Max pooling of ``x`` ``(P, H, W)`` into ``y`` and ``argmax`` ``(P, Ho, Wo)`` (contiguous)."""
+def max_pool_forward_kernel(x, k, s, y, argmax, parallel: bool = True) -> None:
+    """Max pooling of ``x`` ``(P, H, W)`` into ``y`` and ``argmax`` ``(P, Ho, Wo)`` (contiguous;
+    ``parallel`` is there for the CPU kernels' signature: a GPU always runs in parallel)."""
     import cupy
 
     x = cupy.ascontiguousarray(x)
@@ -81,7 +82,7 @@ def max_pool_forward_kernel(x, k, s, y, argmax) -> None:
             (x, i32(P), i32(H), i32(W), i32(k), i32(s), i32(Ho), i32(Wo), y, argmax))
 
 
-def max_pool_backward_kernel(dy, argmax, k, s, dx) -> None:
+def max_pool_backward_kernel(dy, argmax, k, s, dx, parallel: bool = True) -> None:
     """Gradient of max pooling into ``dx`` ``(P, H, W)``: every element written (zeros first)."""
     import cupy
 

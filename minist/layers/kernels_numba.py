@@ -5,7 +5,8 @@ r"""CPU kernels for the layers, compiled by Numba: what BLAS cannot do, in one p
   argmax in one pass, and its gradient written once (no zero fill plus :math:`k^2` strided adds).
 
 Every kernel can run parallel over channels (one channel plane per thread at a time, so no two
-threads write the same element; ``PARALLEL`` says when it does), keeps ``x.dtype`` (float32 or
+threads write the same element; ``ExecutionConfig.parallel_pooling`` says when it does), keeps
+``x.dtype`` (float32 or
 float64) and gives the same results with ``NUMBA_DISABLE_JIT=1``, when it runs as plain Python
 (slowly; the tests do so on tiny inputs). ``fastmath`` is off: the arithmetic is the IEEE
 arithmetic of the NumPy/CuPy version, term for term, so both paths agree to the last bit or nearly
@@ -61,11 +62,7 @@ def _max_pool_backward_plane(dy, argmax, k, s, dx, p):  # pragma: no cover - com
 # ones, where waking the worker threads costs more than the work).
 # ---------------------------------------------------------------------------------------------
 
-PARALLEL_MIN_ELEMENTS = 1 << 15
-# In VGG the poolings run right after BLAS GEMMs, whose worker threads keep spinning for a while;
-# Numba's threads then fight them for the cores. Measured on 2 cores: a VGG-19 step at 256 px is
-# ~10 ms faster with serial pooling. True brings the parallel drivers back.
-PARALLEL = {"pooling": False}
+PARALLEL_MIN_ELEMENTS = 1 << 15  # arrays smaller than this run serially even when parallel
 
 
 @numba.njit(parallel=True, **_JIT)
@@ -92,13 +89,14 @@ def _max_pool_backward_serial(dy, argmax, k, s, dx):  # pragma: no cover - compi
         _max_pool_backward_plane(dy, argmax, k, s, dx, p)
 
 
-def max_pool_forward_kernel(x, k, s, y, argmax):
-    """Driver of :func:`_max_pool_forward_plane` over all ``(P, H, W)`` planes."""
-    big = PARALLEL["pooling"] and x.size >= PARALLEL_MIN_ELEMENTS
+def max_pool_forward_kernel(x, k, s, y, argmax, parallel: bool = False):
+    """Driver of :func:`_max_pool_forward_plane` over all ``(P, H, W)`` planes (in parallel over
+    the planes when ``parallel`` and the array is large)."""
+    big = parallel and x.size >= PARALLEL_MIN_ELEMENTS
     (_max_pool_forward_parallel if big else _max_pool_forward_serial)(x, k, s, y, argmax)
 
 
-def max_pool_backward_kernel(dy, argmax, k, s, dx):
+def max_pool_backward_kernel(dy, argmax, k, s, dx, parallel: bool = False):
     """Driver of :func:`_max_pool_backward_plane` over all ``(P, H, W)`` planes."""
-    big = PARALLEL["pooling"] and dx.size >= PARALLEL_MIN_ELEMENTS
+    big = parallel and dx.size >= PARALLEL_MIN_ELEMENTS
     (_max_pool_backward_parallel if big else _max_pool_backward_serial)(dy, argmax, k, s, dx)

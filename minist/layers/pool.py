@@ -117,9 +117,8 @@ def max_pool_forward(x, kernel: int = 2, stride: int = 2, *,
         y = xp.empty((N, C, Ho, Wo), dtype=x.dtype)
         argmax = xp.empty((N, C, Ho, Wo), dtype=_index_dtype(xp, k))
         planes = xp.ascontiguousarray(x).reshape(N * C, *x.shape[2:])
-        kernels.max_pool_forward_kernel(
-            planes, k, s, y.reshape(N * C, Ho, Wo), argmax.reshape(N * C, Ho, Wo)
-        )
+        kernels.max_pool_forward_kernel(planes, k, s, y.reshape(N * C, Ho, Wo),
+                                        argmax.reshape(N * C, Ho, Wo), config.parallel_pooling)
         return y, PoolCache("max", tuple(x.shape), k, s, argmax, config)
     y = _offset_slice(x, 0, 0, s, Ho, Wo).copy()  # offset (0, 0) is the first candidate
     argmax = xp.zeros((N, C, Ho, Wo), dtype=_index_dtype(xp, k))
@@ -150,13 +149,15 @@ def max_pool_backward(dy, cache: PoolCache):
     xp = get_array_module(dy)
     k, s, argmax = cache.kernel, cache.stride, cache.argmax
     N, C, Ho, Wo = dy.shape
-    kernels = _kernels(config_for(dy, cache.config))
+    config = config_for(dy, cache.config)
+    kernels = _kernels(config)
     if kernels is not None:
         dx = xp.empty(cache.x_shape, dtype=dy.dtype)
         H, W = cache.x_shape[2:]
         kernels.max_pool_backward_kernel(
             xp.ascontiguousarray(dy).reshape(N * C, Ho, Wo),
             argmax.reshape(N * C, Ho, Wo), k, s, dx.reshape(N * C, H, W),
+            config.parallel_pooling,
         )
         return dx
     dx = xp.zeros(cache.x_shape, dtype=dy.dtype)
