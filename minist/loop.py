@@ -24,12 +24,13 @@ from minist.errors import MinistError
 class IterationRecord(NamedTuple):
     """One line of the log: the losses of the image the iteration's update starts from."""
 
-    iter: int
+    iter: int  # counted from 0 at each scale of a coarse-to-fine run
     content: float  # sum_l w_l L_content^l, before alpha
     style: float  # sum_l w_l E_l, before beta
     tv: float  # L_TV, before its weight
     total: float  # alpha content + beta style + tv_weight tv
     seconds: float  # wall time of this iteration (evaluation + update)
+    scale: int = 0  # the longest side of the image at this iteration, px
 
 
 class NonFiniteLossError(MinistError):

@@ -41,6 +41,7 @@ from typing import Any, NamedTuple
 
 from minist import losses
 from minist.backend import get_array_module
+from minist.errors import MinistError
 from minist.losses.dispatch import get_loss_backend
 
 
@@ -288,16 +289,62 @@ class LayerGradients(Mapping):
                 self[name]
 
 
-def build_terms(net, content_image, style_image, content_layers: Sequence[str],
+def blend_weights(weights: Sequence[float] | None, n_styles: int) -> tuple[float, ...]:
+    r"""The blend :math:`w_i \ge 0`, :math:`\sum_i w_i = 1` of ``n_styles`` style images
+    (``--style-blend``; default equal); one line naming the option for a bad one."""
+    if weights is None:
+        return (1.0 / n_styles,) * n_styles
+    weights = tuple(weights)
+    if len(weights) != n_styles:
+        raise MinistError(f"--style-blend: {len(weights)} weights for {n_styles} style images")
+    if any(not isinstance(w, (int, float)) or not w >= 0 or w == float("inf")
+           for w in weights):
+        raise MinistError(f"--style-blend: weights must be numbers >= 0, got {list(weights)}")
+    total = float(sum(weights))
+    if total <= 0:
+        raise MinistError("--style-blend: the weights sum to 0; give at least one > 0")
+    return tuple(float(w) / total for w in weights)
+
+
+def blended_gram(grams: Sequence[Any], weights: Sequence[float]):
+    r"""The target of several styles at one layer, :math:`A^l = \sum_i w_i A_i^l`.
+
+    *Why blending the Grams is blending the styles.* For :math:`\sum_i w_i = 1`,
+
+    .. math::
+
+        \sum_i w_i \lVert G - A_i \rVert^2
+          = \lVert G - \textstyle\sum_i w_i A_i \rVert^2
+          + \underbrace{\textstyle\sum_i w_i \lVert A_i \rVert^2
+          - \lVert \sum_i w_i A_i \rVert^2}_{\text{independent of } G},
+
+    (expand both squares: the terms in :math:`\lVert G \rVert^2` and
+    :math:`\langle G, A_i \rangle` agree exactly when the weights sum to 1), so the weighted sum
+    of the per-style losses :math:`E_l` and the loss against the blended Gram differ by a
+    constant and have the same gradient: one term per layer does the work of one per style.
+    Styles of weight 0 are left out (not multiplied by 0), so a blend ``1, 0`` is the first
+    style alone, bit for bit. Tutorial: ``tutorials/11_spatial_control``.
+    """
+    target = None
+    for A, w in zip(grams, weights, strict=True):
+        if w == 0:
+            continue
+        term = A if w == 1 else w * A
+        target = term if target is None else target + term
+    return target
+
+
+def build_terms(net, content_image, style_images, content_layers: Sequence[str],
                 style_layers: Sequence[str], style_layer_weights: Sequence[float] | None = None,
-                normalize: bool = True) -> list[Term]:
+                normalize: bool = True, style_blend: Sequence[float] | None = None) -> list[Term]:
     r"""The terms of the paper's objective: the targets :math:`P^l` (features of the content
     image) and :math:`A^l` (Gram matrices of the style image, Eq. 3) at the chosen layers, each
     with its weight and scale.
 
-    Content layers share the weight equally; style layers too unless
-    ``style_layer_weights`` (one per layer, Eq. 5's :math:`w_l`) is given. Either image may be
-    None when its layers are empty.
+    ``style_images``: one image or a list; with several, each layer's target is their blend
+    :func:`blended_gram` with the weights ``style_blend`` (:func:`blend_weights`). Content
+    layers share the weight equally; style layers too unless ``style_layer_weights`` (one per
+    layer, Eq. 5's :math:`w_l`) is given. An image may be None when its layers are empty.
     """
     terms: list[Term] = []
     if content_layers:
@@ -307,11 +354,20 @@ def build_terms(net, content_image, style_image, content_layers: Sequence[str],
             P = losses.feature_matrix(F).copy()
             terms.append(ContentTerm(name, P, weight, content_scale(P, normalize)))
     if style_layers:
+        images = style_images if isinstance(style_images, (list, tuple)) else [style_images]
+        blend = blend_weights(style_blend, len(images))
         n = len(style_layers)
         raw = style_layer_weights or [1.0 / n] * n
         weights = dict(zip(style_layers, map(float, raw), strict=True))
-        feats = net.forward(style_image, list(style_layers))[0]
-        for name, F in feats.items():
-            A = losses.gram_matrix(losses.feature_matrix(F))
+        grams: dict[str, list] = {}
+        for image, w in zip(images, blend, strict=True):
+            if w == 0:  # not used: no forward pass
+                continue
+            feats = net.forward(image, list(style_layers))[0]
+            for name, F in feats.items():
+                grams.setdefault(name, []).append(losses.gram_matrix(losses.feature_matrix(F)))
+        used = [w for w in blend if w != 0]
+        for name in [spec.name for spec in net.steps if spec.name in weights]:
+            A = blended_gram(grams[name], used)
             terms.append(StyleTerm(name, A, weights[name], style_scale(A, normalize)))
     return terms

@@ -18,10 +18,12 @@ from minist.loop import FAILED, Observer, Outcome
 Metadata = Callable[[object, str], dict]
 
 
-def intermediate_path(output: Path, iteration: int) -> Path:
-    """``out.png`` -> ``out.iter0050.png`` (beside the output)."""
+def intermediate_path(output: Path, iteration: int, scale: int | None = None) -> Path:
+    """``out.png`` -> ``out.iter0050.png`` (beside the output); with a ``scale`` (coarse-to-fine
+    runs), ``out.scale0256.iter0050.png``."""
     output = Path(output)
-    return output.with_name(f"{output.stem}.iter{iteration:04d}{output.suffix or '.png'}")
+    tag = f".scale{scale:04d}" if scale is not None else ""
+    return output.with_name(f"{output.stem}{tag}.iter{iteration:04d}{output.suffix or '.png'}")
 
 
 class ProgressBar(Observer):
@@ -69,15 +71,21 @@ class JsonLog(Observer):
 
 class Snapshots(Observer):
     """Every ``every`` iterations, the current image beside ``output``
-    (:func:`intermediate_path`), saved atomically with ``metadata(run, "intermediate")``."""
+    (:func:`intermediate_path`), saved atomically with ``metadata(run, "intermediate")``.
 
-    def __init__(self, output: str | Path, every: int, metadata: Metadata):
+    ``by_scale`` (coarse-to-fine runs): every ``every`` iterations of each scale, named with the
+    scale and the iteration within it."""
+
+    def __init__(self, output: str | Path, every: int, metadata: Metadata,
+                 by_scale: bool = False):
         self.output, self.every, self.metadata = Path(output), every, metadata
+        self.by_scale = by_scale
 
     def on_step(self, record, run) -> None:
-        if self.every and run.iteration % self.every == 0:
-            save_image(intermediate_path(self.output, run.iteration), run.image_on_cpu(),
-                       self.metadata(run, "intermediate"))
+        done = record.iter + 1 if self.by_scale else run.iteration
+        if self.every and done % self.every == 0:
+            path = intermediate_path(self.output, done, record.scale if self.by_scale else None)
+            save_image(path, run.image_on_cpu(), self.metadata(run, "intermediate"))
 
 
 class SaveResult(Observer):

@@ -53,8 +53,9 @@ from minist.inputs import (
     resolve_weights_file,
 )
 from minist.loop import CallbackObserver, IterationRecord, NonFiniteLossError, run_loop
-from minist.objective import Evaluation, Objective, build_terms
+from minist.objective import Evaluation, Objective, blend_weights, build_terms
 from minist.optim import DEFAULT_LR, OPTIMIZERS, Optimizer, make_optimizer
+from minist.scales import Schedule, parse_sizes, schedule, smallest_size
 from minist.vgg import POOLINGS, VGG
 
 DEFAULT_CONTENT_LAYERS = ("relu4_2",)
@@ -67,7 +68,10 @@ class StylizeOptions:
 
     weights: str | os.PathLike = DEFAULT_WEIGHTS
     size: int = 512  # longest side of the output, px
-    style_scale: float = 1.0  # style image's longest side = style_scale * size
+    style_scale: float = 1.0  # each style image's longest side = style_scale * size
+    style_blend: Sequence[float] | None = None  # several styles: A^l = sum_i w_i A_i^l
+    scales: Any = None  # coarse-to-fine: None (one scale), "auto" or sizes ending at size
+    scale_iters: Sequence[int] | None = None  # iterations at each coarser scale
     iters: int = 300
     optimizer: str = "lbfgs"
     lr: float | None = None  # None: the optimizer's default (minist.optim.DEFAULT_LR)
@@ -159,6 +163,17 @@ class StylizeOptions:
             "seed",
             f"must be an integer >= 0, got {self.seed!r}",
         )
+        if self.style_blend is not None:
+            need(
+                len(self.style_blend) > 0
+                and all(_finite_nonnegative(w) for w in self.style_blend)
+                and sum(self.style_blend) > 0,
+                "style-blend",
+                f"weights must be numbers >= 0, not all 0, got {list(self.style_blend)}",
+            )
+        if isinstance(self.scales, str):
+            self.scales = parse_sizes(self.scales)
+        schedule(self.size, self.iters, self.scales, self.scale_iters)  # one line if bad
         resolve_device(self.device)
         return self
 
@@ -169,6 +184,11 @@ class StylizeOptions:
         out["init"] = str(self.init) if is_source(self.init) else "array"
         out["content_layers"] = list(self.content_layers)
         out["style_layers"] = list(self.style_layers)
+        for name in ("style_blend", "scale_iters"):
+            if getattr(self, name) is not None:
+                out[name] = list(getattr(self, name))
+        if self.scales is not None and self.scales != "auto":
+            out["scales"] = list(self.scales)
         if self.style_layer_weights is not None:
             out["style_layer_weights"] = list(self.style_layer_weights)
         return out
@@ -231,30 +251,59 @@ class StyleTransfer:
             network = load_network(o.weights, pooling=o.pooling, config=config,
                                    progress=progress)
         self.net = network
-        self.net.check_layers(list(o.content_layers) + list(o.style_layers))
+        layers = self.net.check_layers(list(o.content_layers) + list(o.style_layers))
         self.images = SourceImages(content, style)
+        blend_weights(o.style_blend, len(self.images.styles))  # one line if they do not match
+        self.schedule = self._schedule(layers)
         self.iteration = 0
         self.history: list[IterationRecord] = []
-        self._prepare(o.size, o.init)
+        if len(self.schedule.sizes) > 1:  # refuse now, in one line, if the largest won't fit
+            self._check_memory(*self._images_at(self.schedule.sizes[-1]))
+        self._scale_index, self._scale_step = 0, 0
+        self._prepare(self.schedule.sizes[0], o.init)
         self.optimizer = optimizer if optimizer is not None else make_optimizer(o.optimizer, o.lr)
+
+    def _schedule(self, layers) -> Schedule:
+        """The sizes of a coarse-to-fine run (:mod:`minist.scales`; one scale without it); the
+        automatic schedule starts where every image still reaches the deepest layer."""
+        o = self.options
+        minimum = self.net.minimum_input_size(layers)
+        shapes = [self.images.content.shape] + [
+            (1, 3, max(1, round(h * o.style_scale)), max(1, round(w * o.style_scale)))
+            for (_, _, h, w) in (s.shape for s in self.images.styles)]
+        smallest = max(smallest_size(minimum, min(sh[2:]) / max(sh[2:])) for sh in shapes)
+        return schedule(o.size, o.iters, o.scales, o.scale_iters, smallest)
+
+    def _images_at(self, size: int):
+        """The content and style images at ``size``, checked against the layers."""
+        o = self.options
+        content_image = self.images.content_at(size)
+        style_images = self.images.styles_at(size, o.style_scale)
+        named = [(self.images.name("content"), "content", content_image)]
+        named += [(self.images.name("style", i), "style", img)
+                  for i, img in enumerate(style_images)]
+        check_sizes(self.net, list(o.content_layers) + list(o.style_layers), named)
+        return content_image, style_images
+
+    def _check_memory(self, content_image, style_images) -> None:
+        """Refuse, in one line, a run at these images' size that would not fit in memory
+        (:mod:`minist.memory`; the largest style image counts)."""
+        largest = max((img.shape for img in style_images), key=lambda sh: sh[2] * sh[3])
+        memory.check_transfer_fits(self.net, self.options, content_image.shape, largest)
 
     def _prepare(self, size: int, init) -> None:
         """Images at ``size``, the checks, the objective's targets, the image to start from."""
         o = self.options
-        layers = list(o.content_layers) + list(o.style_layers)
-        content_image = self.images.content_at(size)
-        style_image = self.images.styles_at(size, o.style_scale)[0]
-        check_sizes(self.net, layers, [(self.images.name("content"), "content", content_image),
-                                       (self.images.name("style"), "style", style_image)])
+        content_image, style_images = self._images_at(size)
+        self.size = size
         self.content_image = content_image
-        # Refuse now, in one line, a run that would run out of memory later (minist.memory).
-        memory.check_transfer_fits(self.net, o, content_image.shape, style_image.shape)
-        # Targets: P^l (content features of the photo), A^l (Gram matrices of the painting).
-        terms = build_terms(self.net, content_image, style_image, o.content_layers,
-                            o.style_layers, o.style_layer_weights, o.normalize)
+        self._check_memory(content_image, style_images)
+        # Targets: P^l (content features of the photo), A^l (Gram matrices of the painting(s)).
+        terms = build_terms(self.net, content_image, style_images, o.content_layers,
+                            o.style_layers, o.style_layer_weights, o.normalize, o.style_blend)
         self.objective = Objective(terms, o.content_weight, o.style_weight, o.tv_weight,
                                    self.net.config.loss_backend)
-        self.image = initial_image(init, content_image, style_image, o.seed, o.noise_ratio,
+        self.image = initial_image(init, content_image, style_images[0], o.seed, o.noise_ratio,
                                    self.net.device)
         self._last: Evaluation | None = None
         self._last_finite_image = self.image
@@ -263,11 +312,19 @@ class StyleTransfer:
     def retarget(self, size: int) -> None:
         """Rebuild every target at ``size`` (longest side, px) from the original images and
         carry the current image over, resized (Lanczos) to the new content size. The optimiser's
-        state resets itself on the new shape."""
+        state resets itself on the new shape. (A coarse-to-fine run does this between scales.)"""
         current = self.image
         self._prepare(size, "content")
         self.image = resize_to(current, self.content_image.shape[2:])
         self._last_finite_image = self.image
+
+    def _next_scale_if_due(self) -> None:
+        """Move on to the next scale of the schedule when this one's iterations are done."""
+        sizes, iters = self.schedule
+        while self._scale_step >= iters[self._scale_index] and self._scale_index + 1 < len(sizes):
+            self._scale_index += 1
+            self._scale_step = 0
+            self.retarget(sizes[self._scale_index])
 
     # --- one evaluation of Eq. 7 and its gradient --------------------------------------------
     def evaluate(self, image) -> Evaluation:
@@ -283,7 +340,9 @@ class StyleTransfer:
 
     # --- the loop ---------------------------------------------------------------------------
     def step(self) -> IterationRecord:
-        """One iteration: evaluate at the current image, log it, let the optimizer update it."""
+        """One iteration: evaluate at the current image, log it, let the optimizer update it
+        (first moving on to the next scale of a coarse-to-fine run when one is due)."""
+        self._next_scale_if_due()
         start = time.perf_counter()
         with self.net.config.scope():  # BLAS and Numba threads: this run's, for the whole step
             e = self.evaluate(self.image)
@@ -295,11 +354,11 @@ class StyleTransfer:
                 )
             self._last_finite_image = self.image
             self.image = self.optimizer.step(self.image, e.total, e.grad, self._loss_and_grad)
-        record = IterationRecord(
-            self.iteration, e.content, e.style, e.tv, e.total, time.perf_counter() - start
-        )
+        record = IterationRecord(self._scale_step, e.content, e.style, e.tv, e.total,
+                                 time.perf_counter() - start, self.size)
         self.history.append(record)
         self.iteration += 1
+        self._scale_step += 1
         return record
 
     def run(
@@ -309,8 +368,9 @@ class StyleTransfer:
         *,
         observers: Sequence = (),
     ):
-        """Run ``iters`` iterations (default: the option) in the run loop (:mod:`minist.loop`);
-        return the image as NumPy (1, 3, H, W) in [0, 1].
+        """Run ``iters`` iterations (default: all of the schedule's, i.e. ``--iters`` for one
+        scale) in the run loop (:mod:`minist.loop`); return the image as NumPy (1, 3, H, W) in
+        [0, 1].
 
         ``callback(record, run)`` is called after every iteration; a true return value stops the
         run. ``observers``: :class:`~minist.loop.Observer` objects. Ctrl-C and a loss that is no
@@ -319,7 +379,8 @@ class StyleTransfer:
         watchers = list(observers)
         if callback is not None:
             watchers.append(CallbackObserver(callback))
-        self.outcome = run_loop(self, self.options.iters if iters is None else iters, watchers)
+        total = self.schedule.total if iters is None else iters
+        self.outcome = run_loop(self, total, watchers)
         return self.result()
 
     def image_on_cpu(self) -> np.ndarray:

@@ -67,7 +67,8 @@ def test_stylize_writes_image_log_intermediates_and_metadata(photos, weights, tm
     assert code == 0, err
     lines = [json.loads(line) for line in log.read_text().splitlines()]
     assert [r["iter"] for r in lines] == [0, 1, 2, 3]
-    assert set(lines[0]) == {"iter", "content", "style", "tv", "total", "seconds"}
+    assert set(lines[0]) == {"iter", "content", "style", "tv", "total", "seconds", "scale"}
+    assert {r["scale"] for r in lines} == {32}
     assert lines[-1]["total"] < lines[0]["total"]
     assert (tmp_path / "out.iter0002.png").exists() and (tmp_path / "out.iter0004.png").exists()
     meta = read_png_metadata(out)

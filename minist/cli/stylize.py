@@ -49,12 +49,13 @@ def register(subparsers) -> None:
     d = StylizeOptions()
     p = subparsers.add_parser(
         "stylize",
-        help="paint CONTENT in the style of STYLE",
+        help="paint CONTENT in the style of STYLE (or of several blended)",
         description="Neural style transfer (Gatys et al. 2015): optimise an image so that its "
         "VGG features match CONTENT's and its Gram matrices match STYLE's.",
     )
     p.add_argument("content", metavar="CONTENT", help="the photo (JPEG, PNG, WebP, TIFF, BMP)")
-    p.add_argument("style", metavar="STYLE", help="the painting")
+    p.add_argument("style", metavar="STYLE", nargs="+",
+                   help="the painting; several: their styles blended (--style-blend)")
     p.add_argument("-o", "--output", required=True, metavar="OUT", help="output image (.png)")
     p.add_argument(
         "--weights",
@@ -136,7 +137,34 @@ def register(subparsers) -> None:
     )
     p.add_argument("--log", metavar="FILE", help="write one JSON line per iteration to FILE")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _register_controls(p)
     p.set_defaults(func=run)
+
+
+def _register_controls(p) -> None:
+    """The controls of Gatys et al. (2017): several styles, coarse-to-fine."""
+    g = p.add_argument_group("controls (Gatys et al. 2017, Controlling Perceptual Factors)")
+    g.add_argument("--style-blend", metavar="W1,W2,...",
+                   help="weights of several STYLE images, >= 0, normalised to sum 1 "
+                   "(default: equal): their Gram matrices are blended")
+    g.add_argument("--scales", metavar="auto|S1,S2,...",
+                   help="coarse-to-fine: 'auto' (sizes spaced by sqrt(2) from 128 px up to "
+                   "--size) or sizes in px ending at --size; each scale starts from the last, "
+                   "upsampled (Lanczos)")
+    g.add_argument("--scale-iters", metavar="N1,N2,...",
+                   help="iterations at each scale before the last (default: --iters each); "
+                   "--iters is the last scale's")
+
+
+def _numbers(text: str | None, option: str, cast=float) -> list | None:
+    """``"1,0.5"`` -> ``[1.0, 0.5]`` (None stays None); one line naming the option if bad."""
+    if text is None:
+        return None
+    try:
+        return [cast(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        kind = "integers" if cast is int else "numbers"
+        raise MinistError(f"{option}: expected {kind} separated by commas, got {text!r}") from None
 
 
 def _options(args):
@@ -150,6 +178,8 @@ def _options(args):
         style_layers=style_layers,
         style_layer_weights=style_weights,
         normalize=not args.no_normalize,
+        style_blend=_numbers(args.style_blend, "--style-blend"),
+        scale_iters=_numbers(args.scale_iters, "--scale-iters", int),
     )
     return StylizeOptions(**values).validated()
 
@@ -170,7 +200,7 @@ def run(args) -> int:
         raise MinistError(f"--save-every: must be >= 0, got {args.save_every}")
     if args.log:
         check_writable(args.log)
-    for option, path in (("CONTENT", args.content), ("STYLE", args.style)):
+    for option, path in [("CONTENT", args.content)] + [("STYLE", s) for s in args.style]:
         if not Path(path).exists():
             raise MinistError(f"{path}: no such file ({option})")
     options = _options(args)
@@ -182,19 +212,21 @@ def run(args) -> int:
             "Software": f"minist {__version__}",
             "minist:settings": json.dumps(options.as_metadata()),
             "minist:content": str(args.content),
-            "minist:style": str(args.style),
+            "minist:style": (str(args.style[0]) if len(args.style) == 1
+                             else json.dumps([str(s) for s in args.style])),
             "minist:status": f"{status} after {run.iteration} iterations",
             "minist:last-losses": json.dumps(last),
         }
 
-    observers = [ProgressBar(options.iters, disable=args.quiet)]
+    observers = [ProgressBar(transfer.schedule.total, disable=args.quiet)]
     if args.log:
         observers.append(JsonLog(args.log))
     if args.save_every:
-        observers.append(Snapshots(output, args.save_every, metadata))
+        observers.append(Snapshots(output, args.save_every, metadata,
+                                   by_scale=len(transfer.schedule.sizes) > 1))
     observers.append(SaveResult(output, metadata))  # however the run ends (minist.loop)
     try:
-        transfer.run(options.iters, observers=observers)
+        transfer.run(observers=observers)  # every scale's iterations
     except KeyboardInterrupt:
         print(f"minist: interrupted; saved the current image to {output}", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -1,0 +1,115 @@
+r"""Coarse-to-fine: the schedule of image sizes of a multi-scale run (Gatys et al. 2017, §6).
+
+**Why.** VGG's receptive fields are fixed in *pixels*: a unit of ``relu5_1`` sees at most
+:math:`r = 212` px of its input (VGG-19), ``relu3_1`` 40 px. The style representation of a
+painting is the statistics of what those units see, so a style transfer at 2048 px reproduces
+strokes of at most a couple of hundred pixels -- tiny on a large print -- and the painting's
+large-scale structure is lost. Running first at a small size, where the receptive fields cover a
+large part of the picture, then upsampling the result and continuing at the next size, keeps the
+large structures from the coarse scales and adds the fine ones at the fine scales. It is also
+the fast way to a large image: most iterations run on small images, and the last scale starts
+from an image that is nearly done.
+
+**Schedule** (:func:`auto_sizes`): sizes (longest side) spaced by a factor :math:`\sqrt 2`,
+counted down from the output size, :math:`s_k = s / \sqrt 2^{\,k}`, as long as
+:math:`s_k \ge s_{\min}`, with :math:`s_{\min}` = 128 px or the smallest size the chosen layers
+allow (the shorter side must keep every requested layer at least 1 px); then run smallest first.
+Each scale has twice the pixels of the one before it.
+
+**Iterations** (:func:`scale_iterations`): ``--iters`` at the final size; each coarser scale
+gets the same number, ``--iters``, unless ``--scale-iters`` says otherwise. Iterations at scale
+:math:`k` steps from the top cost :math:`2^{-k}` of a final-size one, so all the coarser scales
+together cost less than one more final-size pass (:math:`\sum_k 2^{-k} < 1`).
+
+Each scale starts from the previous result, upsampled with Lanczos
+(:func:`minist.images.resize_to`), and rebuilds every target at its own size from the original
+images (:meth:`minist.stylize.StyleTransfer.retarget`). Tutorial: ``tutorials/10_coarse_to_fine``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import NamedTuple
+
+from minist.errors import MinistError
+
+SMALLEST = 128  # px: where the automatic schedule starts (unless the layers need more)
+FACTOR = math.sqrt(2.0)  # between neighbouring scales: twice the pixels
+
+
+class Schedule(NamedTuple):
+    """The scales of a run, smallest first: ``sizes`` (longest side, px) and ``iters`` (steps at
+    each); the last entry is the output."""
+
+    sizes: tuple[int, ...]
+    iters: tuple[int, ...]
+
+    @property
+    def total(self) -> int:
+        return sum(self.iters)
+
+
+def auto_sizes(size: int, smallest: int = SMALLEST) -> tuple[int, ...]:
+    r"""Sizes :math:`s / \sqrt2^{\,k} \ge` ``smallest``, smallest first, ending at ``size``."""
+    sizes, k = [], 0
+    while True:
+        s = round(size / FACTOR**k)
+        if sizes and s < smallest:
+            break
+        sizes.append(s)
+        k += 1
+    return tuple(reversed(sizes))
+
+
+def parse_sizes(text: str, option: str = "--scales") -> tuple[int, ...] | str:
+    """``"auto"``, or ``"256,512,1024"`` as sizes (increasing, positive); one line otherwise."""
+    text = str(text).strip()
+    if text == "auto":
+        return "auto"
+    try:
+        sizes = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        sizes = ()
+    if not sizes or any(s < 1 for s in sizes):
+        raise MinistError(f"{option}: expected 'auto' or sizes in px like 256,512,1024, got "
+                          f"{text!r}")
+    if list(sizes) != sorted(set(sizes)):
+        raise MinistError(f"{option}: sizes must increase, got {text!r}")
+    return sizes
+
+
+def scale_iterations(n_scales: int, iters: int, coarser: Sequence[int] | None = None,
+                     option: str = "--scale-iters") -> tuple[int, ...]:
+    """Steps per scale: ``coarser`` (one per scale before the last) or ``iters`` each, then
+    ``iters`` at the final size (module docstring)."""
+    if coarser is None:
+        return (iters,) * n_scales
+    coarser = tuple(coarser)
+    if len(coarser) != n_scales - 1:
+        raise MinistError(f"{option}: {len(coarser)} values for {n_scales - 1} coarser scales "
+                          f"(one per scale before the last; the last runs --iters)")
+    if any(not isinstance(n, int) or n < 0 for n in coarser):
+        raise MinistError(f"{option}: iterations must be integers >= 0, got {list(coarser)}")
+    return coarser + (iters,)
+
+
+def schedule(size: int, iters: int, scales, scale_iters: Sequence[int] | None = None,
+             smallest: int = SMALLEST) -> Schedule:
+    """The schedule of a run: ``scales`` None (one scale, ``size``), ``"auto"`` or sizes (the
+    last is the output size; it must equal ``size``)."""
+    if scales is None:
+        if scale_iters:
+            raise MinistError("--scale-iters: needs --scales")
+        return Schedule((size,), (iters,))
+    sizes = auto_sizes(size, smallest) if scales == "auto" else tuple(scales)
+    if sizes[-1] != size:
+        raise MinistError(f"--scales: the last size is the output size, {sizes[-1]} px, but "
+                          f"--size is {size}")
+    return Schedule(sizes, scale_iterations(len(sizes), iters, scale_iters))
+
+
+def smallest_size(minimum_side: int, aspect: float) -> int:
+    """The smallest longest side whose shorter side is at least ``minimum_side`` px
+    (``aspect`` = shorter / longer side), and at least :data:`SMALLEST`."""
+    return max(SMALLEST, math.ceil(minimum_side / max(aspect, 1e-9)))
