@@ -1,14 +1,14 @@
 r"""Coarse-to-fine: the schedule of image sizes of a multi-scale run (Gatys et al. 2017, §6).
 
 **Why.** VGG's receptive fields are fixed in *pixels*: a unit of ``relu5_1`` sees at most
-:math:`r = 212` px of its input (VGG-19), ``relu3_1`` 40 px. The style representation of a
-painting is the statistics of what those units see, so a style transfer at 2048 px reproduces
-strokes of at most a couple of hundred pixels -- tiny on a large print -- and the painting's
-large-scale structure is lost. Running first at a small size, where the receptive fields cover a
-large part of the picture, then upsampling the result and continuing at the next size, keeps the
-large structures from the coarse scales and adds the fine ones at the fine scales. It is also
-the fast way to a large image: most iterations run on small images, and the last scale starts
-from an image that is nearly done.
+:math:`r = 156` px of its input (VGG-19; :func:`receptive_fields`), ``relu3_1`` 24 px. The
+style representation of a painting is the statistics of what those units see, so a style
+transfer at 2048 px reproduces strokes of at most ~150 px -- tiny on a large print -- and the
+painting's large-scale structure is lost. Running first at a small size, where the receptive
+fields cover a large part of the picture, then upsampling the result and continuing at the
+next size, keeps the large structures from the coarse scales and adds the fine ones at the
+fine scales. It is also the fast way to a large image: most iterations run on small images,
+and the last scale starts from an image that is nearly done.
 
 **Schedule** (:func:`auto_sizes`): sizes (longest side) spaced by a factor :math:`\sqrt 2`,
 counted down from the output size, :math:`s_k = s / \sqrt 2^{\,k}`, as long as
@@ -107,6 +107,24 @@ def schedule(size: int, iters: int, scales, scale_iters: Sequence[int] | None = 
         raise MinistError(f"--scales: the last size is the output size, {sizes[-1]} px, but "
                           f"--size is {size}")
     return Schedule(sizes, scale_iterations(len(sizes), iters, scale_iters))
+
+
+def receptive_fields(steps) -> dict[str, int]:
+    r"""The receptive field of each layer in input pixels (the side of the square of image
+    pixels a unit can see): a 3x3 convolution adds :math:`2 j`, a 2x2 stride-2 pooling adds
+    :math:`j` and doubles the jump :math:`j` between neighbouring units (:math:`r_0 = j_0 = 1`).
+    ``steps``: a network's layer table (``VGG.steps``). VGG-19: relu1_1 3 px, relu2_1 10,
+    relu3_1 24, relu4_1 68, relu4_2 84, relu5_1 156 (VGG-16: relu4_1 60, relu4_2 76, relu5_1
+    132)."""
+    r, jump, fields = 1, 1, {}
+    for spec in steps:
+        if spec.kind == "conv":
+            r += 2 * jump
+        elif spec.kind == "pool":
+            r += jump
+            jump *= 2
+        fields[spec.name] = r
+    return fields
 
 
 def smallest_size(minimum_side: int, aspect: float) -> int:
