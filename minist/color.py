@@ -51,11 +51,7 @@ YIQ_FROM_RGB = np.array(
     ],
     dtype=np.float64,
 )
-# The exact inverse of that matrix (not the rounded inverse tables print), so that
-# yiq_to_rgb(rgb_to_yiq(x)) == x to float precision.
-RGB_FROM_YIQ = np.linalg.inv(YIQ_FROM_RGB)
 YIQ_FROM_RGB.setflags(write=False)
-RGB_FROM_YIQ.setflags(write=False)
 
 METHODS = ("pca", "cholesky", "sym")  # the colour transforms of --color-transform
 DEFAULT_EPS = 1e-5  # added to the covariances' diagonal (keeps them invertible)
@@ -139,13 +135,15 @@ def yiq_to_rgb(yiq: Any):
         T^{-1} \approx \begin{pmatrix} 1 & 0.956 & 0.619 \\ 1 & -0.272 & -0.647 \\
         1 & -1.106 & 1.703 \end{pmatrix},
 
-    with :math:`T` = :data:`YIQ_FROM_RGB` and :math:`T^{-1}` = :data:`RGB_FROM_YIQ` computed as
-    the matrix inverse (its first column is 1, in exact arithmetic, because :math:`T`'s I and Q
-    rows sum to 0: a gray is :math:`(Y, 0, 0)`). Not clipped: a YIQ triple need not come from a
+    with :math:`T` = :data:`YIQ_FROM_RGB` and :math:`T^{-1}` its exact matrix inverse
+    (``numpy.linalg.inv``, float64), not the rounded inverse that tables print -- so that
+    ``yiq_to_rgb(rgb_to_yiq(x))`` gives ``x`` back to float precision. Its first column is 1
+    (in exact arithmetic) because :math:`T`'s I and Q rows sum to 0: a gray is
+    :math:`(Y, 0, 0)`. Not clipped: a YIQ triple need not come from a
     colour in [0, 1], and clipping would break the round trip. ``yiq``: ``(N, 3, H, W)`` or
     ``(3, H, W)``. Tutorial: ``tutorials/09_color_control``.
     """
-    return apply_color_matrix(yiq, RGB_FROM_YIQ)
+    return apply_color_matrix(yiq, np.linalg.inv(YIQ_FROM_RGB))  # T^-1, exact, in float64
 
 
 def luminance(image: Any):

@@ -68,8 +68,11 @@ def test_yiq_matrix_is_the_ntsc_one_and_its_inverse_is_exact():
     t = np.deg2rad(33)
     built = np.stack([y, -np.sin(t) * u + np.cos(t) * v, np.cos(t) * u + np.sin(t) * v])
     np.testing.assert_allclose(color.YIQ_FROM_RGB, built, rtol=0, atol=5e-4)
-    np.testing.assert_allclose(color.RGB_FROM_YIQ @ color.YIQ_FROM_RGB, np.eye(3), atol=1e-15)
-    np.testing.assert_allclose(color.YIQ_FROM_RGB @ color.RGB_FROM_YIQ, np.eye(3), atol=1e-15)
+    # yiq_to_rgb of the unit vectors: the columns of the inverse it uses, inverse to 1e-15
+    inverse = color.yiq_to_rgb(np.eye(3).reshape(3, 3, 1))[..., 0]
+    np.testing.assert_allclose(inverse @ color.YIQ_FROM_RGB, np.eye(3), atol=1e-15)
+    np.testing.assert_allclose(color.YIQ_FROM_RGB @ inverse, np.eye(3), atol=1e-15)
+    np.testing.assert_allclose(inverse[:, 0], 1.0, atol=1e-15)  # a gray is (Y, 0, 0)
     with pytest.raises(ValueError):  # module constants are read-only
         color.YIQ_FROM_RGB[0, 0] = 1.0
 
@@ -85,7 +88,7 @@ def test_yiq_round_trip_within_the_rounding_bound(shape, seed, dtype, three_d):
     assert back.shape == x.shape and back.dtype == dtype
     # Each product A x with A rounded to dtype: |error| <= gamma_4 |A| |x| (3 products and sums
     # plus the rounding of A). The first error passes through T^-1; the second adds its own.
-    T, Ti = np.abs(color.YIQ_FROM_RGB), np.abs(color.RGB_FROM_YIQ)
+    T, Ti = np.abs(color.YIQ_FROM_RGB), np.abs(np.linalg.inv(color.YIQ_FROM_RGB))
     axis = x.ndim - 3
     absx = np.moveaxis(np.abs(x.astype(np.float64)), axis, -1)
     bound = 2 * gamma(4, dtype) * np.moveaxis(absx @ (Ti @ T).T, -1, axis)
@@ -111,6 +114,19 @@ def test_luminance_of_primaries_and_range():
                                np.reshape([0.299, 0.587, 0.114], (1, 3, 1)), atol=1e-16)
     y = color.luminance(rng.random((1, 3, 20, 20)))
     assert y.shape == (1, 1, 20, 20) and y.min() >= 0 and y.max() <= 1  # weights sum to 1
+
+
+def test_apply_color_matrix_is_the_per_pixel_affine_map():
+    rng = np.random.default_rng(11)
+    x = rng.random((2, 3, 4, 5))
+    for A, b in ((rng.standard_normal((3, 3)), rng.standard_normal(3)),
+                 (rng.standard_normal((1, 3)), None)):
+        out = color.apply_color_matrix(x, A, b)
+        assert out.shape == (2, len(A), 4, 5)
+        for n, i, j in np.ndindex(2, 4, 5):
+            expected = A @ x[n, :, i, j] + (0 if b is None else b)
+            np.testing.assert_allclose(out[n, :, i, j], expected, rtol=1e-14, atol=1e-15)
+        np.testing.assert_array_equal(color.apply_color_matrix(x[1], A, b), out[1])
 
 
 def test_shapes_and_dtypes_are_checked():
