@@ -109,6 +109,18 @@ EXERCISES: tuple[Exercise, ...] = (
         ("minist.backend:to_device",),
         "moving arrays between the CPU and the GPU",
     ),
+    Exercise(
+        "ex_yiq",
+        "09_color_control",
+        ("minist.color:apply_color_matrix", "minist.color:rgb_to_yiq", "minist.color:yiq_to_rgb"),
+        "a 3x3 colour matrix on every pixel; RGB to YIQ and back with the exact inverse",
+    ),
+    Exercise(
+        "ex_color_transform",
+        "09_color_control",
+        ("minist.color:spd_power", "minist.color:pca_transform"),
+        "matrix powers by eigendecomposition and the pca colour transform",
+    ),
 )
 
 MARKERS: tuple[str, ...] = tuple(ex.marker for ex in EXERCISES)
