@@ -31,7 +31,7 @@ Derivations and pictures: ``tutorials/09_color_control``.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -477,3 +477,46 @@ def histogram_inputs(content: Any, styles: Sequence[Any], method: str = "pca",
     if hasattr(styles, "ndim"):
         styles = [styles]
     return [match_colors(style, content, method, eps) for style in styles]
+
+
+# ------------------------------------------------------------- what a run does with them
+
+
+class LuminanceView(NamedTuple):
+    r"""A luminance-only run (``--original-colors luminance``): the variable the optimiser
+    updates is the luminance :math:`Y` ``(1, 1, H, W)``; the network sees :math:`(Y, Y, Y)`
+    (:func:`gray_to_rgb`), whose gradient comes back to :math:`Y` as the sum over the channels
+    (:func:`gray_to_rgb_backward`); what the user sees and gets is :math:`Y` with the content's
+    :math:`I, Q` (:func:`combine_luminance`). ``content``: the RGB content image at the run's
+    size."""
+
+    content: Any
+
+    def network_input(self, y):
+        return gray_to_rgb(y)
+
+    def gradient(self, dx):
+        return gray_to_rgb_backward(dx)
+
+    def output(self, y):
+        return combine_luminance(y, self.content)
+
+
+MODES = ("luminance", "histogram")  # --original-colors
+
+
+def color_inputs(content: Any, styles: Sequence[Any], mode: str | None, method: str = "pca"):
+    """What the network is shown for each ``--original-colors`` mode: ``(content, styles,
+    view)`` -- unchanged for None; each style's colours matched to the content's for
+    ``"histogram"`` (:func:`histogram_inputs`); the gray images of the luminances for
+    ``"luminance"`` (:func:`luminance_inputs`), with the :class:`LuminanceView` the run needs
+    (else None)."""
+    if mode is None:
+        return content, list(styles), None
+    if mode == "histogram":
+        return content, histogram_inputs(content, styles, method), None
+    if mode == "luminance":
+        content_y, styles_y = luminance_inputs(content, styles)
+        return gray_to_rgb(content_y), [gray_to_rgb(y) for y in styles_y], LuminanceView(content)
+    raise MinistError(f"--original-colors: unknown mode {mode!r}; choose one of "
+                      f"{', '.join(MODES)}")

@@ -86,13 +86,16 @@ class CallbackObserver(Observer):
 
 def run_loop(run, iters: int, observers=()) -> Outcome:
     """Run ``iters`` steps of ``run`` (anything with ``step()``, ``iteration`` and ``image``,
-    such as a :class:`~minist.stylize.StyleTransfer`), telling ``observers`` (module docstring).
+    such as a :class:`~minist.stylize.StyleTransfer`; its ``output_image(image)``, when it has
+    one, turns the optimised image into the one to keep), telling ``observers`` (module
+    docstring).
 
     Returns the :class:`Outcome`; after every observer has heard of it, re-raises the
     ``KeyboardInterrupt``, :class:`NonFiniteLossError` or other error that ended the run (an
     error raised by an observer's ``on_end`` comes first).
     """
     observers = list(observers)
+    output = getattr(run, "output_image", lambda image: image)  # what the user gets
     status = FINISHED
     try:
         for observer in observers:
@@ -103,11 +106,11 @@ def run_loop(run, iters: int, observers=()) -> Outcome:
             if any(stops):
                 status = STOPPED
                 break
-        outcome = Outcome(status, run.iteration, run.image)
+        outcome = Outcome(status, run.iteration, output(run.image))
     except KeyboardInterrupt as exc:
-        outcome = Outcome(INTERRUPTED, run.iteration, run.image, exc)
+        outcome = Outcome(INTERRUPTED, run.iteration, output(run.image), exc)
     except NonFiniteLossError as exc:
-        outcome = Outcome(NOT_FINITE, run.iteration, exc.image, exc)
+        outcome = Outcome(NOT_FINITE, run.iteration, output(exc.image), exc)
     except Exception as exc:
         outcome = Outcome(FAILED, run.iteration, run.image, exc)
     failure = None

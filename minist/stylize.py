@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from minist import memory
+from minist import color, memory
 from minist.backend import resolve_device, to_numpy
 from minist.errors import MinistError
 from minist.execution import ExecutionConfig
@@ -72,6 +72,8 @@ class StylizeOptions:
     style_blend: Sequence[float] | None = None  # several styles: A^l = sum_i w_i A_i^l
     scales: Any = None  # coarse-to-fine: None (one scale), "auto" or sizes ending at size
     scale_iters: Sequence[int] | None = None  # iterations at each coarser scale
+    original_colors: str | None = None  # keep the photo's colours: luminance | histogram
+    color_transform: str = "pca"  # histogram matching: pca | cholesky | sym
     iters: int = 300
     optimizer: str = "lbfgs"
     lr: float | None = None  # None: the optimizer's default (minist.optim.DEFAULT_LR)
@@ -171,6 +173,17 @@ class StylizeOptions:
                 "style-blend",
                 f"weights must be numbers >= 0, not all 0, got {list(self.style_blend)}",
             )
+        need(
+            self.original_colors in (None,) + color.MODES,
+            "original-colors",
+            f"unknown mode {self.original_colors!r}; choose one of {', '.join(color.MODES)}",
+        )
+        need(
+            self.color_transform in color.METHODS,
+            "color-transform",
+            f"unknown transform {self.color_transform!r}; choose one of "
+            f"{', '.join(color.METHODS)}",
+        )
         if isinstance(self.scales, str):
             self.scales = parse_sizes(self.scales)
         schedule(self.size, self.iters, self.scales, self.scale_iters)  # one line if bad
@@ -298,13 +311,19 @@ class StyleTransfer:
         self.size = size
         self.content_image = content_image
         self._check_memory(content_image, style_images)
+        # What the network is shown: the images, or their colour-matched or luminance versions
+        # (minist.color; the view maps the optimised luminance to the network and the output).
+        shown_content, shown_styles, self.view = color.color_inputs(
+            content_image, style_images, o.original_colors, o.color_transform)
         # Targets: P^l (content features of the photo), A^l (Gram matrices of the painting(s)).
-        terms = build_terms(self.net, content_image, style_images, o.content_layers,
+        terms = build_terms(self.net, shown_content, shown_styles, o.content_layers,
                             o.style_layers, o.style_layer_weights, o.normalize, o.style_blend)
         self.objective = Objective(terms, o.content_weight, o.style_weight, o.tv_weight,
                                    self.net.config.loss_backend)
         self.image = initial_image(init, content_image, style_images[0], o.seed, o.noise_ratio,
                                    self.net.device)
+        if self.view is not None:  # a luminance-only run optimises Y
+            self.image = color.luminance(self.image)
         self._last: Evaluation | None = None
         self._last_finite_image = self.image
         self._cpu_image = None
@@ -331,7 +350,12 @@ class StyleTransfer:
         """Loss parts and gradient at ``image`` (memoised: the same object is computed once)."""
         if self._last is not None and self._last.image is image:
             return self._last
-        self._last = self.objective.evaluate(self.net, image)
+        if self.view is None:
+            self._last = self.objective.evaluate(self.net, image)
+        else:  # the network sees the view of the image; the gradient comes back through it
+            e = self.objective.evaluate(self.net, self.view.network_input(image))
+            e.image, e.grad = image, self.view.gradient(e.grad)
+            self._last = e
         return self._last
 
     def _loss_and_grad(self, image):
@@ -383,19 +407,25 @@ class StyleTransfer:
         self.outcome = run_loop(self, total, watchers)
         return self.result()
 
+    def output_image(self, image):
+        """What the user gets for the optimised ``image``: the image itself, or for a
+        luminance-only run its luminance with the content's colours (on the run's device)."""
+        return image if self.view is None else self.view.output(image)
+
     def image_on_cpu(self) -> np.ndarray:
-        """The current image as NumPy (1, 3, H, W) float32 -- copied from the GPU at most once
-        per iteration, however many observers ask; read-only (use :meth:`result` for a copy)."""
+        """The current output image as NumPy (1, 3, H, W) float32 -- copied from the GPU at most
+        once per iteration, however many observers ask; read-only (:meth:`result` copies)."""
         if self._cpu_image is None or self._cpu_image[0] is not self.image:
-            array = to_numpy(self.image)
+            output = self.output_image(self.image)
+            array = to_numpy(output)
             if array is not self.image:
                 array.flags.writeable = False
             self._cpu_image = (self.image, array)
         return self._cpu_image[1]
 
     def result(self):
-        """The current image, on the CPU, (1, 3, H, W) float32 in [0, 1]."""
-        return to_numpy(self.image).astype(np.float32, copy=True)
+        """The current output image, on the CPU, (1, 3, H, W) float32 in [0, 1]."""
+        return to_numpy(self.output_image(self.image)).astype(np.float32, copy=True)
 
 
 def stylize(content, style, *, callback=None, **options):

@@ -142,7 +142,7 @@ def register(subparsers) -> None:
 
 
 def _register_controls(p) -> None:
-    """The controls of Gatys et al. (2017): several styles, coarse-to-fine."""
+    """The controls of Gatys et al. (2017): several styles, coarse-to-fine, colour."""
     g = p.add_argument_group("controls (Gatys et al. 2017, Controlling Perceptual Factors)")
     g.add_argument("--style-blend", metavar="W1,W2,...",
                    help="weights of several STYLE images, >= 0, normalised to sum 1 "
@@ -154,6 +154,12 @@ def _register_controls(p) -> None:
     g.add_argument("--scale-iters", metavar="N1,N2,...",
                    help="iterations at each scale before the last (default: --iters each); "
                    "--iters is the last scale's")
+    g.add_argument("--original-colors", metavar="luminance|histogram",
+                   help="keep the photo's colours: 'luminance' transfers the style to the "
+                   "luminance only (YIQ) and keeps the photo's I, Q; 'histogram' matches each "
+                   "painting's colours to the photo's before the transfer (default: off)")
+    g.add_argument("--color-transform", default="pca", metavar="pca|cholesky|sym",
+                   help="the colour map of --original-colors histogram (default: %(default)s)")
 
 
 def _numbers(text: str | None, option: str, cast=float) -> list | None:
