@@ -121,6 +121,12 @@ EXERCISES: tuple[Exercise, ...] = (
         ("minist.color:spd_power", "minist.color:pca_transform"),
         "matrix powers by eigendecomposition and the pca colour transform",
     ),
+    Exercise(
+        "ex_scales",
+        "10_coarse_to_fine",
+        ("minist.scales:auto_sizes", "minist.scales:receptive_fields"),
+        "the coarse-to-fine schedule and the receptive field of each layer in pixels",
+    ),
 )
 
 MARKERS: tuple[str, ...] = tuple(ex.marker for ex in EXERCISES)
