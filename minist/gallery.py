@@ -192,8 +192,8 @@ def _write_png(path: Path, image: Image.Image) -> None:
 
 
 def make_thumbnail(source: Path, target: Path, size: int) -> tuple[int, int]:
-    """A PNG of ``source`` with its longest side ``size`` px -- Lanczos when shrinking, nearest
-    neighbour when enlarging (small test images stay crisp) -- remade only when ``source`` is
+    """A PNG of ``source`` with its longest side ``size`` px (Lanczos, enlarging small images
+    too, so that every cell of the grid has the same size), remade only when ``source`` is
     newer; returns its (width, height)."""
     if target.exists() and target.stat().st_mtime >= source.stat().st_mtime:
         with Image.open(target) as im:
@@ -203,8 +203,7 @@ def make_thumbnail(source: Path, target: Path, size: int) -> tuple[int, int]:
         im = im.convert("RGB")
         scale = size / max(im.size)
         new_size = (max(1, round(im.width * scale)), max(1, round(im.height * scale)))
-        resample = Image.Resampling.LANCZOS if scale < 1 else Image.Resampling.NEAREST
-        im = im.resize(new_size, resample)
+        im = im.resize(new_size, Image.Resampling.LANCZOS)
     target.parent.mkdir(parents=True, exist_ok=True)
     _write_png(target, im)
     return im.size
@@ -448,9 +447,22 @@ def render_sheet(title: str, grid: Grid, out_dir: Path, thumbs: dict, inputs: di
     if columns:
         col_header_h = lh["small"] + input_thumb_h(columns) + 4 + max(
             len(header_lines(columns, j, cell)) for j in range(n_cols)) * lh["label"]
-    cell_h = cell + caption_h
+
+    def image_h(cells) -> int:
+        """Height of a row's pictures: its tallest thumbnail (boxes of failed runs match it),
+        or a square cell when no run in the row has finished."""
+        return max((thumbs[e.name].height for e in cells if e is not None and e.name in thumbs),
+                   default=cell)
+
+    def row_h(cells, i: int) -> int:
+        label = 0
+        if rows:
+            label = input_thumb_h(rows) + len(header_lines(rows, i, label_w - pad)) * lh["label"]
+        return max(image_h(cells) + caption_h, label)
+
     section_h = [(lh["label"] + 6 if s.fixed else 0) + col_header_h + pad
-                 + len(s.cells) * (cell_h + pad) for s in grid.sections]
+                 + sum(row_h(cells, i) + pad for i, cells in enumerate(s.cells))
+                 for s in grid.sections]
     axes_text = axes_line(grid)
     top = pad + lh["title"] + lh["small"] + (lh["small"] if axes_text else 0) + pad
     width = pad + label_w + n_cols * (cell + pad)
@@ -474,6 +486,7 @@ def render_sheet(title: str, grid: Grid, out_dir: Path, thumbs: dict, inputs: di
         return thumb.height + 2
 
     x0 = pad + label_w
+    band = input_thumb_h(columns) + 2 if input_thumb_h(columns) else 0
     for section in grid.sections:
         if section.fixed:
             heading = ", ".join(f"{k} = {value_label(k, v)}" for k, v in section.fixed)
@@ -483,7 +496,8 @@ def render_sheet(title: str, grid: Grid, out_dir: Path, thumbs: dict, inputs: di
             draw.text((x0, y), columns.key, fill=(110, 110, 110), font=fonts["small"])
             for j in range(n_cols):
                 x = x0 + j * (cell + pad)
-                yy = y + lh["small"] + paste_input(columns, j, x, y + lh["small"], cell)
+                paste_input(columns, j, x, y + lh["small"], cell)
+                yy = y + lh["small"] + band  # labels on one line under the input images
                 for line in header_lines(columns, j, cell):
                     tw = draw.textlength(line, font=fonts["label"])
                     draw.text((x + (cell - tw) / 2, yy), line, fill="black", font=fonts["label"])
@@ -499,14 +513,16 @@ def render_sheet(title: str, grid: Grid, out_dir: Path, thumbs: dict, inputs: di
                     draw.text((pad, yy), line, fill="black", font=fonts["label"])
                     yy += lh["label"]
             for j, entry in enumerate(cells):
-                _draw_cell(sheet, draw, entry, x0 + j * (cell + pad), y, cell, out_dir, thumbs,
-                           fonts, lh)
-            y += cell_h + pad
+                _draw_cell(sheet, draw, entry, x0 + j * (cell + pad), y, cell, image_h(cells),
+                           out_dir, thumbs, fonts, lh)
+            y += row_h(cells, i) + pad
     return sheet
 
 
-def _draw_cell(sheet, draw, entry: Entry | None, x: int, y: int, cell: int, out_dir: Path,
-               thumbs: dict, fonts: dict, lh: dict) -> None:
+def _draw_cell(sheet, draw, entry: Entry | None, x: int, y: int, cell: int, height: int,
+               out_dir: Path, thumbs: dict, fonts: dict, lh: dict) -> None:
+    """One run in a ``cell`` x ``height`` box at (x, y): its thumbnail and total loss, or a
+    box saying it failed (with the error) or has not run."""
     if entry is None:
         return
     if entry.status == FINISHED and entry.name in thumbs:
@@ -521,11 +537,11 @@ def _draw_cell(sheet, draw, entry: Entry | None, x: int, y: int, cell: int, out_
     failed = entry.status == FAILED
     fill, edge, ink = ((253, 236, 234), (198, 40, 40), (142, 27, 27)) if failed else \
         ((238, 238, 238), (180, 180, 180), (100, 100, 100))
-    draw.rectangle([x, y, x + cell - 1, y + cell - 1], fill=fill, outline=edge, width=2)
+    draw.rectangle([x, y, x + cell - 1, y + height - 1], fill=fill, outline=edge, width=2)
     draw.text((x + 8, y + 6), "FAILED" if failed else "not run", fill=edge, font=fonts["label"])
     if failed and entry.error:
         yy = y + 8 + lh["label"]
-        max_lines = (cell - 16 - lh["label"]) // lh["small"]
+        max_lines = max(1, (height - 16 - lh["label"]) // lh["small"])
         for line in _wrap(draw, entry.error, fonts["small"], cell - 16, max_lines):
             draw.text((x + 8, yy), line, fill=ink, font=fonts["small"])
             yy += lh["small"]

@@ -179,14 +179,7 @@ class Sweep:
 
 def read_toml(path: Path) -> dict:
     """The spec file as a dict; one line naming the file for a missing or malformed one."""
-    if sys.version_info >= (3, 11):
-        import tomllib
-    else:  # pragma: no cover - Python 3.10
-        try:
-            import tomli as tomllib
-        except ImportError:
-            raise MinistError("reading sweep specs on Python 3.10 needs tomli: "
-                              "pip install 'minist[sweep]'") from None
+    tomllib = _toml_module()
     if not path.is_file():
         raise MinistError(f"{path}: no such spec file")
     try:
@@ -322,14 +315,51 @@ def _rewrite_option_error(message: str) -> str:
     return message
 
 
-def load_sweep(spec: str | os.PathLike) -> Sweep:
+def _toml_module():
+    if sys.version_info >= (3, 11):
+        import tomllib
+
+        return tomllib
+    try:  # pragma: no cover - Python 3.10
+        import tomli
+    except ImportError:  # pragma: no cover
+        raise MinistError("reading sweep specs on Python 3.10 needs tomli: "
+                          "pip install 'minist[sweep]'") from None
+    return tomli  # pragma: no cover
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``KEY=VALUE`` (``minist sweep --set``) -> (key, value): VALUE is read as a TOML value
+    (``128``, ``[1e2, 1e3]``, ``"a.jpg"``), or taken as a string when it is not one
+    (``photo.jpg``). KEY may be ``gallery.rows`` etc."""
+    key, sep, value = text.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise MinistError(f"--set {text}: expected KEY=VALUE, e.g. --set size=128")
+    toml = _toml_module()
+    try:
+        return key, toml.loads(f"value = {value.strip()}")["value"]
+    except toml.TOMLDecodeError:
+        return key, value.strip()
+
+
+def load_sweep(spec: str | os.PathLike, overrides: Sequence[tuple[str, Any]] = ()) -> Sweep:
     """Read and check a spec (module docstring); every problem is one :class:`MinistError` line
-    naming the spec file and the key, raised before any work."""
+    naming the spec file and the key, raised before any work. ``overrides``: ``(key, value)``
+    pairs that replace the spec's (``gallery.rows`` for the gallery table), as if written in it
+    (paths too are relative to the spec file)."""
     from minist.inputs import INITS
     from minist.stylize import StylizeOptions
 
     spec = Path(spec)
     data = read_toml(spec)
+    for key, value in overrides:
+        if key.startswith("gallery."):
+            table = data.setdefault("gallery", {})
+            if isinstance(table, dict):
+                table[key.removeprefix("gallery.")] = value
+        else:
+            data[key] = value
     base = spec.resolve().parent
     options = option_fields()
 

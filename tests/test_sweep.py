@@ -219,6 +219,26 @@ def test_dry_run_lists_runs_and_runs_nothing(inputs, capsys):
     assert not (inputs / "out").exists()
 
 
+def test_set_replaces_spec_keys_as_if_written_there(inputs, capsys):
+    from minist.sweep import parse_override
+
+    assert parse_override("size=128") == ("size", 128)
+    assert parse_override("style_weight=[1e2, 1e3]") == ("style_weight", [100.0, 1000.0])
+    assert parse_override("style=paint_b.jpg") == ("style", "paint_b.jpg")  # a bare string
+    assert parse_override("gallery.rows=style") == ("gallery.rows", "style")
+    spec = write_spec(inputs, content="photo_a.png", style="paint_a.png", weights="tiny.h5",
+                      **FAST)
+    out = str(inputs / "out")
+    assert main(["sweep", str(spec), "-o", out, "--dry-run", "--set", "style=paint_b.jpg",
+                 "--set", "style_weight=[1e2, 1e3]", "--set", "gallery.rows=style"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2 and "__paint_b__style_weight=1000__" in lines[1]
+    assert main(["sweep", str(spec), "-o", out, "--dry-run", "--set", "size"]) == 2
+    assert "--set size: expected KEY=VALUE" in capsys.readouterr().err
+    assert main(["sweep", str(spec), "-o", out, "--dry-run", "--set", "size=-3"]) == 2
+    assert f"{spec}: size: must be a positive integer" in capsys.readouterr().err
+
+
 # ---------------------------------------------------------------------------------------------
 # One run in a worker, and what interrupted runs leave
 # ---------------------------------------------------------------------------------------------

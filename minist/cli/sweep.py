@@ -32,6 +32,9 @@ def register(subparsers) -> None:
                    "one per run to do)")
     p.add_argument("--threads", type=int, metavar="T",
                    help="BLAS threads per run (default: cores // workers, at least 1)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
+                   help="replace a key of the spec, as if written in it (a TOML value, e.g. "
+                   "--set size=128 --set 'style_weight=[1e2, 1e3]'); repeatable")
     p.add_argument("--dry-run", action="store_true",
                    help="check the spec, list the runs and whether each is done; run nothing")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -44,6 +47,7 @@ def run(args) -> int:
         dask_client,
         finished_record,
         load_sweep,
+        parse_override,
         run_sweep,
     )
 
@@ -53,7 +57,7 @@ def run(args) -> int:
             raise MinistError(f"--{option}: must be at least 1, got {value}")
     if args.scheduler and args.workers:
         raise MinistError("--workers: only for the local cluster, not with --scheduler")
-    sweep = load_sweep(args.spec)
+    sweep = load_sweep(args.spec, [parse_override(text) for text in args.overrides])
     if args.dry_run:
         for r in sweep.runs:
             done = finished_record(args.output, r) is not None
