@@ -67,6 +67,7 @@ import re
 import sys
 import time
 import traceback
+import types
 import typing
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -98,10 +99,28 @@ class OptionField:
     sequence: bool  # its value is a list (layers, layer weights): a sweep is a list of lists
     path: bool  # its value is a file path, relative to the spec file
     real: bool  # a float field: integers in the spec become floats (1000 and 1e3 are one value)
+    kinds: tuple = ()  # the TOML types its values (or list items) may have; () = any
+
+
+# Python types of a field's hint -> the TOML values that fit them, named for messages
+_KINDS = {bool: (bool, "true or false"), int: (int, "an integer"), float: (float, "a number"),
+          str: (str, "a string"), os.PathLike: (str, "a file path")}
+
+
+def _fits(option: OptionField, value) -> bool:
+    """Whether a scalar from the spec has a type the field accepts (bool is no integer)."""
+    if not option.kinds:
+        return True
+    if isinstance(value, bool):
+        return bool in option.kinds
+    if isinstance(value, int):
+        return int in option.kinds or float in option.kinds
+    return isinstance(value, tuple(option.kinds))
 
 
 def _union_args(hint) -> tuple:
-    if typing.get_origin(hint) in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+    """``A | B | None`` -> (A, B, NoneType); anything else -> (hint,)."""
+    if typing.get_origin(hint) in (typing.Union, getattr(types, "UnionType", None)):
         return typing.get_args(hint)
     return (hint,)
 
@@ -110,8 +129,21 @@ def _is_sequence_hint(hint) -> bool:
     return any(typing.get_origin(arg) in (list, tuple, Sequence) for arg in _union_args(hint))
 
 
+def _value_types(hint) -> set:
+    """The scalar types a field holds: the union's members, and a sequence's item types."""
+    out = set()
+    for arg in _union_args(hint):
+        if typing.get_origin(arg) in (list, tuple, Sequence):
+            for item in typing.get_args(arg):
+                out.update(_union_args(item))
+        else:
+            out.add(arg)
+    return out
+
+
 def option_fields() -> dict[str, OptionField]:
-    """Every field of :class:`~minist.stylize.StylizeOptions`, as the dataclass declares it now."""
+    """Every field of :class:`~minist.stylize.StylizeOptions`, as the dataclass declares it now
+    (its type hints; where one cannot be evaluated, its text and default)."""
     from minist.stylize import StylizeOptions
 
     try:
@@ -122,16 +154,19 @@ def option_fields() -> dict[str, OptionField]:
     for f in dataclasses.fields(StylizeOptions):
         hint = hints.get(f.name)
         text = str(f.type)
-        default = f.default if f.default is not dataclasses.MISSING else None
         if hint is not None:
             sequence = _is_sequence_hint(hint)
-            args = _union_args(hint)
-            real = float in args and int not in args
+            types_ = _value_types(hint)
+            real = float in types_ and int not in types_
         else:
+            default = f.default if f.default is not dataclasses.MISSING else None
             sequence = isinstance(default, (list, tuple)) or "Sequence" in text
             real = isinstance(default, float)
-        path = "PathLike" in text
-        out[f.name] = OptionField(f.name, sequence, path, real)
+        kinds = ()
+        if hint is not None and _value_types(hint) - {type(None)} <= set(_KINDS):
+            kinds = tuple(dict.fromkeys(_KINDS[t][0] for t in _value_types(hint)
+                                        if t is not type(None)))
+        out[f.name] = OptionField(f.name, sequence, "PathLike" in text, real, kinds)
     return out
 
 
@@ -240,28 +275,44 @@ def _spec_values(spec: Path, key: str, raw, option: OptionField | None) -> list:
         else:
             values = [raw]
         for v in values:
-            if not all(_scalar_ok(item) for item in v):
-                bad(f"unexpected value {v!r}")
+            for item in v:
+                if not _scalar_ok(item) or not _fits(option, item):
+                    bad(f"expected a list whose items are each {_kind_names(option)}, "
+                        f"got {v!r}")
     else:
         values = raw if isinstance(raw, list) else [raw]
         for v in values:
             if not _scalar_ok(v):
                 bad(f"expected a single value or a list of single values, got {v!r}")
+            if not _fits(option, v):
+                bad(f"expected {_kind_names(option)}, got {v!r}")
     if not values:
         bad("empty list: give at least one value")
-    if option is not None and option.real:
-        values = [float(v) if isinstance(v, int) and not isinstance(v, bool) else v
-                  for v in values]
-        values = [[float(x) if isinstance(x, int) and not isinstance(x, bool) else x for x in v]
-                  if isinstance(v, list) else v for v in values]
+    def each(function, v):  # on a value, or on each item of a list value
+        return [function(x) for x in v] if isinstance(v, list) else function(v)
+
+    if option is not None and option.real:  # 1000 and 1e3 are one value
+        values = [each(_int_to_float, v) for v in values]
     if key in SPEC_KEYS or (option is not None and option.path):
-        values = [[_posix(s) for s in v] if isinstance(v, list) else _posix(v) for v in values]
+        values = [each(_posix, v) for v in values]
     seen = []
     for v in values:
         if v in seen:
             bad(f"the value {v!r} is listed twice")
         seen.append(v)
     return values
+
+
+def _kind_names(option: OptionField) -> str:
+    if option.path:
+        return "a file path"
+    names = [name for python, (toml, name) in _KINDS.items()
+             if python is not os.PathLike and python in option.kinds]
+    return " or ".join(names) or "a value"
+
+
+def _int_to_float(value):
+    return float(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
 
 def _posix(path):
@@ -477,10 +528,13 @@ def check_networks(sweep: Sweep, progress: bool | None = None) -> Sweep:
                 raise MinistError(f"{sweep.spec}: weights: "
                                   f"{_rewrite_option_error(str(exc))}") from None
         path, net = networks[key]
-        try:
-            net.check_layers(list(o.content_layers) + list(o.style_layers))
-        except MinistError as exc:
-            raise MinistError(f"{sweep.spec}: content_layers/style_layers: {exc}") from None
+        for key in ("content_layers", "style_layers"):
+            layers = list(getattr(o, key))
+            try:
+                if layers:
+                    net.check_layers(layers)
+            except MinistError as exc:
+                raise MinistError(f"{sweep.spec}: {key}: {exc}") from None
         runs.append(dataclasses.replace(run, options=dataclasses.replace(o, weights=str(path))))
     return dataclasses.replace(sweep, runs=runs)
 

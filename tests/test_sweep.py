@@ -18,10 +18,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import TINY_CHANNELS, random_params
 
 from minist.cli import main
 from minist.errors import MinistError
 from minist.images import load_image, read_png_metadata, save_image
+from minist.preprocessing import TORCHVISION
 from minist.stylize import StylizeOptions
 from minist.sweep import (
     FAILED,
@@ -35,6 +37,7 @@ from minist.sweep import (
     run_files,
     run_sweep,
 )
+from minist.weights.store import save_weights
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = {"size": 40, "iters": 6, "content_layers": ["relu2_1"], "style_layers": ["relu1_1",
@@ -71,6 +74,9 @@ def inputs(tmp_path, tiny_vgg_files):
         save_image(tmp_path / name, rng.uniform(size=(1, 3, *shape)).astype(np.float32))
     weights = tmp_path / "tiny.h5"
     weights.write_bytes(Path(tiny_vgg_files["vgg16", "torchvision"]).read_bytes())
+    partial = random_params("vgg16", layers=["conv1_1", "conv1_2", "conv2_1"])  # to relu2_1
+    save_weights(tmp_path / "partial.h5", "vgg16", partial, TORCHVISION, "partial", "none",
+                 block_channels=TINY_CHANNELS)
     return tmp_path
 
 
@@ -153,6 +159,7 @@ def test_options_come_from_the_dataclass_so_new_fields_work(inputs, monkeypatch)
     assert fields["scales"].sequence and not fields["original_colors"].sequence
     assert fields["style_layers"].sequence and fields["weights"].path
     assert fields["style_weight"].real and not fields["size"].real
+    assert fields["style_layer_weights"].real and fields["style_layer_weights"].sequence
     spec = write_spec(inputs, content="photo_a.png", style="paint_a.png", weights="tiny.h5",
                       original_colors=[True, False], scales=[[32, 40], [40]])
     sweep = load_sweep(spec)
@@ -164,16 +171,23 @@ def test_options_come_from_the_dataclass_so_new_fields_work(inputs, monkeypatch)
 
 @pytest.mark.parametrize("keys, needles", [
     ({"stlye_weight": 1.0}, ["stlye_weight: unknown key", "style_weight"]),
-    ({"style_weight": "high"}, ["style_weight: must be a number >= 0, got 'high'"]),
+    ({"style_weight": "high"}, ["style_weight: expected a number, got 'high'"]),
+    ({"normalize": "yes"}, ["normalize: expected true or false, got 'yes'"]),
+    ({"weights": 3}, ["weights: expected a file path, got 3"]),
+    ({"style_layer_weights": [1, "a"]},
+     ["style_layer_weights: expected a list whose items are each a number"]),
     ({"style_weight": [1.0, -1.0]}, ["style_weight: must be a number >= 0, got -1.0",
                                      "in the run with style_weight = -1.0"]),
     ({"size": [40, 40]}, ["size: the value 40 is listed twice"]),
     ({"size": []}, ["size: empty list"]),
-    ({"size": 40.5}, ["size: must be a positive integer"]),
+    ({"size": 40.5}, ["size: expected an integer, got 40.5"]),
+    ({"size": 0}, ["size: must be a positive integer, got 0"]),
     ({"seed": [[1]]}, ["seed: expected a single value"]),
     ({"style_layers": "relu1_1"}, ["style_layers: expected a list"]),
     ({"style_layers": [["relu1_1"], "relu2_1"]}, ["style_layers: mixes lists"]),
-    ({"style_layers": ["relu9_9"]}, ["style_layers", "unknown layer 'relu9_9'"]),
+    ({"style_layers": ["relu9_9"]}, ["style_layers: unknown layer 'relu9_9' for vgg16"]),
+    ({"content_layers": ["pool5"], "weights": "partial.h5"},
+     ["content_layers: layer 'pool5' is deeper than the weights reach"]),
     ({"optimizer": ["lbfgs", "newton"]}, ["optimizer: unknown optimizer 'newton'"]),
     ({"init": "start.png"}, ["init: start.png: no such file"]),
     ({"content": "missing.jpg"}, ["content: missing.jpg: no such file", "relative to the spec"]),
