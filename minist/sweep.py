@@ -947,10 +947,13 @@ def gallery_entries(sweep: Sweep, out_dir: Path, results: dict | None = None) ->
     from minist.gallery import Entry
 
     results = results or {}
+
+    def rel(path: Path) -> str:
+        return path.relative_to(out_dir).as_posix()
+
     entries = []
     for run in sweep.runs:
         files = run_files(out_dir, run.name)
-        rel = lambda path: path.relative_to(out_dir).as_posix()  # noqa: E731
         record = finished_record(out_dir, run)
         if record is not None:
             entries.append(Entry(
@@ -961,14 +964,15 @@ def gallery_entries(sweep: Sweep, out_dir: Path, results: dict | None = None) ->
                 seconds=record.get("seconds")))
             continue
         failure = results.get(run.name)
-        if failure is None or failure["status"] != FAILED:
+        if failure is None or failure["status"] != FAILED:  # a failure of an earlier sweep?
             failure = read_json(files.failure)
             if failure is not None and failure.get("settings") != run.settings:
                 failure = None
-        if failure is not None and files.failure.exists():
+        if failure is not None:
             entries.append(Entry(
                 name=run.name, point=run.point, status=FAILED, image=None,
-                settings_file=rel(files.failure), log_file=None, losses=None,
+                settings_file=rel(files.failure) if files.failure.exists() else None,
+                log_file=None, losses=None,
                 iterations=failure.get("iterations"), seconds=failure.get("seconds"),
                 error=failure.get("error") or "failed"))
         else:

@@ -420,6 +420,26 @@ def test_a_worker_killed_mid_run_is_rescheduled_and_every_run_completes(inputs, 
     assert html.count('class="finished"') == 6 and "6 runs: 6 finished" in html
 
 
+def test_scheduler_address_runs_on_a_running_cluster(inputs, cluster, capsys):
+    from minist.sweep import dask_client
+
+    spec = write_spec(inputs, content="photo_a.png", style=["paint_a.png", "paint_b.jpg"],
+                      weights="tiny.h5", **FAST)
+    address = cluster.scheduler.address
+    with dask_client(address) as (client, threads):
+        assert client.scheduler.address == address
+        assert threads == max(1, len(os.sched_getaffinity(0)) // 2)  # 2 workers on this host
+    out = inputs / "out"
+    assert main(["sweep", str(spec), "-o", str(out), "--scheduler", address, "--quiet"]) == 0
+    assert all(finished_record(out, run) for run in load_sweep(spec).runs)
+    assert main(["sweep", str(spec), "-o", str(out), "--scheduler", address,
+                 "--workers", "2"]) == 2
+    assert "--workers: only for the local cluster" in capsys.readouterr().err
+    with pytest.raises(MinistError, match="--scheduler tcp://127.0.0.1:9: cannot connect"), \
+            dask_client("tcp://127.0.0.1:9", timeout=1):
+        pass
+
+
 def test_a_bad_input_fails_its_runs_only_and_the_exit_status_says_so(inputs, capsys):
     pytest.importorskip("distributed", reason="dask.distributed is not installed")
     (inputs / "broken.jpg").write_bytes(b"\xff\xd8\xff not really a JPEG")
