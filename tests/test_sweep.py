@@ -28,6 +28,7 @@ from minist.stylize import StylizeOptions
 from minist.sweep import (
     FAILED,
     FINISHED,
+    THREAD_ENVIRONMENT,
     check_networks,
     execute_run,
     finished_record,
@@ -352,6 +353,27 @@ def cluster():
     with dask_client(workers=2, threads=1) as (client, threads):
         assert threads == 1
         yield client
+
+
+def _worker_threads() -> tuple:
+    from minist.threads import blas_threads
+
+    return os.environ.get("OPENBLAS_NUM_THREADS"), os.environ.get("NUMBA_NUM_THREADS"), \
+        blas_threads()
+
+
+def test_local_workers_start_with_the_blas_threads_they_are_given():
+    pytest.importorskip("distributed", reason="dask.distributed is not installed")
+    from minist.sweep import dask_client
+
+    keys = THREAD_ENVIRONMENT + ("MALLOC_TRIM_THRESHOLD_", "PYTHONHASHSEED")
+    before = {key: os.environ.get(key) for key in keys}
+    with dask_client(workers=1, threads=2) as (client, threads):
+        assert threads == 2
+        (found,) = client.run(_worker_threads).values()
+    assert found[:2] == ("2", "2")
+    assert found[2] in (2, None)  # None: a BLAS minist cannot query
+    assert {key: os.environ.get(key) for key in keys} == before  # what the nanny set here
 
 
 def _kill_a_busy_worker(client, out: Path, done: dict, timeout: float = 60) -> None:
