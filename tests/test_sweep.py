@@ -413,7 +413,9 @@ def test_a_worker_killed_mid_run_is_rescheduled_and_every_run_completes(inputs, 
     report = run_sweep(sweep, out, cluster, threads=1, progress=False)
     killer.join()
     assert killed, "no run was seen in flight"
-    assert killed["pid"] not in cluster.run(os.getpid).values()  # really gone, replaced
+    cluster.wait_for_workers(2, timeout=60)  # the nanny has started a new worker process
+    pids = cluster.run(os.getpid).values()
+    assert killed["pid"] not in pids and len(pids) == 2
     assert report.failed == [] and len(report.finished) == 6
     for run in sweep.runs:
         files = run_files(out, run.name)

@@ -36,7 +36,8 @@ def register(subparsers) -> None:
                    help="replace a key of the spec, as if written in it (a TOML value, e.g. "
                    "--set size=128 --set 'style_weight=[1e2, 1e3]'); repeatable")
     p.add_argument("--dry-run", action="store_true",
-                   help="check the spec, list the runs and whether each is done; run nothing")
+                   help="check the spec (the weights and layer names are checked when it runs), "
+                   "list the runs and whether each is done; run nothing")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
