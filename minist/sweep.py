@@ -27,10 +27,13 @@ of paths is one run with several style images), any field of
 :class:`~minist.stylize.StylizeOptions` by its name (read from the dataclass when the spec is
 read, so new options work in specs at once), and the ``[gallery]`` table. A field whose value
 is a list (``content_layers``, ``style_layers``, ``style_layer_weights``) takes a list as one
-value and a list of lists as a sweep. Fields that hold file paths (annotated ``os.PathLike``, and
-``init`` when it is not ``content``/``noise``/``style``) are resolved relative to the spec
-file; when ``weights`` is not given, the default ``weights/vgg19.h5`` is relative to the working
-directory, as for ``minist stylize``, and fetched once before the sweep when missing.
+value and a list of lists as a sweep; a field of any type (``Any``, e.g. a coarse-to-fine
+schedule that is either ``"auto"`` or a list of sizes) sweeps over a list, so a list as its one
+value is written inside a list (``[[64, 128, 256]]``). Fields that hold file paths (annotated
+``os.PathLike``, and ``init`` when it is not ``content``/``noise``/``style``) are resolved
+relative to the spec file; when ``weights`` is not given, the default ``weights/vgg19.h5`` is
+relative to the working directory, as for ``minist stylize``, and fetched once before the sweep
+when missing.
 
 Everything that can be checked is checked before any work, with one line naming the spec file
 and the key (:func:`load_sweep`): unknown keys, wrong types, empty or repeated values, missing
@@ -282,6 +285,10 @@ def _spec_values(spec: Path, key: str, raw, option: OptionField | None) -> list:
     else:
         values = raw if isinstance(raw, list) else [raw]
         for v in values:
+            if isinstance(v, list) and not option.kinds:  # a field of any type (e.g. scales)
+                if not all(_scalar_ok(x) for x in v):  # takes a list as one value
+                    bad(f"unexpected value {v!r}")
+                continue
             if not _scalar_ok(v):
                 bad(f"expected a single value or a list of single values, got {v!r}")
             if not _fits(option, v):
@@ -487,7 +494,10 @@ def load_sweep(spec: str | os.PathLike, overrides: Sequence[tuple[str, Any]] = (
             where = ", ".join(f"{k} = {point[k]!r}" for k in swept if k not in SPEC_KEYS)
             raise MinistError(f"{spec}: {_rewrite_option_error(str(exc))}"
                               + (f" (in the run with {where})" if where else "")) from None
-        identity = StylizeOptions(**written).as_metadata()
+        identity = resolved.as_metadata()  # every option, as the run will use it ...
+        for k, v in written.items():  # ... with paths as written (relative to the spec)
+            if options[k].path or (k == "init" and isinstance(v, str) and v not in INITS):
+                identity[k] = v
         settings = _canonical({"content": point["content"], "style": point["style"],
                                **identity})
         name = run_name(point, swept, settings)
@@ -656,8 +666,7 @@ def execute_run(run: Run, out_dir: str, threads: int) -> dict:
             log_tmp = stack.enter_context(atomic_path(files.log))
             style = list(run.style) if isinstance(run.style, tuple) else run.style
             transfer = StyleTransfer(run.content, style, options, config=config, progress=False)
-            transfer.run(options.iters, observers=[JsonLog(log_tmp),
-                                                   SaveResult(image_tmp, metadata)])
+            transfer.run(observers=[JsonLog(log_tmp), SaveResult(image_tmp, metadata)])
             with transfer.net.config.scope():
                 final = transfer.evaluate(transfer.image)  # the losses of the image kept
             result.update(

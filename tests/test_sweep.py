@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -146,28 +147,36 @@ def test_list_valued_options_sweep_as_lists_of_lists(inputs):
 
 
 def test_options_come_from_the_dataclass_so_new_fields_work(inputs, monkeypatch):
-    """A field added to StylizeOptions later (by name, from dataclasses.fields) is a spec key."""
+    """A field added to StylizeOptions later (by name, from dataclasses.fields) is a spec key,
+    handled by its type: a flag, a list (a sweep is a list of lists), a field of any type."""
     import minist.stylize
 
     extended = dataclasses.make_dataclass(
         "StylizeOptions",
-        [("original_colors", bool, dataclasses.field(default=False)),
-         ("scales", Sequence[int], dataclasses.field(default=()))],
+        [("demo_flag", bool, dataclasses.field(default=False)),
+         ("demo_sizes", Sequence[int], dataclasses.field(default=())),
+         ("demo_schedule", Any, dataclasses.field(default=None))],
         bases=(StylizeOptions,),
     )
     monkeypatch.setattr(minist.stylize, "StylizeOptions", extended)
     fields = option_fields()
-    assert fields["scales"].sequence and not fields["original_colors"].sequence
+    assert fields["demo_sizes"].sequence and not fields["demo_flag"].sequence
+    assert not fields["demo_schedule"].sequence and fields["demo_schedule"].kinds == ()
     assert fields["style_layers"].sequence and fields["weights"].path
     assert fields["style_weight"].real and not fields["size"].real
     assert fields["style_layer_weights"].real and fields["style_layer_weights"].sequence
     spec = write_spec(inputs, content="photo_a.png", style="paint_a.png", weights="tiny.h5",
-                      original_colors=[True, False], scales=[[32, 40], [40]])
+                      demo_flag=[True, False], demo_sizes=[[32, 40], [40]],
+                      demo_schedule=["auto", [32, 40]])
     sweep = load_sweep(spec)
-    assert len(sweep.runs) == 4
-    assert sweep.runs[0].options.original_colors is True
-    assert sweep.runs[0].settings["scales"] == [32, 40]
-    assert "original_colors=true__scales=32+40__" in sweep.runs[0].name
+    assert len(sweep.runs) == 8
+    first = sweep.runs[0]
+    assert first.options.demo_flag is True and list(first.options.demo_sizes) == [32, 40]
+    assert first.settings["demo_sizes"] == [32, 40] and first.settings["demo_schedule"] == "auto"
+    assert sweep.runs[1].options.demo_schedule == [32, 40]
+    assert "demo_flag=true__demo_sizes=32+40__demo_schedule=auto__" in first.name
+    _spec_error(write_spec(inputs, content="photo_a.png", style="paint_a.png", demo_flag=1),
+                "demo_flag: expected true or false, got 1")
 
 
 @pytest.mark.parametrize("keys, needles", [
