@@ -109,6 +109,13 @@ EXERCISES: tuple[Exercise, ...] = (
         ("minist.backend:to_device",),
         "moving arrays between the CPU and the GPU",
     ),
+    Exercise(
+        "ex_guided_gram",
+        "11_spatial_control",
+        ("minist.losses.reference:guided_gram_matrix",
+         "minist.losses.reference:guided_style_layer_loss"),
+        "the guided Gram matrix and its style loss and gradient (spatial control)",
+    ),
 )
 
 MARKERS: tuple[str, ...] = tuple(ex.marker for ex in EXERCISES)
