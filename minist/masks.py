@@ -224,11 +224,13 @@ def propagate_mask(mask: np.ndarray, net, layers: Sequence[str],
     :class:`minist.architectures.LayerSpec`. ``mode``: ``"simple"`` (each pooling averages its
     2x2 windows: the mask resized) or ``"inside"`` (each convolution takes the minimum over its
     3x3 window, padding ignored, each pooling over its 2x2 window: the units whose receptive
-    field lies inside the region); see the module docstring. The guides are not normalised
-    (:func:`normalise_guide`).
+    field lies inside the region); see the module docstring. The guides have the mask's dtype
+    (float32 for a boolean or integer mask) and are not normalised (:func:`normalise_guide`).
     """
     check_mask_mode(mode)
     T = np.asarray(mask)
+    if not np.issubdtype(T.dtype, np.floating):  # a 0/1 or boolean mask
+        T = T.astype(np.float32)
     if T.ndim != 2:
         raise ValueError(f"propagate_mask: expected an (H, W) mask, got shape {T.shape}")
     wanted = list(dict.fromkeys(layers))
@@ -241,7 +243,7 @@ def propagate_mask(mask: np.ndarray, net, layers: Sequence[str],
         elif spec.kind == "pool":
             T = _pool2x2(T, np.mean if mode == "simple" else np.min)
         if spec.name in wanted:
-            guides[spec.name] = T
+            guides[spec.name] = T.copy()  # each its own array (conv layers leave T as it is)
     missing = [name for name in wanted if name not in guides]
     if missing:
         raise MinistError(f"mask propagation: the network has no layer {missing[0]!r}")

@@ -225,6 +225,18 @@ def test_simple_guide_is_the_block_average_and_both_modes_are_monotone(H, W, see
             assert all(np.all(lo[n] <= guides[n] + 1e-6) for n in STYLE)  # erosion <= average
 
 
+def test_guides_are_new_arrays_and_boolean_masks_work():
+    mask = np.zeros((20, 20), bool)
+    mask[:, :10] = True
+    guides = propagate_mask(mask, layer_table("vgg16"), ["conv1_1", "relu1_1"], "inside")
+    assert guides["conv1_1"] is not guides["relu1_1"] and guides["conv1_1"].dtype == np.float32
+    as_float = mask.astype(np.float32)
+    simple = propagate_mask(as_float, layer_table("vgg16"), ["relu1_1"], "simple")["relu1_1"]
+    assert not np.shares_memory(simple, as_float)
+    np.testing.assert_array_equal(guides["relu1_1"][:, :9], 1.0)
+    np.testing.assert_array_equal(guides["relu1_1"][:, 9:], 0.0)
+
+
 def test_propagation_names_an_unknown_layer():
     with pytest.raises(MinistError, match="no layer 'relu9_1'"):
         propagate_mask(np.ones((8, 8)), layer_table("vgg16"), ["relu1_1", "relu9_1"])
@@ -343,7 +355,7 @@ def test_each_half_takes_the_style_of_its_own_painting(real_vgg16_file, shared_d
 
     optimizer = make_optimizer("lbfgs")
     x = content.copy()
-    for _ in range(12):
+    for _ in range(20):
         loss, grad = evaluate(x)
         x = optimizer.step(x, loss, grad, evaluate)
     d = distances(x)
