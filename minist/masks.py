@@ -50,8 +50,8 @@ it, 2x2 poolings with stride 2 halve it, dropping an odd last row or column (flo
   image. With the padding ignored a full mask stays full at every layer.
 
 Both modes are monotone (a larger mask gives a larger guide everywhere), keep values in
-:math:`[0, 1]`, and give the same guide for a mask that is 0 or 1 on whole blocks far from
-its borders.
+:math:`[0, 1]`, and agree on every unit over whose whole receptive field the mask is constant;
+``inside`` is never above ``simple``.
 
 **Which default: ``simple``** (:data:`DEFAULT_MASK_MODE`). With ``inside``, a region loses
 the units within a receptive field's radius of its border, and the receptive fields grow
