@@ -225,6 +225,29 @@ def test_simple_guide_is_the_block_average_and_both_modes_are_monotone(H, W, see
             assert all(np.all(lo[n] <= guides[n] + 1e-6) for n in STYLE)  # erosion <= average
 
 
+@FAST
+@given(H=st.integers(16, 60), W=st.integers(16, 60), seed=st.integers(0, 2**32 - 1))
+def test_the_modes_agree_where_the_mask_is_constant_over_the_receptive_field(H, W, seed):
+    rng = np.random.default_rng(seed)
+    blocks = rng.uniform(size=(3, 3)) < 0.5  # a coarse 0/1 pattern: large constant areas
+    mask = np.kron(blocks, np.ones((-(-H // 3), -(-W // 3))))[:H, :W].astype(np.float32)
+    steps = layer_table("vgg16")
+    simple = propagate_mask(mask, steps, STYLE, "simple")
+    inside = propagate_mask(mask, steps, STYLE, "inside")
+    fields = _receptive_fields(steps)
+    for name in STYLE:
+        start, size, jump = fields[name]
+        h, w = simple[name].shape
+        for i in range(h):
+            r0, r1 = max(start + i * jump, 0), min(start + i * jump + size, H)
+            for j in range(w):
+                c0, c1 = max(start + j * jump, 0), min(start + j * jump + size, W)
+                seen = mask[r0:r1, c0:c1]
+                if seen.min() == seen.max():
+                    assert simple[name][i, j] == inside[name][i, j] == seen[0, 0], (name, i, j)
+        assert np.all(inside[name] <= simple[name])
+
+
 def test_guides_are_new_arrays_and_boolean_masks_work():
     mask = np.zeros((20, 20), bool)
     mask[:, :10] = True
