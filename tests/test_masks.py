@@ -378,7 +378,7 @@ def test_each_half_takes_the_style_of_its_own_painting(real_vgg16_file, shared_d
 
     optimizer = make_optimizer("lbfgs")
     x = content.copy()
-    for _ in range(20):
+    for _ in range(15):
         loss, grad = evaluate(x)
         x = optimizer.step(x, loss, grad, evaluate)
     d = distances(x)
