@@ -115,7 +115,10 @@ class StyleTerm:
     styles their Grams may be blended into one target) and, with spatial control, of a region.
 
     ``weight``: :math:`w_l` of Eq. 5 (default layers: equal, summing to 1); ``scale``:
-    :func:`style_scale`.
+    :func:`style_scale`. ``guide``: with spatial control, the region's guide :math:`T` at this
+    layer, flattened to :math:`(M_l,)` (:mod:`minist.masks`); the term is then the guided loss
+    :math:`\frac{1}{4N_l^2}\sum (G_T - A)^2` (:func:`minist.losses.guided_style_layer_loss`)
+    and ``target`` the guided Gram of the style image's region.
     """
 
     layer: str
@@ -124,6 +127,7 @@ class StyleTerm:
     scale: float = 1.0
     style: int = 0
     region: int | None = None
+    guide: Any = field(default=None, repr=False)
     kind = "style"
 
     @property
@@ -137,7 +141,12 @@ class StyleTerm:
 
     def loss_and_grad(self, F, backend=None):
         r"""The unweighted :math:`E_l` (0-d array) and :math:`\partial E_l / \partial F^l`
-        (:func:`minist.losses.style_layer_loss`), shaped like ``F``."""
+        (:func:`minist.losses.style_layer_loss`; with a ``guide``,
+        :func:`minist.losses.guided_style_layer_loss`, the reference on every device), shaped
+        :math:`N_l \times M_l`."""
+        if self.guide is not None:
+            return losses.guided_style_layer_loss(losses.feature_matrix(F), self.target,
+                                                  self.guide)
         backend = backend or get_loss_backend(F)
         return backend.style_layer_loss(losses.feature_matrix(F), self.target)
 

@@ -127,6 +127,13 @@ EXERCISES: tuple[Exercise, ...] = (
         ("minist.scales:auto_sizes", "minist.scales:receptive_fields"),
         "the coarse-to-fine schedule and the receptive field of each layer in pixels",
     ),
+    Exercise(
+        "ex_guided_gram",
+        "11_spatial_control",
+        ("minist.losses.reference:guided_gram_matrix",
+         "minist.losses.reference:guided_style_layer_loss"),
+        "the guided Gram matrix and its style loss and gradient (spatial control)",
+    ),
 )
 
 MARKERS: tuple[str, ...] = tuple(ex.marker for ex in EXERCISES)

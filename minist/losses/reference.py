@@ -22,7 +22,8 @@ which compute the same numbers faster:
 * Every line runs on NumPy and CuPy alike: ``xp = get_array_module(x)``.
 
 Derivations: ``tutorials/04_content_loss``, ``tutorials/05_gram_and_style``,
-``tutorials/06_total_loss``.
+``tutorials/06_total_loss``; the guided Gram matrices of spatial control (Gatys et al. 2017,
+"Controlling Perceptual Factors in Neural Style Transfer", §4): ``tutorials/11_spatial_control``.
 """
 
 from __future__ import annotations
@@ -143,6 +144,87 @@ def style_layer_loss(F: Any, A: Any):
     D = gram_matrix(Fm) - A  # G - A, symmetric
     E = xp.sum(D * D, dtype=xp.float64) / (4 * N * N)  # Eq. 4 (normalised once, in G)
     dF = (D / (N * N * M)) @ Fm  # Eq. 6: (G - A) F / (N^2 M)
+    return _scalar(E, F), dF.reshape(F.shape)
+
+
+
+def _guide_vector(T: Any, F: Any, Fm: Any, who: str):
+    """The guide :math:`T` as a vector of the :math:`M_l` positions, in ``F``'s dtype."""
+    xp = get_array_module(F)
+    T = xp.asarray(T, dtype=F.dtype)
+    M = Fm.shape[1]
+    if T.ndim == 2 and F.ndim == 4 and T.shape != F.shape[2:]:
+        raise ValueError(f"{who}: F has positions {F.shape[2:]} but the guide has shape {T.shape}")
+    if T.ndim not in (1, 2) or T.size != M:
+        raise ValueError(f"{who}: F has {M} positions but the guide has shape {T.shape}")
+    return T.reshape(M)
+
+
+def guided_gram_matrix(F: Any, T: Any):
+    r"""The Gram matrix of the features weighted by a spatial guide (Gatys et al. 2017, §4).
+
+    A guide :math:`T \in \mathbb{R}^{M_l}` (one weight per position, shared by all channels:
+    the region's mask propagated to layer :math:`l` and normalised,
+    :func:`minist.masks.propagate_mask`, :func:`minist.masks.normalise_guide`) selects where
+    the statistics are taken:
+
+    .. math::
+
+        G_T = \frac{1}{M_l} (F \circ T)(F \circ T)^\top \in \mathbb{R}^{N_l \times N_l},
+        \qquad (G_T)_{ij} = \frac{1}{M_l} \sum_k T_k^2\, F_{ik} F_{jk},
+
+    with :math:`(F \circ T)_{ik} = F_{ik} T_k` (the guide broadcast over the channels). With a
+    binary region of :math:`m` positions normalised to :math:`T_k = \sqrt{M_l / m}` inside and 0
+    outside, :math:`(G_T)_{ij} = \frac{1}{m} \sum_{k \in \text{region}} F_{ik} F_{jk}`: the Gram
+    of the region alone, averaged over *its* positions, so it compares with the Gram of a whole
+    image. :math:`T = 1` everywhere gives :func:`gram_matrix`.
+
+    ``F``: :math:`N_l \times M_l` or an activation :math:`(1, N_l, H_l, W_l)`; ``T``: shape
+    :math:`(M_l,)` or :math:`(H_l, W_l)`, cast to ``F``'s dtype. Derivation:
+    ``tutorials/11_spatial_control``.
+    """
+    Fm = feature_matrix(F)
+    FT = Fm * _guide_vector(T, F, Fm, "guided_gram_matrix")  # F o T: column k times T_k
+    return (FT @ FT.T) / Fm.shape[1]
+
+
+def guided_style_layer_loss(F: Any, A: Any, T: Any):
+    r"""One layer's style loss with a spatial guide, and its gradient (Gatys et al. 2017, §4).
+
+    With :math:`G_T` from :func:`guided_gram_matrix` and the target :math:`A` (the guided Gram of
+    the style image's region, :math:`N_l \times N_l`):
+
+    .. math::
+
+        E = \frac{1}{4 N_l^2} \sum_{i,j} \big((G_T)_{ij} - A_{ij}\big)^2, \qquad
+        \frac{\partial E}{\partial F} = T \circ \frac{(G_T - A)\,(F \circ T)}{N_l^2 M_l}
+        \in \mathbb{R}^{N_l \times M_l}.
+
+    *Gradient, key step.* Write :math:`\tilde F = F \circ T`, so :math:`G_T = \frac{1}{M_l}
+    \tilde F \tilde F^\top` is the plain Gram of :math:`\tilde F` and, exactly as in
+    :func:`style_layer_loss`, :math:`\partial E / \partial \tilde F = \frac{1}{N_l^2 M_l}
+    (G_T - A) \tilde F`. Since :math:`\tilde F_{ik} = F_{ik} T_k`,
+    :math:`\partial \tilde F_{ik} / \partial F_{ik} = T_k` and the chain rule multiplies column
+    :math:`k` by :math:`T_k` once more: the formula above. Positions outside the region
+    (:math:`T_k = 0`) get no gradient from this region's term. With :math:`T = 1` this is
+    :func:`style_layer_loss`. Derivation: ``tutorials/11_spatial_control``.
+
+    ``F``: :math:`N_l \times M_l` or :math:`(1, N_l, H_l, W_l)`; ``A``: symmetric, cast to
+    ``F``'s dtype; ``T``: :math:`(M_l,)` or :math:`(H_l, W_l)`. Returns ``(E, dF)``: ``E`` a
+    0-d array of ``F``'s dtype (summed in float64), ``dF`` shaped like ``F``.
+    """
+    xp = get_array_module(F)
+    Fm = feature_matrix(F)
+    N, M = Fm.shape
+    A = xp.asarray(A, dtype=F.dtype)
+    if A.shape != (N, N):
+        raise ValueError(f"guided_style_layer_loss: F has {N} channels but A has shape {A.shape}")
+    T = _guide_vector(T, F, Fm, "guided_style_layer_loss")
+    FT = Fm * T  # F o T
+    D = (FT @ FT.T) / M - A  # G_T - A, symmetric
+    E = xp.sum(D * D, dtype=xp.float64) / (4 * N * N)
+    dF = (D / (N * N * M)) @ FT  # (G_T - A)(F o T) / (N^2 M) ...
+    dF *= T  # ... times T_k once more (the chain rule through F o T); our own array
     return _scalar(E, F), dF.reshape(F.shape)
 
 
