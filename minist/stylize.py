@@ -53,6 +53,13 @@ from minist.inputs import (
     resolve_weights_file,
 )
 from minist.loop import CallbackObserver, IterationRecord, NonFiniteLossError, run_loop
+from minist.masks import (
+    DEFAULT_MASK_MODE,
+    check_mask_mode,
+    check_masks,
+    guided_style_terms,
+    load_mask,
+)
 from minist.objective import Evaluation, Objective, blend_weights, build_terms
 from minist.optim import DEFAULT_LR, OPTIMIZERS, Optimizer, make_optimizer
 from minist.scales import Schedule, parse_sizes, schedule, smallest_size
@@ -74,6 +81,9 @@ class StylizeOptions:
     scale_iters: Sequence[int] | None = None  # iterations at each coarser scale
     original_colors: str | None = None  # keep the photo's colours: luminance | histogram
     color_transform: str = "pca"  # histogram matching: pca | cholesky | sym
+    content_masks: Sequence[Any] | None = None  # spatial control: one mask per style image
+    style_masks: Sequence[Any] | None = None  # where in each style image (None: all of it)
+    mask_mode: str = DEFAULT_MASK_MODE  # how masks reach the layers: simple | inside
     iters: int = 300
     optimizer: str = "lbfgs"
     lr: float | None = None  # None: the optimizer's default (minist.optim.DEFAULT_LR)
@@ -184,6 +194,11 @@ class StylizeOptions:
             f"unknown transform {self.color_transform!r}; choose one of "
             f"{', '.join(color.METHODS)}",
         )
+        check_mask_mode(self.mask_mode)
+        need(self.style_masks is None or self.content_masks is not None, "style-masks",
+             "needs --content-masks (which region of the photo each style paints)")
+        need(self.content_masks is None or self.style_blend is None, "style-blend",
+             "does not apply with --content-masks: each style paints its own region")
         if isinstance(self.scales, str):
             self.scales = parse_sizes(self.scales)
         schedule(self.size, self.iters, self.scales, self.scale_iters)  # one line if bad
@@ -200,6 +215,10 @@ class StylizeOptions:
         for name in ("style_blend", "scale_iters"):
             if getattr(self, name) is not None:
                 out[name] = list(getattr(self, name))
+        for name in ("content_masks", "style_masks"):
+            if getattr(self, name) is not None:
+                out[name] = [None if m is None else str(m) if is_source(m) else "array"
+                             for m in getattr(self, name)]
         if self.scales is not None and self.scales != "auto":
             out["scales"] = list(self.scales)
         if self.style_layer_weights is not None:
@@ -267,6 +286,7 @@ class StyleTransfer:
         layers = self.net.check_layers(list(o.content_layers) + list(o.style_layers))
         self.images = SourceImages(content, style)
         blend_weights(o.style_blend, len(self.images.styles))  # one line if they do not match
+        self.masks = self._load_masks()
         self.schedule = self._schedule(layers)
         self.iteration = 0
         self.history: list[IterationRecord] = []
@@ -275,6 +295,23 @@ class StyleTransfer:
         self._scale_index, self._scale_step = 0, 0
         self._prepare(self.schedule.sizes[0], o.init)
         self.optimizer = optimizer if optimizer is not None else make_optimizer(o.optimizer, o.lr)
+
+    def _load_masks(self):
+        """Spatial control: ``(content masks, style masks)`` loaded once (None without)."""
+        o = self.options
+        if o.content_masks is None:
+            return None
+        n = len(self.images.styles)
+
+        def load(masks, option):
+            return [None if m is None else load_mask(m) if is_source(m)
+                    else np.asarray(m, dtype=np.float32) for m in check_masks(masks, n, option)]
+
+        content = load(o.content_masks, "--content-masks")
+        if any(m is None for m in content):
+            raise MinistError("--content-masks: every style image needs its mask")
+        style = None if o.style_masks is None else load(o.style_masks, "--style-masks")
+        return content, style
 
     def _schedule(self, layers) -> Schedule:
         """The sizes of a coarse-to-fine run (:mod:`minist.scales`; one scale without it); the
@@ -316,8 +353,16 @@ class StyleTransfer:
         shown_content, shown_styles, self.view = color.color_inputs(
             content_image, style_images, o.original_colors, o.color_transform)
         # Targets: P^l (content features of the photo), A^l (Gram matrices of the painting(s)).
-        terms = build_terms(self.net, shown_content, shown_styles, o.content_layers,
-                            o.style_layers, o.style_layer_weights, o.normalize, o.style_blend)
+        if self.masks is None:
+            terms = build_terms(self.net, shown_content, shown_styles, o.content_layers,
+                                o.style_layers, o.style_layer_weights, o.normalize,
+                                o.style_blend)
+        else:  # spatial control: each style its region, through guided Grams (minist.masks)
+            terms = build_terms(self.net, shown_content, None, o.content_layers, [],
+                                normalize=o.normalize)
+            terms += guided_style_terms(self.net, shown_styles, *self.masks, o.style_layers,
+                                        o.style_layer_weights, o.normalize, o.mask_mode,
+                                        content_image.shape[2:])
         self.objective = Objective(terms, o.content_weight, o.style_weight, o.tv_weight,
                                    self.net.config.loss_backend)
         self.image = initial_image(init, content_image, style_images[0], o.seed, o.noise_ratio,

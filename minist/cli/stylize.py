@@ -142,7 +142,7 @@ def register(subparsers) -> None:
 
 
 def _register_controls(p) -> None:
-    """The controls of Gatys et al. (2017): several styles, coarse-to-fine, colour."""
+    """The controls of Gatys et al. (2017): several styles, coarse-to-fine, colour, space."""
     g = p.add_argument_group("controls (Gatys et al. 2017, Controlling Perceptual Factors)")
     g.add_argument("--style-blend", metavar="W1,W2,...",
                    help="weights of several STYLE images, >= 0, normalised to sum 1 "
@@ -160,6 +160,22 @@ def _register_controls(p) -> None:
                    "painting's colours to the photo's before the transfer (default: off)")
     g.add_argument("--color-transform", default="pca", metavar="pca|cholesky|sym",
                    help="the colour map of --original-colors histogram (default: %(default)s)")
+    g.add_argument("--content-masks", metavar="M1.png,M2.png,...",
+                   help="spatial control: one grayscale mask per STYLE, drawn on CONTENT "
+                   "(white: this style here)")
+    g.add_argument("--style-masks", metavar="S1.png,S2.png,...",
+                   help="the part of each STYLE image to take its statistics from (default: "
+                   "all of it; leave an entry empty for all of that one)")
+    g.add_argument("--mask-mode", default="simple", metavar="simple|inside",
+                   help="masks at the layers: resized ('simple'), or only the units whose "
+                   "receptive field lies inside the region ('inside') (default: %(default)s)")
+
+
+def _paths(text: str | None) -> list | None:
+    """``"a.png,,b.png"`` -> ``["a.png", None, "b.png"]`` (None stays None)."""
+    if text is None:
+        return None
+    return [part.strip() or None for part in text.split(",")]
 
 
 def _numbers(text: str | None, option: str, cast=float) -> list | None:
@@ -186,6 +202,8 @@ def _options(args):
         normalize=not args.no_normalize,
         style_blend=_numbers(args.style_blend, "--style-blend"),
         scale_iters=_numbers(args.scale_iters, "--scale-iters", int),
+        content_masks=_paths(args.content_masks),
+        style_masks=_paths(args.style_masks),
     )
     return StylizeOptions(**values).validated()
 
