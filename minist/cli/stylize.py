@@ -136,6 +136,22 @@ def register(subparsers) -> None:
     )
     p.add_argument("--log", metavar="FILE", help="write one JSON line per iteration to FILE")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    # --- live preview (minist.preview) ---
+    p.add_argument(
+        "--preview",
+        nargs="?",
+        const=0,
+        type=int,
+        metavar="PORT",
+        help="serve a live view of the run (image, loss curves, speed, settings) at "
+        "http://127.0.0.1:PORT/; without PORT a free port is chosen; the URL is printed",
+    )
+    p.add_argument(
+        "--preview-host",
+        metavar="HOST",
+        help="address the preview listens on (default 127.0.0.1, this machine only; another "
+        "address shows the run to the network, with a warning)",
+    )
     p.set_defaults(func=run)
 
 
@@ -152,6 +168,23 @@ def _options(args):
         normalize=not args.no_normalize,
     )
     return StylizeOptions(**values).validated()
+
+
+def _preview(args, options):
+    """``--preview [PORT]``: the live page's observer, listening from now on (before the
+    network loads), its URL on stderr (also with ``--quiet``); None without the option."""
+    if args.preview is None:
+        if args.preview_host is not None:
+            raise MinistError("--preview-host: give --preview [PORT] too")
+        return None
+    from minist.preview import DEFAULT_HOST, PreviewObserver, warn_if_exposed
+
+    host = args.preview_host or DEFAULT_HOST
+    observer = PreviewObserver(args.preview, host, total=options.iters)
+    warn_if_exposed(host)
+    print(f"minist: live preview at {observer.url}", file=sys.stderr)
+    observer.start()
+    return observer
 
 
 def run(args) -> int:
@@ -174,7 +207,13 @@ def run(args) -> int:
         if not Path(path).exists():
             raise MinistError(f"{path}: no such file ({option})")
     options = _options(args)
-    transfer = StyleTransfer(args.content, args.style, options, progress=not args.quiet)
+    preview = _preview(args, options)
+    try:
+        transfer = StyleTransfer(args.content, args.style, options, progress=not args.quiet)
+    except BaseException:
+        if preview is not None:
+            preview.close()
+        raise
 
     def metadata(run, status: str) -> dict[str, str]:
         last = run.history[-1]._asdict() if run.history else {}
@@ -193,6 +232,8 @@ def run(args) -> int:
     if args.save_every:
         observers.append(Snapshots(output, args.save_every, metadata))
     observers.append(SaveResult(output, metadata))  # however the run ends (minist.loop)
+    if preview is not None:
+        observers.append(preview)  # last: the image is saved before the page's final state
     try:
         transfer.run(options.iters, observers=observers)
     except KeyboardInterrupt:
