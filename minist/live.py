@@ -101,8 +101,9 @@ class LiveRun:
             self._status, self._started, self._ended = "running", self.clock(), None
         self._look_at(run.image_on_cpu())
 
-    def step(self, record, run) -> None:
-        """One step ended: keep its losses; look at the image if ``image_interval`` has passed."""
+    def step(self, record, run, look: bool | None = None) -> None:
+        """One step ended: keep its losses; look at the image if ``image_interval`` has passed
+        (``look``: True or False to decide instead)."""
         now = self.clock()
         with self._lock:
             self._points.append(LossPoint(len(self._points), record.iter,
@@ -110,7 +111,7 @@ class LiveRun:
                                           record.style, record.tv, record.total))
             self._times.append(now)
             self._last_seconds = record.seconds
-        if now - self._image_taken >= self.image_interval:
+        if look if look is not None else now - self._image_taken >= self.image_interval:
             self._look_at(run.image_on_cpu(), now)
 
     def end(self, run, outcome) -> None:
