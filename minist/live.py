@@ -222,7 +222,7 @@ def _nice_step(span: float, ticks: int = 5) -> int:
 def loss_chart_svg(points: list[LossPoint], width: int = 640, height: int = 300) -> str:
     r"""The loss curves as an SVG document: losses against the global step, :math:`\log_{10}`
     vertical axis with a grid line per decade, one ``<polyline data-series="NAME">`` per loss
-    (``content``, ``style``, ``total``; ``tv`` when it is not 0), dashed vertical lines where
+    (``content``, ``style``, ``tv``, ``total``: those with a value > 0), dashed vertical lines where
     the scale changes. Values that are not > 0 (and not finite) have no place on a log axis and
     are left out.
 
@@ -233,8 +233,8 @@ def loss_chart_svg(points: list[LossPoint], width: int = 640, height: int = 300)
     """
     left, right, top, bottom = 58, 12, 26, 34
     w, h = width - left - right, height - top - bottom
-    drawn = [name for name, *_ in SERIES
-             if name != "tv" or any(p.tv > 0 for p in points)]
+    drawn = [name for name, *_ in SERIES  # the losses with something to show (tv often 0)
+             if any(math.isfinite(v := getattr(p, name)) and v > 0 for p in points)]
     if len(points) > MAX_CHART_POINTS:
         stride = math.ceil(len(points) / MAX_CHART_POINTS)
         points = points[::stride] + ([points[-1]] if (len(points) - 1) % stride else [])

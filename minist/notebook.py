@@ -75,7 +75,7 @@ def render_html(live: LiveRun, title: str = "", chart_width: int = 520) -> str:
     if image is not None:
         data = base64.b64encode(encode_png(image, max_side=live.max_image_side)).decode("ascii")
         picture = (f'<img src="data:image/png;base64,{data}" alt="current image" '
-                   'style="max-width:48%;height:auto;image-rendering:auto">')
+                   'style="width:360px;max-width:48%;height:auto">')
     done = state["step"]
     numbers = [f"step {done}" + (f" / {state['total']}" if state["total"] is not None else "")]
     if state["scale"] is not None:
