@@ -51,7 +51,7 @@ class LossPoint(NamedTuple):
 
     step: int  # global step, 0, 1, 2, ... over the whole run (all scales)
     iter: int  # the record's own iteration number
-    scale: int | None  # longest side in px at that step, when the run says (coarse-to-fine)
+    scale: int | None  # longest side in px at that step, when the run says (0 or absent: None)
     content: float
     style: float
     tv: float
@@ -68,8 +68,8 @@ class LiveRun:
     Fed by the run's thread: :meth:`start`, :meth:`step`, :meth:`end` (the observer methods
     call them); read from any thread: :meth:`snapshot`, :meth:`points`, :meth:`image`,
     :meth:`png`. ``total``: the number of steps the run is asked for (for the ETA; default the
-    run's ``options.iters``); ``image_interval``: seconds between two looks at the image (0:
-    every step); ``clock``: seconds, monotonic.
+    run's ``schedule.total``, else its ``options.iters``); ``image_interval``: seconds between
+    two looks at the image (0: every step); ``clock``: seconds, monotonic.
     """
 
     def __init__(self, total: int | None = None, image_interval: float = 0.5,
@@ -94,7 +94,9 @@ class LiveRun:
         """A run begins: its settings and length; the curves start empty."""
         options = getattr(run, "options", None)
         settings = options.as_metadata() if hasattr(options, "as_metadata") else {}
-        total = self.total if self.total is not None else getattr(options, "iters", None)
+        schedule = getattr(run, "schedule", None)  # a coarse-to-fine run: all its scales
+        total = self.total if self.total is not None else (
+            getattr(schedule, "total", None) or getattr(options, "iters", None))
         with self._lock:
             self._points, self._settings, self.total = [], settings, total
             self._times.clear()
@@ -107,7 +109,8 @@ class LiveRun:
         now = self.clock()
         with self._lock:
             self._points.append(LossPoint(len(self._points), record.iter,
-                                          getattr(record, "scale", None), record.content,
+                                          getattr(record, "scale", None) or None,
+                                          record.content,
                                           record.style, record.tv, record.total))
             self._times.append(now)
             self._last_seconds = record.seconds

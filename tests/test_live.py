@@ -81,8 +81,20 @@ def test_one_step_speed_comes_from_its_record_and_records_without_scale_show_non
     run = FakeRun()
     live.start(run)
     live.step(IterationRecord(0, 1.0, 1.0, 0.0, 2.0, 0.25), run)
+    live.step(ScaledRecord(1, 1.0, 1.0, 0.0, 2.0, 0.25, scale=0), run)  # 0: not said
     s = live.snapshot()
     assert s["it_per_s"] == pytest.approx(4.0) and s["scale"] is None
+
+
+def test_total_is_the_schedule_of_a_coarse_to_fine_run():
+    run = FakeRun(iters=10)
+    run.schedule = SimpleNamespace(total=25)  # several scales' iterations
+    live = LiveRun()
+    live.start(run)
+    assert live.snapshot()["total"] == 25
+    live = LiveRun(total=7)  # said by the caller
+    live.start(run)
+    assert live.snapshot()["total"] == 7
 
 
 def test_the_image_is_referenced_not_copied_and_looked_at_every_interval():

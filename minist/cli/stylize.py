@@ -180,7 +180,7 @@ def _preview(args, options):
     from minist.preview import DEFAULT_HOST, PreviewObserver, warn_if_exposed
 
     host = args.preview_host or DEFAULT_HOST
-    observer = PreviewObserver(args.preview, host, total=options.iters)
+    observer = PreviewObserver(args.preview, host)  # its total: the run's, when it starts
     warn_if_exposed(host)
     print(f"minist: live preview at {observer.url}", file=sys.stderr)
     observer.start()
