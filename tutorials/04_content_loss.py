@@ -25,6 +25,7 @@ import numpy as np
 
 from minist.images import load_image
 from minist.losses.reference import content_loss, feature_matrix
+from minist.notebook import NotebookView
 from minist.stylize import StyleTransfer
 from minist.vgg import VGG
 from minist.weights.store import load_weights
@@ -130,6 +131,10 @@ for layer in ("relu1_1", "relu3_1"):
 # keeps: the network keeps *what* is where, not *how* it looks. (Small images make the deep
 # layers tiny — `relu5_1` is $4 \times 3$ at 64 px — so run with `MINIST_LESSON_SIZE=256` for
 # a sharper picture of the effect.)
+#
+# In Jupyter, watch each reconstruction form: `minist.notebook.NotebookView` is an observer of
+# the run loop that redraws the current image and the loss curve under the cell about once a
+# second (as a script, it says it has nowhere to draw and the runs go on unchanged).
 
 # %%
 NOISE_AMPLITUDE = 0.1
@@ -157,7 +162,7 @@ for layer in layers:
         seed=0,
     )
     st.image = (0.5 + NOISE_AMPLITUDE * (st.image - 0.5)).astype(np.float32)
-    reconstructions[layer] = st.run()
+    reconstructions[layer] = st.run(observers=[NotebookView(title=f"reconstruction from {layer}")])
     histories[layer] = [r.content for r in st.history]
     photo = st.content_image
     rms[layer] = float(np.sqrt(np.mean((reconstructions[layer] - photo) ** 2)))

@@ -137,6 +137,22 @@ def register(subparsers) -> None:
     )
     p.add_argument("--log", metavar="FILE", help="write one JSON line per iteration to FILE")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    # --- live preview (minist.preview) ---
+    p.add_argument(
+        "--preview",
+        nargs="?",
+        const=0,
+        type=int,
+        metavar="PORT",
+        help="serve a live view of the run (image, loss curves, speed, settings) at "
+        "http://127.0.0.1:PORT/; without PORT a free port is chosen; the URL is printed",
+    )
+    p.add_argument(
+        "--preview-host",
+        metavar="HOST",
+        help="address the preview listens on (default 127.0.0.1, this machine only; another "
+        "address shows the run to the network, with a warning)",
+    )
     _register_controls(p)
     p.set_defaults(func=run)
 
@@ -208,6 +224,23 @@ def _options(args):
     return StylizeOptions(**values).validated()
 
 
+def _preview(args, options):
+    """``--preview [PORT]``: the live page's observer, listening from now on (before the
+    network loads), its URL on stderr (also with ``--quiet``); None without the option."""
+    if args.preview is None:
+        if args.preview_host is not None:
+            raise MinistError("--preview-host: give --preview [PORT] too")
+        return None
+    from minist.preview import DEFAULT_HOST, PreviewObserver, warn_if_exposed
+
+    host = args.preview_host or DEFAULT_HOST
+    observer = PreviewObserver(args.preview, host)  # its total: the run's, when it starts
+    warn_if_exposed(host)
+    print(f"minist: live preview at {observer.url}", file=sys.stderr)
+    observer.start()
+    return observer
+
+
 def run(args) -> int:
     from minist import __version__
     from minist.images import SUPPORTED_EXTENSIONS
@@ -228,7 +261,13 @@ def run(args) -> int:
         if not Path(path).exists():
             raise MinistError(f"{path}: no such file ({option})")
     options = _options(args)
-    transfer = StyleTransfer(args.content, args.style, options, progress=not args.quiet)
+    preview = _preview(args, options)
+    try:
+        transfer = StyleTransfer(args.content, args.style, options, progress=not args.quiet)
+    except BaseException:
+        if preview is not None:
+            preview.close()
+        raise
 
     def metadata(run, status: str) -> dict[str, str]:
         last = run.history[-1]._asdict() if run.history else {}
@@ -249,6 +288,8 @@ def run(args) -> int:
         observers.append(Snapshots(output, args.save_every, metadata,
                                    by_scale=len(transfer.schedule.sizes) > 1))
     observers.append(SaveResult(output, metadata))  # however the run ends (minist.loop)
+    if preview is not None:
+        observers.append(preview)  # last: the image is saved before the page's final state
     try:
         transfer.run(observers=observers)  # every scale's iterations
     except KeyboardInterrupt:
