@@ -17,7 +17,6 @@
 from __future__ import annotations
 
 import ast
-import importlib.util
 import inspect
 import os
 import re
@@ -27,6 +26,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+from student_copies import exercises, msv, restore
 
 from minist import classroom
 from minist.errors import MinistError
@@ -35,15 +35,6 @@ ROOT = Path(__file__).resolve().parents[1]
 TUTORIALS = ROOT / "tutorials"
 
 
-def _load(name: str):
-    spec = importlib.util.spec_from_file_location(f"_minist_{name}", TUTORIALS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-msv = _load("make_student_version")
-exercises = _load("exercises")
 EXERCISES = exercises.EXERCISES
 
 if (ROOT / msv.STUDENT_MARKER).exists():
@@ -341,22 +332,6 @@ def _run(args, cwd, **kwargs):
                           text=True, timeout=300, **kwargs)
 
 
-def _restore(student_file: Path, teacher_file: Path, qualname: str) -> None:
-    """Copy the teacher's whole definition of ``qualname`` over the student's."""
-
-    def span(source):
-        node = msv.find_function(ast.parse(source), qualname)
-        first = min([node.lineno] + [d.lineno for d in node.decorator_list])
-        return first, node.end_lineno
-
-    teacher = teacher_file.read_text(encoding="utf-8").splitlines(keepends=True)
-    student = student_file.read_text(encoding="utf-8").splitlines(keepends=True)
-    t0, t1 = span("".join(teacher))
-    s0, s1 = span("".join(student))
-    student[s0 - 1 : s1] = teacher[t0 - 1 : t1]
-    student_file.write_text("".join(student), encoding="utf-8")
-
-
 def test_student_version_imports_fails_every_check_and_passes_when_filled_in(tmp_path):
     out = tmp_path / "class-copy"
     stripped = msv.make_student_version(out, quiet=True)
@@ -389,8 +364,7 @@ def test_student_version_imports_fails_every_check_and_passes_when_filled_in(tmp
 
     # the student fills in content_loss: the command they are told to run now passes (it
     # collects the whole suite of the student version, so nothing there may fail to import)
-    rel = "minist/losses/reference.py"
-    _restore(out / rel, ROOT / rel, "content_loss")
+    restore(out, "minist.losses.reference:content_loss")
     result = _run(["-m", "pytest", "-m", "ex_content_loss", "-q", "-p", "no:cacheprovider"], out)
     assert result.returncode == 0, result.stdout[-3000:]
     summary = result.stdout.strip().splitlines()[-1]

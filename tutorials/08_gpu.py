@@ -233,7 +233,8 @@ weights = load_weights(choice.path)
 nets = {device: VGG(weights, device=device) for device in devices}
 size = L.lesson_size(256 if not L.FAST else 128)
 repeats = L.iterations(5, 2)
-timing_image = rng.uniform(0, 1, (1, 3, size * 3 // 4, size)).astype(np.float32)
+timing_image = rng.uniform(0, 1, (1, 3, max(size * 3 // 4, 32), max(size, 32)))  # 5 poolings
+timing_image = timing_image.astype(np.float32)
 per_layer = {device: layer_times(net, timing_image, repeats) for device, net in nets.items()}
 for device, times in per_layer.items():
     total = sum(times.values())
