@@ -236,11 +236,11 @@ print(f"max pool: {int((dx_max > 0).sum())} of {dx_max.size} pixels get gradient
 # In the student version these bodies are replaced by a "not implemented" marker:
 #
 # * **`ex_relu`** — `minist.layers.relu.relu_forward` and `relu_backward` (section 1). Check:
-#   `pytest -m ex_relu`
+#   `python tutorials/check.py ex_relu` (or `pytest -m ex_relu`)
 # * **`ex_max_pool`** — `minist.layers.pool.max_pool_forward_loops` and
 #   `max_pool_backward_loops` (sections 2–3; mind floor mode, the tie rule and overlapping
 #   windows, and store the argmax as the raster index $t = pk + q$ in the `PoolCache`). Check:
-#   `pytest -m ex_max_pool`
+#   `python tutorials/check.py ex_max_pool` (or `pytest -m ex_max_pool`)
 #
 # The checks compare with the vectorised versions on random shapes, kernels and strides, and
 # run finite differences in float64. Then rerun this lesson.

@@ -85,7 +85,8 @@ L.say(
 #
 # $$E_l = \frac{1}{4 N_l^2} \sum_{i,j} \big(G^l_{ij} - A^l_{ij}\big)^2 \qquad \text{(Eq. 4)}$$
 #
-# and the style loss weighs the chosen layers ($w_l = 1/L$ for $L$ layers, as in the paper):
+# and the style loss weighs the chosen layers ($w_l = 1/|\mathcal{S}|$ for the set $\mathcal{S}$ of
+# style layers, as in the paper):
 #
 # $$\mathcal{L}_{style} = \sum_l w_l E_l. \qquad \text{(Eq. 5)}$$
 #
@@ -147,7 +148,7 @@ assert np.isclose(float(total), expected) and np.allclose(grads["relu1_1"], 0.25
 # **the same number** as minist's. The $1/M_l$ is applied exactly once — inside the Gram
 # (minist) or in $E_l$ (the paper).
 #
-# Some write-ups (including the seed document minist started from) put $1/M_l$ in the Gram
+# Some write-ups of the method put $1/M_l$ in the Gram
 # *and* keep $1/M_l^2$ in $E_l$. That divides by $M_l$ twice: the loss then shrinks by $M_l^2$
 # and the right style weight depends on the image size. The check below takes a feature map and
 # the same texture twice as wide (the map tiled side by side, so $M_l$ doubles): minist's $E_l$
@@ -280,9 +281,10 @@ L.save_figure(fig, LESSON, "texture_loss")
 # ## Exercises
 #
 # * **`ex_gram`** — implement `minist.losses.reference.gram_matrix(F)` (Eq. 3, with the
-#   $1/M_l$). Check: `pytest -m ex_gram`.
+#   $1/M_l$). Check: `python tutorials/check.py ex_gram` (or `pytest -m ex_gram`).
 # * **`ex_style_loss`** — implement `minist.losses.reference.style_layer_loss(F, A)` (Eq. 4 and
-#   its gradient Eq. 6; the value must equal the paper's). Check: `pytest -m ex_style_loss`.
+#   its gradient Eq. 6; the value must equal the paper's). Check:
+#   `python tutorials/check.py ex_style_loss` (or `pytest -m ex_style_loss`).
 #
 # The checks compare with finite differences and with properties (symmetry, invariance to
 # shuffling positions, the paper's un-normalised formula), not with stored answers.

@@ -232,9 +232,9 @@ L.save_figure(fig, LESSON, "results")
 # ## Exercises
 #
 # * **`ex_adam`** — implement `minist.optim.adam.Adam.step` (the moments, the bias correction,
-#   the projection). Check: `pytest -m ex_adam`.
+#   the projection). Check: `python tutorials/check.py ex_adam` (or `pytest -m ex_adam`).
 # * **`ex_two_loop`** — implement `minist.optim.lbfgs.two_loop(g, history)`, the two-loop
-#   recursion above. Check: `pytest -m ex_two_loop`.
+#   recursion above. Check: `python tutorials/check.py ex_two_loop` (or `pytest -m ex_two_loop`).
 #
 # Try afterwards: start from noise (`init="noise"`), where the gap between the optimizers
 # grows; or give gradient descent a 10x larger $\eta$ and watch it oscillate.

@@ -307,7 +307,8 @@ L.save_figure(fig, LESSON, "timings")
 # * **`ex_to_device`** — implement `minist.backend.to_device(array, device, dtype=None)`: copy
 #   to `"cpu"` or `"cuda"` only when needed, cast when `dtype` is given, and give the one-line
 #   error of `resolve_device` for an unknown or unavailable device. Check:
-#   `pytest -m ex_to_device` (the GPU half runs only where a GPU is).
+#   `python tutorials/check.py ex_to_device` (or `pytest -m ex_to_device`; the GPU half runs
+#   only where a GPU is).
 #
 # Try afterwards: on a GPU, time `minist.losses.reference.tv_loss` against the CUDA kernel
 # (`minist.losses.kernels_cupy.tv_loss`) on a 512 x 512 image and compare with the table in
