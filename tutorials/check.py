@@ -17,6 +17,7 @@ lines in words come at the end there too), which is what CI and teachers use.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -49,6 +50,21 @@ def use_quiet_hypothesis(database: bool = True) -> None:
     settings.load_profile(PROFILE)
 
 
+def collection_error_words(text: str) -> str:
+    """One line for a check file that could not be imported (e.g. a SyntaxError in minist)."""
+    lines = text.splitlines()
+    errors = [line[1:].strip() for line in lines
+              if re.match(r"^E\s+[A-Za-z_.]*(Error|Exception|Exit)\b", line)]
+    where = re.findall(r'File "([^"]+)", line (\d+)', text)
+    place = ""
+    if where:
+        path, line = where[-1]
+        rel = path.replace("\\", "/")
+        rel = rel[rel.rfind("minist/"):] if "minist/" in rel else rel
+        place = f" (at {rel}:{line})"
+    return f"the checks could not start: {errors[-1] if errors else lines[-1:]}{place}"
+
+
 class Tally:
     """A pytest plugin counting each check's outcome (setup errors count as failures); it also
     quiets Hypothesis once pytest has loaded it (:func:`use_quiet_hypothesis`)."""
@@ -56,6 +72,11 @@ class Tally:
     def __init__(self, database: bool = True):
         self.outcomes: dict[str, str] = {}
         self.database = database
+        self.collection_errors: list[str] = []
+
+    def pytest_collectreport(self, report):
+        if report.failed:
+            self.collection_errors.append(collection_error_words(str(report.longrepr)))
 
     def pytest_configure(self, config):
         use_quiet_hypothesis(self.database)
@@ -90,7 +111,9 @@ def check(ex: Exercise, tb: str = "short", extra: Sequence[str] = ()) -> int:
     tally = Tally()
     status = pytest.main(pytest_arguments(ex, tb, extra), plugins=[tally])
     total, failed = len(tally.outcomes), tally.count("failed")
-    if total == 0:
+    if tally.collection_errors:
+        print(f"{ex.marker}: {tally.collection_errors[0]}")
+    elif total == 0:
         print(f"{ex.marker}: no checks ran (pytest exit status {int(status)})")
     elif failed:
         print(f"{ex.marker}: {failed} of {total} checks fail (the lines in words above); the "

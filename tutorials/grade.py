@@ -378,8 +378,9 @@ class Recorder:
 
     def pytest_collectreport(self, report):
         if report.failed:
-            text = str(report.longrepr).strip().splitlines()
-            self.errors.append(f"the checks could not be collected: {text[-1] if text else ''}")
+            from check import collection_error_words
+
+            self.errors.append(collection_error_words(str(report.longrepr)))
 
     def pytest_runtest_logreport(self, report):
         from diagnose import check_name
