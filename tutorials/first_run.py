@@ -46,7 +46,7 @@ def announce_compilation(stream=None) -> bool:
         def on_start(self, ev):
             if self.depth == 0:
                 if self.kernels == 0:
-                    self.say("[first run] Numba is compiling minist's CPU kernels for this "
+                    self.say("\n[first run] Numba is compiling minist's CPU kernels for this "
                              f"machine. This happens once ({EXPECTED}); they are cached, and "
                              "later runs start in seconds.")
                 self.started = time.perf_counter()
