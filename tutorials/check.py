@@ -120,7 +120,7 @@ def check(ex: Exercise, tb: str = "short", extra: Sequence[str] = ()) -> int:
               f"lesson to derive it from: {ex.where}")
     else:
         skipped = tally.count("skipped")
-        note = f" ({skipped} skipped: they need a GPU)" if skipped else ""
+        note = f" ({skipped} skipped here, e.g. those that need a GPU)" if skipped else ""
         print(f"{ex.marker}: all {total - skipped} checks pass{note}.")
     return int(status)
 
