@@ -123,14 +123,16 @@ for layer in ("relu1_1", "relu3_1"):
 # ReLU overwrites its convolution's output in place, so the responses the paper calls
 # `conv1_1` … `conv5_1` are the rectified ones, minist's `relu1_1` … `relu5_1`.
 #
-# **What you should see** (with real weights): from `relu1_1` the photo comes back almost
-# exactly; from `relu2_1` and `relu3_1` it is still clearly the photo, with fine detail and
-# exact colours starting to go; from `relu4_1` the layout — river, row of houses, sky — is
-# still there but the detail is replaced by a texture of strokes; from `relu5_1` little more
-# than the coarse arrangement is left. The deeper the layer, the less of the exact pixels it
-# keeps: the network keeps *what* is where, not *how* it looks. (Small images make the deep
-# layers tiny — `relu5_1` is $4 \times 3$ at 64 px — so run with `MINIST_LESSON_SIZE=256` for
-# a sharper picture of the effect.)
+# **What you should see** (with real weights, at the normal size: 128 px, 100 iterations): from
+# `relu1_1` the photo comes back almost exactly; from `relu2_1` it is still the photo, a little
+# softer; from `relu3_1` fine detail and exact colours start to go (the sky turns grey); from
+# `relu4_1` the layout — river, row of houses, sky — is still there but the detail is replaced
+# by a fine, colourful grain; from `relu5_1` little more than the coarse arrangement shows
+# through the grain. The deeper the layer, the less of the exact pixels it keeps: the network
+# keeps *what* is where, not *how* it looks. In the fast CI mode (64 px, 40 iterations) the
+# same happens one layer earlier — colours already fade from `relu2_1`, the houses are only a
+# hint from `relu4_1`, and `relu5_1` (then $4 \times 3$ positions) gives mostly grain — so run
+# at the normal size, or with `MINIST_LESSON_SIZE=256`, for a clear picture of the effect.
 
 # %%
 NOISE_AMPLITUDE = 0.1
