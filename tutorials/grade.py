@@ -322,9 +322,11 @@ def load_submission(student: Path, module: str, cache: dict):
     if not real.is_file() or not real.is_relative_to(student.resolve()):
         raise FileNotFoundError(f"{path.relative_to(student)}: not in the submission")
     package = module if path.name == "__init__.py" else module.rpartition(".")[0]
-    spec = importlib.util.spec_from_file_location(f"{module}.__submission__", real)
+    name = f"{module}.__submission__"
+    spec = importlib.util.spec_from_file_location(name, real)
     loaded = importlib.util.module_from_spec(spec)
     loaded.__package__ = package
+    sys.modules[name] = loaded  # as an import would (dataclasses, pickling look it up there)
     spec.loader.exec_module(loaded)
     cache[module] = loaded
     return loaded
