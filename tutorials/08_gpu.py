@@ -201,8 +201,9 @@ def layer_times(net, image, repeats):
         if spec.kind == "conv":
             w, b = net.params[spec.name]
 
-            def forward(x=x, w=w, b=b):
-                return conv2d_forward(x, w, b, stride=1, pad=1)
+            def forward(x=x, w=w, b=b, name=spec.name):  # as the network runs it: its
+                return conv2d_forward(x, w, b, stride=1, pad=1, config=net.config,  # config and
+                                      weight_cache=net.weight_caches[name])  # kept transforms
 
             def backward(dy, cache):
                 return conv2d_backward(dy, cache)[0]
@@ -274,9 +275,11 @@ else:
 # ## 5. What to see
 #
 # Left: forward + backward time per VGG block, split into convolutions and the rest. The
-# convolutions dominate; block 1 has the largest feature maps and few channels, block 4 and 5
-# the most channels on small maps. Right: seconds per style-transfer iteration for each device
-# we have (with a GPU, expect one or two orders of magnitude between the bars; without one
+# convolutions dominate; block 1 has the largest feature maps and few channels, block 4 and 5 the
+# most channels on small maps. How the time splits over the blocks depends on the algorithm each
+# convolution gets (Winograd or im2col + GEMM, lesson 1) and on the machine: run the lesson twice
+# on a shared machine and the bars move. Right: seconds per style-transfer iteration for each
+# device we have (with a GPU, expect one or two orders of magnitude between the bars; without one
 # only the CPU bar is drawn and the title says so).
 
 # %%
