@@ -1,4 +1,5 @@
-"""Shared fixtures: tiny random VGG weight files, the real data in ../shared, the GPU marker."""
+"""Shared fixtures: tiny random VGG weight files, the real data in ../shared, the GPU marker;
+the exercise checks' failures in words (``diagnose.py``)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from diagnose import check_name, diagnose
 
 from minist.architectures import conv_shapes
 from minist.backend import gpu_available
@@ -78,3 +80,48 @@ def real_vgg16_file(shared_dir, tmp_path_factory):
 
     out = tmp_path_factory.mktemp("real-weights") / "vgg16.h5"
     return convert_weights(shared_dir / "weights" / "vgg16-features.pth", out)
+
+
+# ------------------------------------------------------------- exercise checks, in words
+
+DIAGNOSIS = "diagnosis"  # the user property of a failed exercise check's report
+
+
+def _is_exercise_check(item) -> bool:
+    return any(mark.name.startswith("ex_") for mark in item.iter_markers())
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Keep one line in words (``diagnose.diagnose``) on each failed exercise check's report."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed and call.excinfo is not None and _is_exercise_check(item):
+        try:
+            words = diagnose(call.excinfo.value, call.excinfo.tb)
+        except Exception as err:  # a diagnosis must never hide the failure itself
+            words = f"{type(call.excinfo.value).__name__} (no diagnosis: {err})"
+        if report.when != "call":
+            words = f"could not run the check ({report.when}): {words}"
+        report.user_properties.append((DIAGNOSIS, words))
+
+
+def diagnosis_of(report) -> str | None:
+    """The line in words kept on a failed exercise check's report, or ``None``."""
+    return next((v for k, v in getattr(report, "user_properties", ()) if k == DIAGNOSIS), None)
+
+
+def pytest_terminal_summary(terminalreporter):
+    lines = []
+    for report in terminalreporter.stats.get("failed", []) + terminalreporter.stats.get("error",
+                                                                                         []):
+        words = diagnosis_of(report)
+        if words is not None:
+            module = report.nodeid.split("::", 1)[0].rsplit("/", 1)[-1]
+            exercise = module.removeprefix("test_").removesuffix(".py")
+            name = check_name(report.nodeid.rsplit("::", 1)[-1])
+            lines.append(f"FAIL {exercise}: {name}: {words}")
+    if lines:
+        terminalreporter.section("exercise checks in words", sep="-")
+        for line in dict.fromkeys(lines):
+            terminalreporter.write_line(line)

@@ -3,8 +3,12 @@
 * Every registered exercise names functions that exist, a marker registered in pyproject.toml,
   a check file ``tests/exercises/test_<marker>.py`` marked with it, and a lesson that names
   the command ``pytest -m <marker>``.
-* ``tutorials/make_student_version.py`` replaces exactly the bodies (signature, decorators and
-  docstring kept), refuses to overwrite or to write inside the repository, copies git's files.
+* ``tutorials/make_student_version.py`` replaces exactly the bodies (signature and decorators
+  kept), states each function without its answer (no docstring of the student version states a
+  gradient: the test walks every exercise), refuses to overwrite or to write inside the
+  repository, copies git's files.
+* Stand-ins: an unwritten function with one raises like any other, except where the lessons
+  switch stand-ins on.
 * End to end: the generated student version imports (its own ``minist``, not this one), every
   exercise check fails there with ``NotImplementedError``, and putting the teacher's body of one
   function back makes that exercise's checks pass.
@@ -13,30 +17,24 @@
 from __future__ import annotations
 
 import ast
-import importlib.util
+import inspect
 import os
+import re
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+from student_copies import exercises, msv, restore
 
+from minist import classroom
 from minist.errors import MinistError
 
 ROOT = Path(__file__).resolve().parents[1]
 TUTORIALS = ROOT / "tutorials"
 
 
-def _load(name: str):
-    spec = importlib.util.spec_from_file_location(f"_minist_{name}", TUTORIALS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-msv = _load("make_student_version")
-exercises = _load("exercises")
 EXERCISES = exercises.EXERCISES
 
 if (ROOT / msv.STUDENT_MARKER).exists():
@@ -111,7 +109,7 @@ def helper(x):
 '''
 
 
-def test_strip_source_keeps_signature_decorator_and_docstring():
+def test_strip_source_keeps_signature_and_decorator_and_states_the_function():
     ex = exercises.Exercise("ex_demo", "99_demo", ("demo:Optimizer.step", "demo:helper"), "")
     source = SAMPLE.replace("\n", "\r\n")  # line endings are kept
     new, done = msv.strip_source(source, [(ex, "Optimizer.step"), (ex, "helper")])
@@ -120,18 +118,160 @@ def test_strip_source_keeps_signature_decorator_and_docstring():
     new = new.replace("\r\n", "\n")
     assert "the solution" not in new and "return x - grad" not in new and "2 * x" not in new
     for kept in ("@functools.wraps(print)", "grad):  # a signature over two lines",
-                 "x <- x - grad", "def other(self):\n        return 1", "def helper(x):"):
+                 "x <- x - grad", "def other(self):\n        return 1", "def helper(x):",
+                 "check it with ``python tutorials/check.py ex_demo``"):
         assert kept in new
     namespace = {}
     exec(compile(new, "demo", "exec"), namespace)
     with pytest.raises(NotImplementedError) as err:
         namespace["helper"](1)
     assert str(err.value) == (
-        "Exercise ex_demo: implement helper (tutorials/99_demo.py); check with: pytest -m ex_demo"
+        "Exercise ex_demo: write helper (tutorials/99_demo.py); "
+        "check it with: python tutorials/check.py ex_demo"
     )
-    with pytest.raises(NotImplementedError, match="implement Optimizer.step "):
+    assert not classroom.is_written(namespace["helper"])
+    with pytest.raises(NotImplementedError, match="write Optimizer.step "):
         namespace["Optimizer"]().step(1, 2)
     assert namespace["Optimizer"]().other() == 1
+    assert classroom.is_written(namespace["Optimizer"].other)
+
+
+def test_a_stand_in_runs_only_where_the_lessons_switch_it_on(capsys):
+    ex = exercises.Exercise("ex_demo", "99_demo", ("demo:helper",), "", section="3. Helping",
+                            stand_ins={"demo:helper": "operator:neg"})
+    new, _ = msv.strip_source(SAMPLE, [(ex, "helper")], "demo.py", module="demo")
+    namespace = {}
+    exec(compile(new, "demo", "exec"), namespace)
+    helper = namespace["helper"]
+    assert not classroom.is_written(helper)
+    with pytest.raises(NotImplementedError, match=r"write helper \(tutorials/99_demo.py, "
+                                                   r"section 3\)"):
+        helper(5)
+    classroom.use_stand_ins(True)
+    try:
+        assert helper(5) == -5 and helper(7) == -7
+    finally:
+        classroom.use_stand_ins(False)
+    said = capsys.readouterr().out
+    assert said.count("[stand-in] helper (exercise ex_demo) is not written yet") == 1
+    assert "operator:neg" in said
+    with pytest.raises(NotImplementedError):
+        helper(5)
+
+
+def test_redact_drops_what_states_or_derives_a_gradient():
+    doc = """Loss of F against P.
+
+    .. math::
+
+        L = \\tfrac12 \\sum (F - P)^2, \\qquad \\frac{\\partial L}{\\partial F} = F - P
+
+    Each term depends on one entry. *Gradient, key step.* differentiate term by term.
+
+    Returns ``L``, a 0-d array of F's dtype.
+    """
+    assert msv.redact(doc) == "Loss of F against P.\n\nReturns ``L``, a 0-d array of F's dtype."
+    kept = msv.redact("Value only.\n\n    .. math::\n\n        y = max(x, 0)\n")
+    assert kept == "Value only.\n\n.. math::\n\n    y = max(x, 0)"
+
+
+# ---------------------------------------------- what the student's docstrings state, and not
+
+# A derivative on the left of "=" (or "+="): \partial, or d<x> as in dx, dw, dF, d\tilde x.
+DERIVATIVE = re.compile(r"\\partial|(?<![A-Za-z\\])d(?:x|w|b|y|E|F|G|L|\\tilde\s*x)(?![a-z])")
+
+
+def _math(doc: str) -> list[str]:
+    """The equations of a docstring: inline :math:`...` and display blocks, split at \\qquad."""
+    pieces = re.findall(r":math:`([^`]*)`", doc)
+    lines = doc.splitlines()
+    for k, line in enumerate(lines):
+        if line.strip() == ".. math::":
+            indent = len(line) - len(line.lstrip())
+            block = []
+            for below in lines[k + 1 :]:
+                if below.strip() and len(below) - len(below.lstrip()) <= indent:
+                    break  # the block ends where the text comes back to the directive's indent
+                block.append(below)
+            pieces += re.split(r"\\qquad|,\s*\n", "\n".join(block))
+    return [" ".join(p.split()) for p in pieces if p.strip()]
+
+
+def gradient_equations(doc: str) -> list[str]:
+    """Every equation of ``doc`` whose left-hand side is a derivative: a gradient, stated."""
+    found = []
+    for piece in _math(doc):
+        lhs, eq, rhs = piece.partition("=")
+        if eq and DERIVATIVE.search(lhs) and rhs.strip(" .,"):
+            found.append(piece)
+    return found
+
+
+def _normalised(text: str) -> str:
+    return re.sub(r"\s+|\\[,;!]", "", text)
+
+
+@pytest.fixture(scope="module")
+def full_student_version(tmp_path_factory):
+    out = tmp_path_factory.mktemp("student") / "class-copy"
+    msv.make_student_version(out, quiet=True)
+    return out
+
+
+def _docstrings(root: Path, spec: str) -> tuple[str, str]:
+    """(module docstring, function docstring) of ``spec`` in the copy at ``root``."""
+    tree = ast.parse(exercises.source_path(spec, root).read_text(encoding="utf-8"))
+    node = msv.find_function(tree, exercises.split(spec)[1])
+    return ast.get_docstring(tree, clean=False) or "", ast.get_docstring(node, clean=False) or ""
+
+
+SPECS = [(ex, spec) for ex in EXERCISES for spec in ex.functions]
+
+
+def test_the_teachers_docstrings_state_gradients_that_the_students_must_not_see():
+    """Not vacuous: the teacher's docstrings state the gradients the next test looks for."""
+    stated = {spec for _, spec in SPECS if gradient_equations(_docstrings(ROOT, spec)[1])}
+    assert len(stated) >= 5, stated
+    assert "minist.losses.reference:style_layer_loss" in stated
+
+
+@pytest.mark.parametrize(("ex", "spec"), SPECS, ids=[spec for _, spec in SPECS])
+def test_student_docstring_states_the_function_not_its_gradient(full_student_version, ex, spec):
+    teacher_module, teacher = _docstrings(ROOT, spec)
+    student_module, student = _docstrings(full_student_version, spec)
+    assert student.strip(), f"{spec}: no statement in the student version"
+    # the pointer: the lesson section to derive it in, and the command that checks it
+    assert f"check it with ``python tutorials/check.py {ex.marker}``" in " ".join(student.split())
+    if ex.section:
+        assert f'section "{ex.section}"' in " ".join(student.split())
+    # no gradient stated, in the function's docstring or its module's
+    for where, text in (("docstring", student), ("module docstring", student_module)):
+        assert not gradient_equations(text), f"{spec}: the student's {where} states a gradient"
+    # and none of the teacher's gradient formulas, in any notation of theirs
+    seen = _normalised(student + student_module)
+    gradients = gradient_equations(teacher) + gradient_equations(teacher_module)
+    values = " ".join(_normalised(m) for m in _math(teacher) if m not in gradients)
+    for equation in gradients:
+        rhs = equation.partition("=")[2].split("\\in")[0].strip(" .,")
+        formula = re.search(r".[-+*/\\(]", rhs) and _normalised(rhs) not in values
+        pieces = [equation] + ([rhs] if formula else [])  # a formula not part of the value
+        for piece in pieces:
+            assert _normalised(piece) not in seen, (
+                f"{spec}: the student version still holds the gradient {equation!r}")
+
+
+@pytest.mark.parametrize("ex", EXERCISES, ids=lambda ex: ex.marker)
+def test_statements_sections_and_stand_ins_are_wired_up(ex):
+    lesson = (ROOT / ex.lesson_file).read_text(encoding="utf-8")
+    if ex.section:
+        assert f"# ## {ex.section}\n" in lesson, f"{ex.lesson_file} has no section {ex.section!r}"
+    modules = {exercises.split(spec)[0] for spec in ex.functions}
+    for spec in ex.statements:
+        assert spec in ex.functions or spec in modules, f"{ex.marker}: statement for {spec}?"
+    for spec, stand_in in ex.stand_ins.items():
+        assert spec in ex.functions, f"{ex.marker}: stand-in for {spec}, not one of its functions"
+        parameters = list(inspect.signature(exercises.resolve(spec)).parameters)
+        inspect.signature(exercises.resolve(stand_in)).bind(*parameters)  # same call works
 
 
 def test_strip_source_names_a_missing_function():
@@ -192,22 +332,6 @@ def _run(args, cwd, **kwargs):
                           text=True, timeout=300, **kwargs)
 
 
-def _restore(student_file: Path, teacher_file: Path, qualname: str) -> None:
-    """Copy the teacher's whole definition of ``qualname`` over the student's."""
-
-    def span(source):
-        node = msv.find_function(ast.parse(source), qualname)
-        first = min([node.lineno] + [d.lineno for d in node.decorator_list])
-        return first, node.end_lineno
-
-    teacher = teacher_file.read_text(encoding="utf-8").splitlines(keepends=True)
-    student = student_file.read_text(encoding="utf-8").splitlines(keepends=True)
-    t0, t1 = span("".join(teacher))
-    s0, s1 = span("".join(student))
-    student[s0 - 1 : s1] = teacher[t0 - 1 : t1]
-    student_file.write_text("".join(student), encoding="utf-8")
-
-
 def test_student_version_imports_fails_every_check_and_passes_when_filled_in(tmp_path):
     out = tmp_path / "class-copy"
     stripped = msv.make_student_version(out, quiet=True)
@@ -236,12 +360,11 @@ def test_student_version_imports_fails_every_check_and_passes_when_filled_in(tmp
         assert "NotImplementedError" in (failure.get("message", "") + (failure.text or ""))
         outcomes[marker].append(case.get("name"))
     assert all(outcomes.values()), {m: n for m, n in outcomes.items() if not n}
-    assert "Exercise ex_content_loss: implement content_loss" in result.stdout
+    assert "not written yet: write content_loss" in result.stdout
 
     # the student fills in content_loss: the command they are told to run now passes (it
     # collects the whole suite of the student version, so nothing there may fail to import)
-    rel = "minist/losses/reference.py"
-    _restore(out / rel, ROOT / rel, "content_loss")
+    restore(out, "minist.losses.reference:content_loss")
     result = _run(["-m", "pytest", "-m", "ex_content_loss", "-q", "-p", "no:cacheprovider"], out)
     assert result.returncode == 0, result.stdout[-3000:]
     summary = result.stdout.strip().splitlines()[-1]

@@ -385,9 +385,9 @@ assert np.abs(winograd.winograd_conv3x3(x64, w64, b64, m=4) - y64).max() < 1e-10
 # marker; write them from the equations above (loops are fine — clarity first):
 #
 # * **`ex_conv_forward`** — `minist.layers.conv.conv2d_forward_loops` (section 1). Check:
-#   `pytest -m ex_conv_forward`
+#   `python tutorials/check.py ex_conv_forward` (or `pytest -m ex_conv_forward`)
 # * **`ex_conv_backward`** — `minist.layers.conv.conv2d_backward_loops` (section 3). Check:
-#   `pytest -m ex_conv_backward`
+#   `python tutorials/check.py ex_conv_backward` (or `pytest -m ex_conv_backward`)
 #
 # The checks compare with the fast reference implementation, run finite differences in float64
 # and try random shapes, strides and paddings. Then rerun this lesson: every `assert` in it

@@ -62,22 +62,25 @@ numerical_gradient, relative_error = L.numerical_gradient, L.relative_error  # l
 # stay away from 0: a step $h$ that crosses the kink measures a slope of $\tfrac12$.
 
 # %%
-x = np.array([-2.0, -0.5, 0.0, 0.5, 2.0])
-y, cache = relu_forward(x)
-dy = np.array([10.0, 20.0, 30.0, 40.0, 50.0])
-print("x        ", x)
-print("y        ", y)
-print("mask     ", cache.mask.astype(int))
-print("dy       ", dy)
-print("dx       ", relu_backward(dy, cache), " (no gradient where x <= 0)")
+if L.written("ex_relu"):
+    x = np.array([-2.0, -0.5, 0.0, 0.5, 2.0])
+    y, cache = relu_forward(x)
+    dy = np.array([10.0, 20.0, 30.0, 40.0, 50.0])
+    print("x        ", x)
+    print("y        ", y)
+    print("mask     ", cache.mask.astype(int))
+    print("dy       ", dy)
+    print("dx       ", relu_backward(dy, cache), " (no gradient where x <= 0)")
 
-x = rng.standard_normal((2, 3, 4, 5))
-x[np.abs(x) < 1e-3] = 0.1  # keep every element far from the kink compared with h
-dy = rng.standard_normal(x.shape)
-numeric = numerical_gradient(lambda: float(np.sum(relu_forward(x)[0] * dy)), x)
-err = relative_error(relu_backward(dy, relu_forward(x)[1]), numeric)
-print(f"ReLU gradient check (float64): relative error {err:.1e}")
-assert err < 1e-8
+    x = rng.standard_normal((2, 3, 4, 5))
+    x[np.abs(x) < 1e-3] = 0.1  # keep every element far from the kink compared with h
+    dy = rng.standard_normal(x.shape)
+    numeric = numerical_gradient(lambda: float(np.sum(relu_forward(x)[0] * dy)), x)
+    err = relative_error(relu_backward(dy, relu_forward(x)[1]), numeric)
+    print(f"ReLU gradient check (float64): relative error {err:.1e}")
+    assert err < 1e-8
+else:
+    L.not_yet("ex_relu", "section 1's ReLU example and gradient check")
 
 # %% [markdown]
 # ## 2. Pooling forward
@@ -233,11 +236,11 @@ print(f"max pool: {int((dx_max > 0).sum())} of {dx_max.size} pixels get gradient
 # In the student version these bodies are replaced by a "not implemented" marker:
 #
 # * **`ex_relu`** — `minist.layers.relu.relu_forward` and `relu_backward` (section 1). Check:
-#   `pytest -m ex_relu`
+#   `python tutorials/check.py ex_relu` (or `pytest -m ex_relu`)
 # * **`ex_max_pool`** — `minist.layers.pool.max_pool_forward_loops` and
 #   `max_pool_backward_loops` (sections 2–3; mind floor mode, the tie rule and overlapping
 #   windows, and store the argmax as the raster index $t = pk + q$ in the `PoolCache`). Check:
-#   `pytest -m ex_max_pool`
+#   `python tutorials/check.py ex_max_pool` (or `pytest -m ex_max_pool`)
 #
 # The checks compare with the vectorised versions on random shapes, kernels and strides, and
 # run finite differences in float64. Then rerun this lesson.

@@ -112,8 +112,9 @@ for layer in ("relu1_1", "relu3_1"):
 # init="noise", optimizer="lbfgs")`. Two details:
 #
 # * minist divides each layer's loss by the energy of its target, $\sum (P^l)^2$
-#   (`normalize=True`, see `minist/stylize.py`), so the printed loss is a relative squared
-#   error: 1 means "nothing matches", 0 "perfect".
+#   (`normalize=True`, see `minist.objective.content_scale`), so the printed loss is a relative
+#   squared error: 0 is "perfect", and an image whose features are all zero scores exactly
+#   $\tfrac12$ (the $\tfrac12$ of Eq. 1).
 # * `init="noise"` draws uniform noise in $[0, 1]$. We shrink it to $0.5 \pm 0.05$: a pixel
 #   pattern that a layer does not see gets no gradient, so it simply stays as it started, and
 #   full-strength noise would hide everything else. (Try `NOISE_AMPLITUDE = 1.0`: the deep
@@ -123,14 +124,16 @@ for layer in ("relu1_1", "relu3_1"):
 # ReLU overwrites its convolution's output in place, so the responses the paper calls
 # `conv1_1` … `conv5_1` are the rectified ones, minist's `relu1_1` … `relu5_1`.
 #
-# **What you should see** (with real weights): from `relu1_1` the photo comes back almost
-# exactly; from `relu2_1` and `relu3_1` it is still clearly the photo, with fine detail and
-# exact colours starting to go; from `relu4_1` the layout — river, row of houses, sky — is
-# still there but the detail is replaced by a texture of strokes; from `relu5_1` little more
-# than the coarse arrangement is left. The deeper the layer, the less of the exact pixels it
-# keeps: the network keeps *what* is where, not *how* it looks. (Small images make the deep
-# layers tiny — `relu5_1` is $4 \times 3$ at 64 px — so run with `MINIST_LESSON_SIZE=256` for
-# a sharper picture of the effect.)
+# **What you should see** (with real weights, at the normal size: 128 px, 100 iterations): from
+# `relu1_1` the photo comes back almost exactly; from `relu2_1` it is still the photo, a little
+# softer; from `relu3_1` fine detail and exact colours start to go (the sky turns grey); from
+# `relu4_1` the layout — river, row of houses, sky — is still there but the detail is replaced
+# by a fine, colourful grain; from `relu5_1` little more than the coarse arrangement shows
+# through the grain. The deeper the layer, the less of the exact pixels it keeps: the network
+# keeps *what* is where, not *how* it looks. In the fast CI mode (64 px, 40 iterations) the
+# same happens one layer earlier — colours already fade from `relu2_1`, the houses are only a
+# hint from `relu4_1`, and `relu5_1` (then $4 \times 3$ positions) gives mostly grain — so run
+# at the normal size, or with `MINIST_LESSON_SIZE=256`, for a clear picture of the effect.
 #
 # In Jupyter, watch each reconstruction form: `minist.notebook.NotebookView` is an observer of
 # the run loop that redraws the current image and the loss curve under the cell about once a
@@ -208,6 +211,6 @@ if not choice.real:
 #
 # * **`ex_content_loss`** — `minist.losses.reference.content_loss` (section 1): return the loss
 #   as a 0-d array of `F`'s dtype (sum in float64) and the gradient $F - P$. Check:
-#   `pytest -m ex_content_loss`
+#   `python tutorials/check.py ex_content_loss` (or `pytest -m ex_content_loss`)
 #
 # Then rerun this lesson: the finite-difference checks above must pass with your function.

@@ -85,7 +85,8 @@ L.say(
 #
 # $$E_l = \frac{1}{4 N_l^2} \sum_{i,j} \big(G^l_{ij} - A^l_{ij}\big)^2 \qquad \text{(Eq. 4)}$$
 #
-# and the style loss weighs the chosen layers ($w_l = 1/L$ for $L$ layers, as in the paper):
+# and the style loss weighs the chosen layers ($w_l = 1/|\mathcal{S}|$ for the set $\mathcal{S}$ of
+# style layers, as in the paper):
 #
 # $$\mathcal{L}_{style} = \sum_l w_l E_l. \qquad \text{(Eq. 5)}$$
 #
@@ -147,7 +148,7 @@ assert np.isclose(float(total), expected) and np.allclose(grads["relu1_1"], 0.25
 # **the same number** as minist's. The $1/M_l$ is applied exactly once — inside the Gram
 # (minist) or in $E_l$ (the paper).
 #
-# Some write-ups (including the seed document minist started from) put $1/M_l$ in the Gram
+# Some write-ups of the method put $1/M_l$ in the Gram
 # *and* keep $1/M_l^2$ in $E_l$. That divides by $M_l$ twice: the loss then shrinks by $M_l^2$
 # and the right style weight depends on the image size. The check below takes a feature map and
 # the same texture twice as wide (the map tiled side by side, so $M_l$ doubles): minist's $E_l$
@@ -243,15 +244,17 @@ for subset in subsets:
 # ## 5. What to see
 #
 # Left to right, each panel matches the Gram matrices of one more layer. With relu1_1 alone the
-# result is blotches of the painting's colours — right colours, right proportions, but no
-# strokes: relu1_1 only sees $3\times3$ pixel patches. Adding relu2_1 brings short brush
-# strokes; with relu3_1 and relu4_1 the strokes get longer and curl into small swirls; relu5_1
-# adds the largest, most irregular structures. The structures grow with the layers because
-# deeper layers have larger receptive fields — while the arrangement of the scene (the sky
-# above, the village below, the cypress) is gone everywhere: Gram matrices keep no "where".
-# The effect is clearest at the normal size (128 px, 200 iterations); in the fast CI mode the
-# deep-layer textures are still grainy. (With random weights — see the note printed above —
-# none of this appears: you see noise patterns, not the painting's texture.)
+# result is blotches of the painting's colours — right colours, right proportions, but no strokes:
+# relu1_1 only sees $3\times3$ pixel patches. Adding relu2_1 brings short brush strokes; with
+# relu3_1 and relu4_1 the strokes get longer and curl into small swirls; relu5_1 adds the largest,
+# most irregular structures (and a little grain: its few positions are hard to match exactly in
+# 200 iterations; the loss curves below flatten higher for deeper sets). The structures grow with
+# the layers because deeper layers have larger receptive fields — while the arrangement of the
+# scene (the sky above, the village below, the cypress) is gone everywhere: Gram matrices keep no
+# "where". The effect is clearest at the normal size (128 px, 200 iterations); in the fast CI mode
+# (96 px, 40 iterations) relu1_1 alone already shows some small structure and the deep-layer
+# textures are still grainy. (With random weights — see the note printed above — none of this
+# appears: you see noise patterns, not the painting's texture.)
 
 # %%
 n = len(textures)
@@ -280,9 +283,10 @@ L.save_figure(fig, LESSON, "texture_loss")
 # ## Exercises
 #
 # * **`ex_gram`** — implement `minist.losses.reference.gram_matrix(F)` (Eq. 3, with the
-#   $1/M_l$). Check: `pytest -m ex_gram`.
+#   $1/M_l$). Check: `python tutorials/check.py ex_gram` (or `pytest -m ex_gram`).
 # * **`ex_style_loss`** — implement `minist.losses.reference.style_layer_loss(F, A)` (Eq. 4 and
-#   its gradient Eq. 6; the value must equal the paper's). Check: `pytest -m ex_style_loss`.
+#   its gradient Eq. 6; the value must equal the paper's). Check:
+#   `python tutorials/check.py ex_style_loss` (or `pytest -m ex_style_loss`).
 #
 # The checks compare with finite differences and with properties (symmetry, invariance to
 # shuffling positions, the paper's un-normalised formula), not with stored answers.

@@ -54,9 +54,10 @@ plt = L.pyplot()
 #   (Eq. 1; default relu4_2) — `minist.losses.reference.content_loss`, lesson 4.
 # * $\mathcal{L}_{style} = \sum_l w_l E_l$ over the style layers (Eq. 5; default relu1_1 …
 #   relu5_1) — `minist.losses.reference.style_loss`, lesson 5.
-# * $\mathcal{L}_{TV}$ is **not** in the paper: a smoothness prior (the squared, anisotropic
-#   total variation of Mahendran & Vedaldi with $\beta = 2$) that penalises differences between
-#   neighbouring pixels, summed over channels and over the differences that exist:
+# * $\mathcal{L}_{TV}$ is **not** in the paper: a smoothness prior (the total variation of
+#   Mahendran & Vedaldi with their exponent set to 2 — the value at which their isotropic and
+#   anisotropic forms coincide, a plain sum of squared differences) that penalises differences
+#   between neighbouring pixels, summed over channels and over the differences that exist:
 #
 # $$\mathcal{L}_{TV}(x) = \sum_{c}\Big[\sum_{i=0}^{H-2}\sum_{j}(x_{c,i+1,j}-x_{c,i,j})^2
 #   + \sum_{i}\sum_{j=0}^{W-2}(x_{c,i,j+1}-x_{c,i,j})^2\Big].$$
@@ -109,8 +110,9 @@ L.say(f"L_TV of a flat image = {float(reference.tv_loss(flat)[0])} (smooth image
 # $$\hat{\mathcal{L}}^l_{content} = \frac{\tfrac12\sum(F^l - P^l)^2}{\sum (P^l)^2}, \qquad
 #   \hat E_l = \frac{E_l}{\sum (A^l)^2 / (4N_l^2)} = \frac{\sum(G^l - A^l)^2}{\sum(A^l)^2}.$$
 #
-# Each term is now a *relative* squared error: dimensionless, 0 when matched, about 1 when the
-# features are as far from the target as the target is from zero — whatever the network's
+# Each term is now a *relative* squared error: dimensionless, 0 when matched, and fixed when
+# the features are as far from the target as the target is from zero (all features 0): then
+# $\hat{\mathcal{L}}^l_{content} = \tfrac12$ and $\hat E_l = 1$ — whatever the network's
 # scale. The scale factors are computed once from the targets (`minist.objective.content_scale`
 # and `style_scale`, kept on each loss term: `StyleTransfer.objective.terms`). `normalize=False`
 # gives the paper's raw values.
@@ -158,15 +160,16 @@ for label, network in networks.items():
 #
 # ## 3. The α/β trade-off (the paper's Figure 3)
 #
-# Start from the photo (`init="content"`) and minimise Eq. 7 for growing $\beta/\alpha$. Small
-# $\beta/\alpha$: the photo barely changes. Large: the painting's texture takes over and the
-# scene dissolves. Rows: two sets of style layers — only the first two (fine-grained texture:
-# colours and small strokes) or all five (larger structures, as in lesson 5).
+# Start from the photo (`init="content"`) and minimise Eq. 7 for $\beta/\alpha$ growing by
+# factors of 10, from $10^{-1}$ to $10^3$. Small $\beta/\alpha$: the photo barely changes.
+# Large: the painting's colours and strokes take over. Rows: two sets of style layers — only
+# the first two (fine-grained texture: colours and small strokes) or all five (larger
+# structures too, as in lesson 5).
 
 # %%
 size = L.lesson_size(128 if not L.FAST else 64)
 iters = L.iterations(80, 12)
-betas = [1e-1, 1e0, 1e1, 1e3]
+betas = [1e-1, 1e0, 1e1, 1e2, 1e3]
 reach = [n for n in ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
          if n in net.layer_names]
 layer_sets = {"relu1_1, relu2_1": reach[:2], f"relu1_1 ... {reach[-1]}": reach}
@@ -189,11 +192,22 @@ for row, style_layers in layer_sets.items():
 # %% [markdown]
 # ## 4. What to see
 #
-# In each row, left to right ($\beta/\alpha$ growing): the photo's edges and flat areas fill
-# with the painting's colours and strokes, until the texture dominates and the buildings are
-# barely recognisable. The lower row (all five layers) paints larger structures than the upper
-# one. The plot beside the grid is the same trade-off in numbers: the final content loss rises
-# and the style loss falls as $\beta/\alpha$ grows.
+# Two figures: the grid of images (`alpha_beta_grid.png`) and, in a second figure, the same
+# trade-off in numbers (`tradeoff_curves.png`).
+#
+# In each row of the grid, left to right ($\beta/\alpha$ growing), the photo's sky, water and
+# façades fill with the painting's colours and strokes, and on the curves the final content loss
+# rises while the style loss falls. The rows differ in *what* the style adds. With relu1_1 and
+# relu2_1 only (upper row) the strokes stay small: even at $\beta/\alpha = 10^3$ the houses are
+# clearly recognisable under a skin of short blue and yellow strokes. With all five layers
+# (lower row) the sky turns into large swirls like the painting's from $\beta/\alpha = 10$ on,
+# and by $10^3$ the houses are outlines under the strokes; its curves flatten above
+# $\beta/\alpha = 100$, where the content term no longer holds the image back (content loss
+# near 0.8, against 0.17 for the upper row at $10^3$). That is the normal size (128 px,
+# 80 iterations). In the fast CI mode (64 px, 12 iterations) the lower row shows only hints of
+# the swirls, the images at $\beta/\alpha = 100$ and $10^3$ look alike (12 iterations cannot
+# lower the style loss further: the curves flatten from 10 on), and the houses stay
+# recognisable everywhere. (With random weights none of this appears: you see noise patterns.)
 
 # %%
 photo_small = load_image(content_path, size)
@@ -225,7 +239,8 @@ L.save_figure(fig, LESSON, "tradeoff_curves")
 # ## Exercise
 #
 # * **`ex_tv_loss`** — implement `minist.losses.reference.tv_loss(image)`: the value and the
-#   gradient above, on NumPy and CuPy alike. Check: `pytest -m ex_tv_loss`.
+#   gradient above, on NumPy and CuPy alike. Check: `python tutorials/check.py ex_tv_loss`
+#   (or `pytest -m ex_tv_loss`).
 #
 # Try afterwards: add `tv_weight=1e-3` to the runs and see the grain disappear; set
 # `normalize=False` with Caffe-style and with torchvision weights and find the $\beta$ each one

@@ -201,8 +201,9 @@ def layer_times(net, image, repeats):
         if spec.kind == "conv":
             w, b = net.params[spec.name]
 
-            def forward(x=x, w=w, b=b):
-                return conv2d_forward(x, w, b, stride=1, pad=1)
+            def forward(x=x, w=w, b=b, name=spec.name):  # as the network runs it: its
+                return conv2d_forward(x, w, b, stride=1, pad=1, config=net.config,  # config and
+                                      weight_cache=net.weight_caches[name])  # kept transforms
 
             def backward(dy, cache):
                 return conv2d_backward(dy, cache)[0]
@@ -233,7 +234,8 @@ weights = load_weights(choice.path)
 nets = {device: VGG(weights, device=device) for device in devices}
 size = L.lesson_size(256 if not L.FAST else 128)
 repeats = L.iterations(5, 2)
-timing_image = rng.uniform(0, 1, (1, 3, size * 3 // 4, size)).astype(np.float32)
+timing_image = rng.uniform(0, 1, (1, 3, max(size * 3 // 4, 32), max(size, 32)))  # 5 poolings
+timing_image = timing_image.astype(np.float32)
 per_layer = {device: layer_times(net, timing_image, repeats) for device, net in nets.items()}
 for device, times in per_layer.items():
     total = sum(times.values())
@@ -273,9 +275,11 @@ else:
 # ## 5. What to see
 #
 # Left: forward + backward time per VGG block, split into convolutions and the rest. The
-# convolutions dominate; block 1 has the largest feature maps and few channels, block 4 and 5
-# the most channels on small maps. Right: seconds per style-transfer iteration for each device
-# we have (with a GPU, expect one or two orders of magnitude between the bars; without one
+# convolutions dominate; block 1 has the largest feature maps and few channels, block 4 and 5 the
+# most channels on small maps. How the time splits over the blocks depends on the algorithm each
+# convolution gets (Winograd or im2col + GEMM, lesson 1) and on the machine: run the lesson twice
+# on a shared machine and the bars move. Right: seconds per style-transfer iteration for each
+# device we have (with a GPU, expect one or two orders of magnitude between the bars; without one
 # only the CPU bar is drawn and the title says so).
 
 # %%
@@ -306,7 +310,8 @@ L.save_figure(fig, LESSON, "timings")
 # * **`ex_to_device`** — implement `minist.backend.to_device(array, device, dtype=None)`: copy
 #   to `"cpu"` or `"cuda"` only when needed, cast when `dtype` is given, and give the one-line
 #   error of `resolve_device` for an unknown or unavailable device. Check:
-#   `pytest -m ex_to_device` (the GPU half runs only where a GPU is).
+#   `python tutorials/check.py ex_to_device` (or `pytest -m ex_to_device`; the GPU half runs
+#   only where a GPU is).
 #
 # Try afterwards: on a GPU, time `minist.losses.reference.tv_loss` against the CUDA kernel
 # (`minist.losses.kernels_cupy.tv_loss`) on a 512 x 512 image and compare with the table in

@@ -1,24 +1,44 @@
 """The classroom exercises: which functions a student writes, in which lesson, checked how.
 
-Each exercise is a pytest marker (``pytest -m ex_relu``) and a list of functions, written
-``"module:qualname"`` (a method is ``"minist.optim.adam:Adam.step"``). The student version of the
-repository (``python tutorials/make_student_version.py OUT``) keeps each function's signature
-and docstring -- which carry the equations -- and replaces its body with a
-``NotImplementedError`` naming the exercise. The checks live in
+Each exercise is a pytest marker (``pytest -m ex_relu``, or ``python tutorials/check.py ex_relu``)
+and a list of functions, written ``"module:qualname"`` (a method is
+``"minist.optim.adam:Adam.step"``). The student version of the repository
+(``python tutorials/make_student_version.py OUT``) replaces each function's body with a
+``NotImplementedError`` naming the exercise, and its docstring with the exercise's *statement*:
+what the function computes (shapes, dtype and device rules, the equation of the value), without
+what gives the answer away (gradient formulas, derivation steps, hints that are the code), and a
+pointer to the lesson section where the student derives it. The checks live in
 ``tests/exercises/test_<marker>.py``; they prove a function right by finite differences,
 properties and comparison with an independent implementation, never with a stored answer.
 
+Fields beyond the first four have defaults, so a new exercise needs only those four:
+
+* ``section`` -- the heading (without ``## ``) of the lesson section that derives the answer;
+  the student's docstring points there (default: the lesson as a whole).
+* ``statements`` -- ``{spec: text}``: the student version's docstring of each function (spec
+  ``"module:qualname"``), or of a module (spec ``"module"``) whose docstring gives the answer
+  away. A function without one keeps its docstring with every paragraph that states a gradient
+  or derives one removed (:func:`make_student_version.redact`).
+* ``stand_ins`` -- ``{spec: "module:qualname"}``: for a function the engine needs before its
+  lesson, another implementation the lessons may run until the student writes it (never the
+  checks; :mod:`minist.classroom`).
+
 Exercises build on each other in lesson order (VGG's backward needs the layers', the style loss
-needs the Gram matrix), so hand them out in the order of :data:`EXERCISES`.
+needs the Gram matrix), so hand them out in the order of :data:`EXERCISES`: in a student copy
+each lesson runs once the exercises of the lessons before it are written
+(``tests/test_lesson_walk.py``).
 """
 
 from __future__ import annotations
 
 import importlib
+from collections.abc import Mapping
 from pathlib import Path
+from types import MappingProxyType
 from typing import NamedTuple
 
 ROOT = Path(__file__).resolve().parents[1]
+NONE: Mapping[str, str] = MappingProxyType({})
 
 
 class Exercise(NamedTuple):
@@ -26,6 +46,9 @@ class Exercise(NamedTuple):
     lesson: str  # the lesson that explains it: tutorials/<lesson>.py
     functions: tuple[str, ...]  # "module:qualname" of each function the student writes
     summary: str  # one line for the README and the command line
+    section: str = ""  # heading of the lesson section that derives it ("" = the whole lesson)
+    statements: Mapping[str, str] = NONE  # spec -> the student version's docstring
+    stand_ins: Mapping[str, str] = NONE  # spec -> "module:qualname" the lessons may run instead
 
     @property
     def lesson_file(self) -> str:
@@ -35,6 +58,13 @@ class Exercise(NamedTuple):
     def check_file(self) -> str:
         return f"tests/exercises/test_{self.marker}.py"
 
+    @property
+    def where(self) -> str:
+        """``tutorials/05_gram_and_style.py, section "2. The style loss ..."``."""
+        if not self.section:
+            return self.lesson_file
+        return f'{self.lesson_file}, section "{self.section}"'
+
 
 EXERCISES: tuple[Exercise, ...] = (
     Exercise(
@@ -42,72 +72,309 @@ EXERCISES: tuple[Exercise, ...] = (
         "01_convolution",
         ("minist.layers.conv:conv2d_forward_loops",),
         "convolution forward as loops over n, f, i, j",
+        section="1. The equation",
+        statements={
+            "minist.layers.conv:conv2d_forward_loops": r"""
+Readable convolution: the defining equation as loops over :math:`n, f, i, j`.
+
+.. math::
+
+    y_{n,f,i,j} = b_f + \sum_{c,p,q} w_{f,c,p,q}\,\tilde x_{n,c,\,is+p,\,js+q},
+    \qquad H_o = \lfloor (H + 2P - K_H)/s \rfloor + 1
+
+(likewise :math:`W_o`), with :math:`\tilde x` the input padded with ``pad`` zeros on every
+side. ``x``: :math:`(N, C, H, W)`, ``w``: :math:`(F, C, K_H, K_W)`, ``b``: :math:`(F,)`. Cast
+``w`` and ``b`` to ``x``'s dtype; ``y`` has ``x``'s dtype. Same arguments and results as
+:func:`conv2d_forward` (slowly): returns ``(y, Conv2dCache(x, w, stride, pad))``, the cache
+that the fast backward reads. Validate the shapes with ``_check`` as :func:`conv2d_forward`
+does. NumPy or CuPy alike (``get_array_module``).
+""",
+        },
+        stand_ins={"minist.layers.conv:conv2d_forward_loops": "minist.layers.conv:conv2d_forward"},
     ),
     Exercise(
         "ex_conv_backward",
         "01_convolution",
         ("minist.layers.conv:conv2d_backward_loops",),
         "convolution backward (dx, dw, db) as loops",
+        section="3. Backward: the gradients",
+        statements={
+            "minist.layers.conv:conv2d_backward_loops": r"""
+Readable gradients of the convolution, as loops over :math:`n, f, i, j`.
+
+Given the upstream gradient ``dy`` (shaped like the forward's output :math:`y`) and the
+forward's ``cache`` (``x``, ``w``, ``stride``, ``pad``), return ``(dx, dw, db)``: the gradients
+of :math:`\mathcal{L}` with respect to the input, the weights and the bias, shaped like ``x``,
+``w`` and ``b``, in ``dy``'s dtype. With ``weight_grads=False`` only ``dx`` is computed and
+``dw``, ``db`` are ``None``. Same arguments and results as :func:`conv2d_backward`.
+
+Which elements of :math:`\tilde x` and :math:`w` did each :math:`y_{n,f,i,j}` use? Derive the
+three gradients from the forward equation yourself, then mind the padding.
+""",
+        },
+        stand_ins={
+            "minist.layers.conv:conv2d_backward_loops": "minist.layers.conv:conv2d_backward",
+        },
     ),
     Exercise(
         "ex_relu",
         "02_relu_and_pooling",
         ("minist.layers.relu:relu_forward", "minist.layers.relu:relu_backward"),
         "ReLU forward and backward",
+        section="1. ReLU",
+        statements={
+            "minist.layers.relu": r"""
+Rectified linear unit, elementwise on any shape: :math:`y = \max(x, 0)`.
+
+The forward returns ``(y, cache)``; the backward turns the gradient with respect to :math:`y`
+into the gradient with respect to :math:`x`, from that cache alone.
+""",
+            "minist.layers.relu:relu_forward": r"""
+ReLU: :math:`y = \max(x, 0)`, same shape and dtype as ``x`` (NumPy or CuPy).
+
+Returns ``(y, cache)`` with ``cache`` a :class:`ReluCache` holding what the backward needs --
+keep it small: no copy of ``x`` (see :class:`ReluCache`).
+""",
+            "minist.layers.relu:relu_backward": r"""
+ReLU gradient: ``dx`` from the upstream gradient ``dy`` and the forward's ``cache``.
+
+Shaped like ``dy``, in its dtype. Derive it yourself; decide what happens at exactly
+:math:`x = 0`, where the ReLU has no derivative, the way every deep-learning library does.
+""",
+        },
     ),
     Exercise(
         "ex_max_pool",
         "02_relu_and_pooling",
         ("minist.layers.pool:max_pool_forward_loops", "minist.layers.pool:max_pool_backward_loops"),
         "max pooling forward and backward as loops, with the tie rule",
+        section="3. Pooling backward: where the gradient goes",
+        statements={
+            "minist.layers.pool:max_pool_forward_loops": r"""
+Readable max pooling: for every :math:`(n, c, i, j)`, the max of its window.
+
+.. math::
+
+    y_{n,c,i,j} = \max_{0 \le p, q < k} x_{n,c,\,is+p,\,js+q}, \qquad
+    H_o = \lfloor (H - k)/s \rfloor + 1
+
+(floor mode: windows past the edge are dropped). Returns ``(y, PoolCache("max", x.shape, k,
+s, argmax))`` with ``argmax`` of shape ``(N, C, Ho, Wo)`` holding, per window, the raster
+index :math:`t = pk + q` of its maximum -- the *first* one in raster order when there is a tie
+-- in the small unsigned dtype ``_index_dtype(xp, k)``. Same results as
+:func:`max_pool_forward`; validate with ``_check``.
+""",
+            "minist.layers.pool:max_pool_backward_loops": r"""
+Readable max-pool gradient: ``dx`` (shape ``cache.x_shape``, ``dy``'s dtype) from ``dy`` and
+the forward's :class:`PoolCache`.
+
+Derive where each :math:`dy_{n,c,i,j}` goes yourself; mind overlapping windows
+(:math:`s < k`) and the elements that are in no window. Same results as
+:func:`max_pool_backward`.
+""",
+        },
+        stand_ins={
+            "minist.layers.pool:max_pool_forward_loops": "minist.layers.pool:max_pool_forward",
+            "minist.layers.pool:max_pool_backward_loops": "minist.layers.pool:max_pool_backward",
+        },
     ),
     Exercise(
         "ex_vgg_backward",
         "03_vgg_features",
         ("minist.vgg:vgg_backward",),
         "the chain rule through VGG, accumulating gradients at requested layers",
+        section="5. Backward: gradients handed in at several layers",
+        statements={
+            "minist.vgg:vgg_backward": r"""
+Gradient of ``sum_l <grads[l], x_l>`` with respect to the RGB image.
+
+``grads`` maps any subset of the layers the forward returned (``cache.layers``) to arrays of
+their shapes; it may be any mapping, read once per layer when the backward reaches it
+(``minist.stylize`` computes each loss gradient only then). ``cache`` is the forward's
+:class:`VGGCache`: ``cache.steps`` holds ``(spec, step_cache)`` for every step that ran, in
+order, and ``cache.preprocess`` the preprocessing's cache. Each kind of step cache has its
+backward in :mod:`minist.layers` (a fused convolution + ReLU, a convolution, a ReLU, a pooling
+with the ReLU below it, a pooling). Do not modify the arrays in ``grads``. Raise
+``ValueError`` for a gradient given at a layer the forward did not return, or for no gradient
+at all. Returns an array shaped like the image.
+""",
+        },
     ),
     Exercise(
         "ex_content_loss",
         "04_content_loss",
         ("minist.losses.reference:content_loss",),
         "content loss and its gradient (Eq. 1-2)",
+        section="1. The content loss (paper Eq. 1 and 2)",
+        statements={
+            "minist.losses.reference:content_loss": r"""
+Content loss and its gradient (paper Eq. 1 and 2).
+
+.. math::
+
+    \mathcal{L}_{content} = \tfrac12 \sum_{i,j} (F_{ij} - P_{ij})^2,
+
+with :math:`F, P` of any one shape (usually :math:`N_l \times M_l` or
+:math:`1 \times N_l \times H_l \times W_l`): :math:`F` the generated image's features,
+:math:`P` the content image's. Also return the gradient of :math:`\mathcal{L}_{content}`
+with respect to :math:`F`; derive it yourself. Not here: the paper's :math:`F_{ij} > 0`
+restriction, which the ReLU's backward applies in the network.
+
+Returns ``(L, dF)``: ``L`` a 0-d array of ``F``'s dtype (sum in float64, rounded once),
+``dF`` shaped like ``F``, in its dtype. Cast the target ``P`` to ``F``'s dtype; raise
+``ValueError`` when the shapes differ. NumPy or CuPy alike (module docstring).
+""",
+        },
+        stand_ins={
+            "minist.losses.reference:content_loss": "minist.losses.kernels_numba:content_loss",
+        },
     ),
     Exercise(
         "ex_gram",
         "05_gram_and_style",
         ("minist.losses.reference:gram_matrix",),
         "the Gram matrix (Eq. 3)",
+        section="1. From feature maps to a Gram matrix (Eq. 3)",
+        statements={
+            "minist.losses.reference:gram_matrix": r"""
+Gram matrix of the features, normalised by the number of positions (paper Eq. 3).
+
+.. math::
+
+    G^l_{ij} = \frac{1}{M_l} \sum_{k=1}^{M_l} F^l_{ik} F^l_{jk},
+    \qquad G^l \in \mathbb{R}^{N_l \times N_l},
+
+the (uncentred) correlation between the responses of filters :math:`i` and :math:`j`,
+averaged over the :math:`M_l` positions. The paper's Eq. 3 has no :math:`1/M_l`; minist
+divides here so that Grams of different image sizes are comparable (lesson 05, section 3).
+``F`` is :math:`N_l \times M_l` or a :math:`(1, N_l, H_l, W_l)` activation
+(:func:`feature_matrix`); ``G`` has ``F``'s dtype. No Python loops: NumPy or CuPy does it.
+""",
+        },
+        stand_ins={
+            "minist.losses.reference:gram_matrix": "minist.losses.kernels_numba:gram_matrix",
+        },
     ),
     Exercise(
         "ex_style_loss",
         "05_gram_and_style",
         ("minist.losses.reference:style_layer_loss",),
         "one layer's style loss and its gradient (Eq. 4, 6)",
+        section="2. The style loss of one layer, of all layers, and its gradient (Eq. 4–6)",
+        statements={
+            "minist.losses.reference:style_layer_loss": r"""
+One layer's style loss :math:`E_l` and its gradient (paper Eq. 4 and 6).
+
+With :math:`G = G^l` from :func:`gram_matrix` (normalised by :math:`1/M_l`) and the style
+image's Gram :math:`A = A^l` normalised the same way, both :math:`N_l \times N_l`:
+
+.. math::
+
+    E_l = \frac{1}{4 N_l^2} \sum_{i,j} (G_{ij} - A_{ij})^2 .
+
+This is the paper's value: with its un-normalised Grams and its
+:math:`1/(4 N_l^2 M_l^2)` the number is the same (lesson 05, section 3). Also return the
+gradient of :math:`E_l` with respect to :math:`F^l`; derive it yourself, as matrix products.
+Not here: the paper's :math:`F^l_{ij} > 0` restriction, which the ReLU's backward applies in
+the network.
+
+``F`` may be :math:`N_l \times M_l` or a :math:`(1, N_l, H_l, W_l)` activation; ``A`` is
+symmetric (a Gram); cast it to ``F``'s dtype and raise ``ValueError`` when it is not
+:math:`N_l \times N_l`. Returns ``(E, dF)``: ``E`` a 0-d array of ``F``'s dtype (sum in
+float64, rounded once), ``dF`` shaped like ``F``, in its dtype. NumPy or CuPy alike.
+""",
+        },
+        stand_ins={
+            "minist.losses.reference:style_layer_loss":
+                "minist.losses.kernels_numba:style_layer_loss",
+        },
     ),
     Exercise(
         "ex_tv_loss",
         "06_total_loss",
         ("minist.losses.reference:tv_loss",),
         "total-variation loss and its gradient",
+        section="1. Eq. 7: one objective, two (or three) terms",
+        statements={
+            "minist.losses.reference:tv_loss": r"""
+Total-variation loss of the image and its gradient (a smoothness prior).
+
+Not in Gatys et al. (2015); it is the squared total variation of Mahendran & Vedaldi (2015)
+(their exponent 2). For :math:`x \in \mathbb{R}^{N \times C \times H \times W}`:
+
+.. math::
+
+    \mathcal{L}_{TV} = \sum_{n,c} \Big[ \sum_{i=0}^{H-2} \sum_{j=0}^{W-1}
+        (x_{i+1,j} - x_{i,j})^2 + \sum_{i=0}^{H-1} \sum_{j=0}^{W-2}
+        (x_{i,j+1} - x_{i,j})^2 \Big],
+
+summed over the differences that exist (no padding), with no normalisation (``tv_weight``
+sets the scale). Also return the gradient with respect to every pixel; derive it yourself
+(in how many differences does one pixel appear, and with which sign?), and write it with
+array slices, not loops.
+
+Returns ``(L, dimage)``: ``L`` a 0-d array of the image's dtype (sum in float64, rounded
+once), ``dimage`` shaped like the image, in its dtype. Raise ``ValueError`` unless the image
+is 4-D. NumPy or CuPy alike.
+""",
+        },
+        stand_ins={"minist.losses.reference:tv_loss": "minist.losses.kernels_numba:tv_loss"},
     ),
     Exercise(
         "ex_adam",
         "07_optimizers",
         ("minist.optim.adam:Adam.step",),
         "one Adam step with bias correction and projection",
+        section="1. The update rules",
+        statements={
+            "minist.optim.adam:Adam.step": r"""
+One Adam step: return the next iterate from ``x``, the ``loss`` there and its ``grad``.
+
+The update rules are in the module docstring and in the lesson. The moments live in
+``self.m`` and ``self.v`` (``None`` until the first step: start them at zero), the step
+count in ``self.t``; ``self.beta1``, ``self.beta2``, ``self.eps``, ``self.lr`` are the
+settings. Call ``self._prepare(x)`` first: it resets the state when ``x`` changes shape,
+dtype or device. End with the projection onto the box, ``self.project_(...)``, on an array
+you made. Return a new array of ``x``'s shape, dtype and device; never modify ``x`` or
+``grad``. ``evaluate`` is not needed (Adam asks for no extra points).
+""",
+        },
     ),
     Exercise(
         "ex_two_loop",
         "07_optimizers",
         ("minist.optim.lbfgs:two_loop",),
         "the L-BFGS two-loop recursion H g",
+        section="1. The update rules",
+        statements={
+            "minist.optim.lbfgs:two_loop": r"""
+:math:`H g` by the two-loop recursion (module docstring); ``history`` oldest first.
+
+``history`` is a sequence of :class:`CurvaturePair` ``(s, y, rho, gamma)``, each ``s``, ``y``
+shaped like ``g``; with no pairs :math:`H = I`. Returns a new array like ``g`` (same shape,
+dtype, device); ``g`` is not modified. Keep the scalars on the device (0-d arrays from
+``xp.vdot``), so on a GPU the recursion never waits for the host.
+""",
+        },
+        stand_ins={"minist.optim.lbfgs:two_loop": "minist.classroom:two_loop_compact"},
     ),
     Exercise(
         "ex_to_device",
         "08_gpu",
         ("minist.backend:to_device",),
         "moving arrays between the CPU and the GPU",
+        section="1. The array module follows the arrays",
+        statements={
+            "minist.backend:to_device": r"""
+Copy (only if needed) ``array`` to ``device``, optionally casting to ``dtype``.
+
+``device`` is ``"cpu"`` (the result is a NumPy array) or ``"cuda"`` (a CuPy array). An array
+already on the device, in the asked dtype (or with ``dtype=None``), comes back without a copy.
+An unknown device, or ``"cuda"`` without CuPy or without a GPU, raises the one-line
+:class:`MinistError` of :func:`resolve_device`.
+""",
+        },
+        stand_ins={"minist.backend:to_device": "minist.classroom:to_device_on_cpu"},
     ),
     Exercise(
         "ex_yiq",

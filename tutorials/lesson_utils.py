@@ -2,10 +2,11 @@
 
 Every lesson runs on what the student has:
 
-* weights: ``weights/vgg19.h5`` or ``weights/vgg16.h5`` (fetched with ``minist weights fetch`` or
-  converted with ``minist weights convert``); in the project's CI, the real VGG-16 in
-  ``../shared/weights`` is converted on first use. Without any real weights a lesson falls back to
-  random weights and says what it cannot show (:func:`find_weights` returns ``real=False``).
+* weights: ``MINIST_WEIGHTS`` (a weight file in minist's layout) if set, else ``weights/vgg19.h5``
+  or ``weights/vgg16.h5`` (fetched with ``minist weights fetch`` or converted with ``minist weights
+  convert``); in the project's CI, the real VGG-16 in ``../shared/weights`` is converted on first
+  use. Without any real weights a lesson falls back to random weights and says what it cannot
+  show (:func:`find_weights` returns ``real=False``).
 * images: your own (environment variables ``MINIST_CONTENT`` and ``MINIST_STYLE``), else the
   classic photos and paintings in ``../shared/data/images`` when present, else images that minist
   draws itself (:func:`drawn_content`, :func:`drawn_style`) — made here, so free to ship and use.
@@ -13,6 +14,10 @@ Every lesson runs on what the student has:
   lessons small (``MINIST_LESSON_FAST=1`` also cuts iteration counts).
 * figures: written to ``tutorials/figures/<lesson>/`` (not committed: running the lesson makes
   them).
+* this copy's ``minist`` comes first on ``sys.path`` (a student's copy, even when another minist
+  is installed); in a student's copy, exercises of later lessons run on their stand-ins
+  (:mod:`minist.classroom`) and :func:`written` tells a lesson whether the student has written
+  an exercise yet; the first run says when Numba compiles the kernels (``first_run``).
 """
 
 from __future__ import annotations
@@ -29,6 +34,35 @@ ROOT = TUTORIALS.parent
 SHARED = ROOT.parent / "shared"
 FIGURES = TUTORIALS / "figures"
 FAST = os.environ.get("MINIST_LESSON_FAST", "") not in ("", "0")
+
+if str(ROOT) in sys.path:  # this copy's minist first, whatever else is installed
+    sys.path.remove(str(ROOT))
+sys.path.insert(0, str(ROOT))
+
+from first_run import announce_compilation  # noqa: E402
+
+from minist.classroom import is_written, use_stand_ins  # noqa: E402
+
+use_stand_ins(True)  # a student's copy: later lessons' exercises run on their stand-ins
+announce_compilation()
+
+
+def written(marker: str) -> bool:
+    """Whether every function of exercise ``marker`` is written (always, in the teacher's copy).
+
+    In a student's copy a lesson runs before its own exercises are done; what needs one of them
+    (and has no stand-in) checks this first and says what the student will see once it is
+    written.
+    """
+    from exercises import get, resolve
+
+    return all(is_written(resolve(spec)) for spec in get(marker).functions)
+
+
+def not_yet(marker: str, what: str) -> None:
+    """Say that ``what`` is skipped until the student writes exercise ``marker``."""
+    say(f"[exercise {marker}] not written yet: {what} is skipped. Write it (python "
+        f"tutorials/check.py {marker} checks it), then run this lesson again.")
 
 
 def lesson_size(default: int) -> int:
@@ -55,7 +89,20 @@ class WeightsChoice(NamedTuple):
 
 
 def find_weights(prefer: tuple[str, ...] = ("vgg19", "vgg16")) -> WeightsChoice:
-    """The best weights the student has, converting ``../shared``'s VGG-16 on first use."""
+    """The best weights the student has, converting ``../shared``'s VGG-16 on first use.
+
+    ``MINIST_WEIGHTS`` names a file to use instead (random when its recorded source says so).
+    """
+    chosen = os.environ.get("MINIST_WEIGHTS")
+    if chosen:
+        from minist.weights.store import load_weights
+
+        source = load_weights(chosen).source
+        real = not source.lower().startswith("random")
+        note = (f"weights from {chosen} (MINIST_WEIGHTS)" if real else
+                f"RANDOM weights from {chosen} (MINIST_WEIGHTS): the features below show noise "
+                "patterns, not what a trained network sees")
+        return WeightsChoice(Path(chosen), real, note)
     weights_dir = ROOT / "weights"
     for arch in prefer:
         path = weights_dir / f"{arch}.h5"

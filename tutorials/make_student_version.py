@@ -5,23 +5,33 @@ Usage (from the repository root)::
     python tutorials/make_student_version.py OUT [--only ex_relu,ex_gram] [--force]
 
 copies the repository's files into the folder ``OUT`` (outside the repository) and, for every
-function of every exercise in ``tutorials/exercises.py`` (or only those given with ``--only``),
-replaces the function's *body* with::
+function of every exercise in ``tutorials/exercises.py`` (or only those given with ``--only``):
 
-    raise NotImplementedError(
-        "Exercise ex_relu: implement relu_forward (tutorials/02_relu_and_pooling.py); "
-        "check with: pytest -m ex_relu"
-    )
+* replaces its docstring with the exercise's *statement* -- what the function computes, its
+  shapes, dtype and device rules, the equation of its value -- and a pointer to the lesson
+  section where the student derives the rest (``Exercise.statements``; without one, the
+  docstring loses every paragraph that states or derives a gradient: :func:`redact`). A module
+  docstring with a statement of its own (spec ``"module"``) is replaced the same way;
+* replaces its *body* with::
 
-The signature, decorators and docstring stay, so the student still reads the equations; the
-lessons and the exercise checks stay unchanged. Which files: those git tracks plus untracked
-files it does not ignore (``git ls-files --cached --others --exclude-standard``); outside a git
-checkout, every file except ``.git``, virtual environments, caches, lesson figures and weight
-files. The copy is built in a temporary folder beside ``OUT`` and renamed into place at the end,
-so ``OUT`` is never left half-written; a non-empty ``OUT`` is replaced only with ``--force``.
+      raise NotImplementedError(
+          "Exercise ex_relu: write relu_forward (tutorials/02_relu_and_pooling.py, section 1); "
+          "check it with: python tutorials/check.py ex_relu"
+      )
 
-How: :mod:`ast` gives each function's exact line span; the bodies are rewritten from the bottom
-of each file up, so the line numbers of the spans still to do stay valid.
+  or, for a function the engine needs before its lesson (``Exercise.stand_ins``), with a call
+  of :func:`minist.classroom.stand_in` that raises the same error everywhere except in the
+  lessons, which run the stand-in until the student writes the function.
+
+The signature and decorators stay; the lessons and the exercise checks stay unchanged. Which
+files: those git tracks plus untracked files it does not ignore (``git ls-files --cached --others
+--exclude-standard``); outside a git checkout, every file except ``.git``, virtual
+environments, caches, lesson figures and weight files. The copy is built in a temporary folder
+beside ``OUT`` and renamed into place at the end, so ``OUT`` is never left half-written; a
+non-empty ``OUT`` is replaced only with ``--force``.
+
+How: :mod:`ast` gives each function's exact line span; the functions are rewritten from the
+bottom of each file up, so the line numbers of the spans still to do stay valid.
 """
 
 from __future__ import annotations
@@ -30,10 +40,12 @@ import argparse
 import ast
 import contextlib
 import os
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
+import textwrap
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import NamedTuple
@@ -131,62 +143,190 @@ def find_function(tree: ast.Module, qualname: str) -> ast.FunctionDef | ast.Asyn
     return node
 
 
-def body_span(node: ast.FunctionDef | ast.AsyncFunctionDef) -> tuple[int, int, int]:
-    """``(first, last, indent)``: the body's lines after the docstring (1-based, inclusive).
+def _docstring(node) -> ast.Expr | None:
+    """The docstring statement of a module, class or function, or ``None``."""
+    first = node.body[0] if node.body else None
+    if (isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant)
+            and isinstance(first.value.value, str)):
+        return first
+    return None
 
-    The span starts on the line after the docstring, so comments between the docstring and the
-    first statement go too (they may hold the solution); it ends on the function's last line.
+
+def body_span(node: ast.FunctionDef | ast.AsyncFunctionDef) -> tuple[int, int, int]:
+    """``(first, last, indent)``: the lines to rewrite, docstring included (1-based, inclusive).
+
+    The span starts at the docstring (or the first statement) and ends on the function's last
+    line, so comments between the statements go too (they may hold the solution).
     """
-    body = node.body
-    has_doc = (
-        isinstance(body[0], ast.Expr)
-        and isinstance(body[0].value, ast.Constant)
-        and isinstance(body[0].value.value, str)
-    )
-    if has_doc and len(body) == 1:
+    doc = _docstring(node)
+    if doc is not None and len(node.body) == 1:
         raise LookupError(f"{node.name}: has only a docstring, nothing to strip")
-    first = body[0].end_lineno + 1 if has_doc else body[0].lineno
-    code = body[1] if has_doc else body[0]
+    first = node.body[0].lineno
+    code = node.body[1] if doc is not None else node.body[0]
     if first <= node.lineno or code.lineno == node.lineno:
         raise LookupError(f"{node.name}: body on the same line as 'def'; cannot strip it")
     return first, node.end_lineno, code.col_offset
 
 
-def stub(ex: Exercise, qualname: str, indent: int, newline: str = "\n") -> list[str]:
-    """The replacement body: one ``raise NotImplementedError`` naming the exercise."""
+# Paragraphs that state or derive a gradient: they go from a docstring without a statement.
+_GRADIENT = re.compile(
+    r"\\partial|\\mathrel\{\+\}=|\\frac\{d|[Gg]radient|[Kk]ey step|[Dd]erivation|[Cc]hain rule"
+    r"|(?<![A-Za-z\\])d(?:x|w|b|y|F|E|G|L|\\tilde)"
+)
+
+
+def redact(doc: str) -> str:
+    """``doc`` without the paragraphs (and ``.. math::`` blocks) that state or derive a gradient.
+
+    The fallback for an exercise function without a registered statement: what remains is the
+    statement of the value, shapes and rules, as far as the docstring keeps them apart.
+    """
+    paragraphs = re.split(r"\n\s*\n", textwrap.dedent(_strip_first_line_indent(doc)).strip())
+    kept, skip_block = [], False
+    for paragraph in paragraphs:
+        if paragraph.lstrip().startswith(".. math::"):
+            skip_block = False
+            kept.append(paragraph)
+            continue
+        if paragraph.startswith((" ", "\t")) and kept and kept[-1].lstrip().startswith(".. math::"):
+            if _GRADIENT.search(paragraph):  # the block's equations: drop the heading too
+                kept.pop()
+                skip_block = True
+            else:
+                kept.append(paragraph)
+            continue
+        if skip_block and paragraph.startswith((" ", "\t")):
+            continue
+        skip_block = False
+        if not _GRADIENT.search(paragraph):
+            kept.append(paragraph)
+    if kept and kept[-1].lstrip().startswith(".. math::"):
+        kept.pop()
+    return "\n\n".join(kept)
+
+
+def _strip_first_line_indent(doc: str) -> str:
+    """A docstring's first line has no indent of its own; give it the others' for dedent."""
+    lines = doc.splitlines()
+    rest = [line for line in lines[1:] if line.strip()]
+    indent = min((len(line) - len(line.lstrip()) for line in rest), default=0)
+    return "\n".join([" " * indent + lines[0].strip()] + lines[1:]) if lines else doc
+
+
+def stub_message(ex: Exercise, qualname: str) -> str:
+    """``"Exercise ex_gram: write gram_matrix (tutorials/05_...py, section 1); check it ..."``."""
+    number = ex.section.split(".", 1)[0] if ex.section else ""
+    where = f"{ex.lesson_file}, section {number}" if number.isdigit() else ex.lesson_file
+    return (f"Exercise {ex.marker}: write {qualname} ({where}); "
+            f"check it with: python tutorials/check.py {ex.marker}")
+
+
+def pointer(ex: Exercise, width: int = 96) -> str:
+    """The paragraph that ends every student docstring: where to derive, how to check.
+
+    Wrapped to ``width`` columns without breaking a ````literal```` or the quoted section name.
+    """
+    text = (f"Exercise {ex.marker}: derive what is not stated here in {ex.where}; write the "
+            f"body, then check it with ``python tutorials/check.py {ex.marker}``.")
+    glue = "\x00"  # a space that must not break a line
+    text = re.sub(r'``[^`]*``|"[^"]*"', lambda m: m.group().replace(" ", glue), text)
+    return "\n".join(line.replace(glue, " ") for line in textwrap.wrap(
+        text, width, break_on_hyphens=False, break_long_words=False))
+
+
+def student_docstring(ex: Exercise, spec: str, original: str | None, width: int = 96) -> str:
+    """The statement of ``spec`` for the student version, ending with :func:`pointer`."""
+    text = ex.statements.get(spec)
+    text = textwrap.dedent(text).strip() if text is not None else redact(original or "")
+    end = pointer(ex, width)
+    return f"{text}\n\n{end}" if text else end
+
+
+def docstring_lines(text: str, indent: int, newline: str = "\n") -> list[str]:
+    """``text`` as a raw triple-quoted docstring whose lines start at column ``indent``."""
+    if '"""' in text:
+        raise MinistError(f"statement contains a triple quote: {text[:60]!r}")
     pad = " " * indent
+    out = [pad + line if line.strip() else "" for line in text.splitlines()]
+    out[0] = f'{pad}r"""{out[0][indent:]}'
+    out.append(f'{pad}"""')
+    return [line + newline for line in out]
+
+
+def call_arguments(node: ast.FunctionDef | ast.AsyncFunctionDef) -> str:
+    """The arguments that pass ``node``'s own parameters on unchanged: ``"x, w, b, stride"``."""
+    a = node.args
+    parts = [p.arg for p in a.posonlyargs + a.args]
+    if a.vararg:
+        parts.append(f"*{a.vararg.arg}")
+    parts += [f"{p.arg}={p.arg}" for p in a.kwonlyargs]
+    if a.kwarg:
+        parts.append(f"**{a.kwarg.arg}")
+    return ", ".join(parts)
+
+
+def stub(ex: Exercise, qualname: str, indent: int, newline: str = "\n",
+         stand_in: str | None = None, arguments: str = "") -> list[str]:
+    """The replacement body: raise ``NotImplementedError`` naming the exercise (or, with
+    ``stand_in``, let the lessons run that function in its place)."""
+    pad = " " * indent
+    pieces = textwrap.wrap(stub_message(ex, qualname), 100 - indent - 7, drop_whitespace=False,
+                           break_on_hyphens=False, break_long_words=False)
+    quoted = [f'{pad}    "{piece}"{newline}' for piece in pieces]
+    if stand_in is None:
+        return [f"{pad}raise NotImplementedError({newline}", *quoted, f"{pad}){newline}"]
     return [
-        f"{pad}raise NotImplementedError({newline}",
-        f'{pad}    "Exercise {ex.marker}: implement {qualname} ({ex.lesson_file}); "{newline}',
-        f'{pad}    "check with: pytest -m {ex.marker}"{newline}',
-        f"{pad}){newline}",
+        f"{pad}# Replace these lines with your code. Until you do, the lessons run minist's"
+        f"{newline}",
+        f"{pad}# stand-in {stand_in} instead; the checks never do.{newline}",
+        f"{pad}from minist.classroom import stand_in{newline}{newline}",
+        f"{pad}return stand_in({newline}",
+        *quoted[:-1],
+        quoted[-1].rstrip("\r\n").rstrip() + f",{newline}",
+        f'{pad}    "{stand_in}",{newline}',
+        f"{pad})({arguments}){newline}",
     ]
 
 
-def strip_source(source: str, targets: Iterable[tuple[Exercise, str]], path: str = "<source>"):
-    """Return ``(new_source, [(qualname, first, last), ...])`` with those bodies replaced.
+def strip_source(source: str, targets: Iterable[tuple[Exercise, str]], path: str = "<source>",
+                 module: str | None = None):
+    """Return ``(new_source, [(qualname, first, last), ...])`` with those functions rewritten.
 
-    ``targets`` are ``(exercise, qualname)`` pairs for functions of this one file.
+    ``targets`` are ``(exercise, qualname)`` pairs for functions of this one file, ``module``
+    its dotted name (to look up statements and stand-ins; default: none registered).
     """
     tree = ast.parse(source, filename=path)
     lines = source.splitlines(keepends=True)
     newline = "\r\n" if lines and lines[0].endswith("\r\n") else "\n"
     spans = []
+    module_statement = None
     for ex, qualname in targets:
         try:
-            first, last, indent = body_span(find_function(tree, qualname))
+            node = find_function(tree, qualname)
+            first, last, indent = body_span(node)
         except LookupError as err:
             raise MinistError(f"{path}: {err} (exercise {ex.marker})") from None
-        spans.append((first, last, indent, ex, qualname))
+        spec = f"{module}:{qualname}"
+        doc = _docstring(node)
+        docstring = student_docstring(ex, spec, doc.value.value if doc else None,
+                                      width=100 - indent)
+        spans.append((first, last, indent, ex, qualname, node, docstring, ex.stand_ins.get(spec)))
+        if module is not None and module in ex.statements:
+            module_statement = ex.statements[module]
     spans.sort(key=lambda s: s[0], reverse=True)  # bottom-up: earlier spans keep their lines
-    for (first, last, indent, ex, qualname), below in zip(spans, [None] + spans[:-1],
-                                                          strict=True):
+    for span, below in zip(spans, [None] + spans[:-1], strict=True):
+        first, last, indent, ex, qualname, node, docstring, stand_in = span
         if below is not None and last >= below[0]:
             raise MinistError(f"{path}: {qualname} overlaps {below[4]}")
-        lines[first - 1 : last] = stub(ex, qualname, indent, newline)
+        lines[first - 1 : last] = docstring_lines(docstring, indent, newline) + stub(
+            ex, qualname, indent, newline, stand_in, call_arguments(node))
+    module_doc = _docstring(tree)
+    if module_statement is not None and module_doc is not None:
+        text = textwrap.dedent(module_statement).strip()
+        lines[module_doc.lineno - 1 : module_doc.end_lineno] = docstring_lines(text, 0, newline)
     new_source = "".join(lines)
     compile(new_source, path, "exec")  # the student version must still import
-    done = [(q, first, last) for first, last, _, _, q in reversed(spans)]
+    done = [(s[4], s[0], s[1]) for s in reversed(spans)]
     return new_source, done
 
 
@@ -204,7 +344,8 @@ def strip_tree(root: Path, exercises: Sequence[Exercise]) -> list[Stripped]:
             raise MinistError(f"{rel}: not found (needed by {targets[0][0].marker})")
         with open(path, encoding="utf-8", newline="") as f:  # keep the file's line endings
             source = f.read()
-        new_source, done = strip_source(source, targets, rel)
+        module = ".".join(path.relative_to(root).with_suffix("").parts).removesuffix(".__init__")
+        new_source, done = strip_source(source, targets, rel, module)
         with open(path, "w", encoding="utf-8", newline="") as f:
             f.write(new_source)
         markers = {q: ex.marker for ex, q in targets}
@@ -276,7 +417,8 @@ def _marker_text(exercises: Sequence[Exercise]) -> str:
     for ex in exercises:
         names = ", ".join(split(spec)[1] for spec in ex.functions)
         lines.append(f"{ex.marker:<17} {ex.lesson_file:<32} {names}")
-    lines += ["", "Check one with: python -m pytest -m <exercise>", ""]
+    lines += ["", "Check one with: python tutorials/check.py <exercise>",
+              "(or: python -m pytest -m <exercise>)", ""]
     return "\n".join(lines)
 
 

@@ -116,11 +116,10 @@ def style_layer_loss(F: Any, A: Any):
     :math:`E_l = \frac{1}{4 N_l^2 M_l^2} \sum (\hat G - \hat A)^2`; substituting,
     :math:`\frac{1}{4 N_l^2 M_l^2} \sum M_l^2 (G - A)^2 = \frac{1}{4 N_l^2} \sum (G - A)^2`.
     The :math:`1/M_l` is applied **once**: either inside the Gram (minist) or in :math:`E_l`
-    (the paper), never both. The seed document that minist started from defines :math:`G`
-    with a :math:`1/(IJ) = 1/M_l` inside the Gram *and* keeps the paper's
-    :math:`1/(4 N_l^2 M_l^2)` in :math:`E_l`; taken literally that divides by :math:`M_l^4`
-    overall and makes the style weight depend on the image size. minist implements the paper's
-    value.
+    (the paper), never both. Some write-ups of the method define :math:`G` with a
+    :math:`1/(IJ) = 1/M_l` inside the Gram *and* keep the paper's :math:`1/(4 N_l^2 M_l^2)` in
+    :math:`E_l`; taken literally that divides by :math:`M_l^4` overall and makes the style
+    weight depend on the image size. minist implements the paper's value.
 
     *Gradient, key step.* :math:`dE = \frac{1}{2 N_l^2} \sum_{ij} (G - A)_{ij}\, dG_{ij}` and
     :math:`dG = \frac{1}{M_l}(dF\, F^\top + F\, dF^\top)`; because :math:`G - A` is symmetric
@@ -244,7 +243,8 @@ def style_loss(
 
     ``features`` maps layer names to :math:`F^l`, ``targets`` the same names to the style
     Grams :math:`A^l`, ``layer_weights`` names to :math:`w_l` (default: equal, :math:`w_l =
-    1/L` for :math:`L` layers, as in the paper's figures). Each layer's term depends on its own
+    1/|\mathcal{S}|` for the set :math:`\mathcal{S}` of style layers, as in the paper's
+    figures). Each layer's term depends on its own
     :math:`F^l` only, so the gradient is the layer's own scaled by :math:`w_l`.
     ``layer_loss`` computes one :math:`(E_l, \partial E_l/\partial F^l)`; the package-level
     :func:`minist.losses.style_loss` passes the fastest one for the arrays' device.
@@ -278,8 +278,8 @@ def style_loss(
 def tv_loss(image: Any):
     r"""Total-variation loss of the image and its gradient (a smoothness prior).
 
-    Not in Gatys et al. (2015); it is the squared total variation of Mahendran & Vedaldi (2015)
-    with :math:`\beta = 2`. For :math:`x \in \mathbb{R}^{N \times C \times H \times W}`:
+    Not in Gatys et al. (2015); it is the total variation of Mahendran & Vedaldi (2015) with
+    their exponent set to 2. For :math:`x \in \mathbb{R}^{N \times C \times H \times W}`:
 
     .. math::
 
@@ -288,9 +288,11 @@ def tv_loss(image: Any):
             (x_{i,j+1} - x_{i,j})^2 \Big],
 
     summed over the differences that exist (no padding), with no normalisation (``tv_weight``
-    sets the scale). With :math:`\beta = 2`, Mahendran & Vedaldi's
-    :math:`((\Delta_v x)^2 + (\Delta_h x)^2)^{\beta/2}` is just the sum of squares, so the
-    vertical and horizontal terms separate: the *squared, anisotropic* form.
+    sets the scale). At exponent 2, Mahendran & Vedaldi's isotropic
+    :math:`((\Delta_v x)^2 + (\Delta_h x)^2)^{2/2}` and anisotropic
+    :math:`|\Delta_v x|^2 + |\Delta_h x|^2` forms coincide: a plain sum of squares, whose
+    vertical and horizontal terms separate. (Their exponent is called :math:`\beta` there; it
+    has nothing to do with the style weight :math:`\beta` of Eq. 7.)
 
     *Gradient, key step.* Pixel :math:`x_{i,j}` appears in at most four differences, as the
     "later" pixel (sign +) of the one above and the one on its left and as the "earlier"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from diagnose import expect, expect_close, expect_dtype
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -32,7 +33,9 @@ def test_first_step_moves_each_pixel_by_lr_against_the_gradient(seed, lr):
     g = _gradients(seed)
     x = np.random.default_rng(seed).uniform(0.2, 0.8, g.shape)
     x1 = Adam(lr=lr).step(x, 0.0, g)
-    np.testing.assert_allclose(x1, x - lr * np.sign(g), rtol=0, atol=lr * 1e-6)
+    expect_close(x1 - x, -lr * np.sign(g), what="first step x1 - x",
+                 against=f"-lr sign(g) (lr = {lr:.3g})", inputs={"x": x, "g": g}, rtol=0,
+                 atol=lr * 1e-6, factors={"lr": lr, "1 - beta1": 0.1})
 
 
 def test_few_steps_follow_the_update_equations():
@@ -46,8 +49,12 @@ def test_few_steps_follow_the_update_equations():
         v = beta2 * v + (1 - beta2) * g * g
         m_hat, v_hat = m / (1 - beta1**t), v / (1 - beta2**t)
         expected = x - lr * m_hat / (np.sqrt(v_hat) + eps)
+        x_before = x
         x = opt.step(x, 0.0, g)
-        np.testing.assert_allclose(x, expected, rtol=1e-12, atol=1e-14)
+        expect_close(x - x_before, expected - x_before, what=f"step {t}",
+                     against="the update equations (moments, bias correction)",
+                     inputs={"x": x_before}, rtol=1e-9, atol=1e-14,
+                     factors={"1 - beta1": 1 - beta1, "1 - beta1^t": 1 - beta1**t})
 
 
 def test_scaling_the_loss_does_not_change_the_path():
@@ -58,7 +65,8 @@ def test_scaling_the_loss_does_not_change_the_path():
         for _ in range(10):
             x = opt.step(x, 0.0, scale * (x - target))
         paths.append(x)
-    np.testing.assert_allclose(paths[0], paths[1], rtol=0, atol=1e-6)
+    expect_close(paths[1], paths[0], what="x after 10 steps on 1000 times the loss",
+                 against="x after 10 steps on the loss (Adam is scale-free)", rtol=0, atol=1e-6)
 
 
 def test_stays_in_the_box_and_minimises_a_quadratic():
@@ -66,8 +74,10 @@ def test_stays_in_the_box_and_minimises_a_quadratic():
     opt, x = Adam(lr=0.02), np.array([1.0, 0.0, 1.0, 0.0, 0.5, 0.5])
     for _ in range(400):
         x = opt.step(x, 0.0, x - target)  # gradient of 0.5 |x - target|^2
-        assert np.all((x >= 0.0) & (x <= 1.0))
-    np.testing.assert_allclose(x, np.clip(target, 0, 1), atol=0.02)
+        expect(bool(np.all((x >= 0.0) & (x <= 1.0))),
+               "a step left the box [0, 1]: end with self.project_(...)")
+    expect_close(x, np.clip(target, 0, 1), what="x after 400 steps on 0.5 |x - target|^2",
+                 against="the target clipped to [0, 1]", rtol=0, atol=0.02)
 
 
 def test_does_not_modify_its_inputs_and_keeps_the_dtype():
@@ -77,9 +87,11 @@ def test_does_not_modify_its_inputs_and_keeps_the_dtype():
     opt = Adam(lr=0.01)
     x1 = opt.step(x, 0.0, g)
     x2 = opt.step(x1, 0.0, g)
-    assert x1 is not x and x1.dtype == np.float32 and x2.dtype == np.float32
-    np.testing.assert_array_equal(x, x0)
-    np.testing.assert_array_equal(g, g0)
+    expect(x1 is not x, "step returned x itself: return a new array")
+    expect_dtype(x1, np.float32, what="the first step's result", input_name="x")
+    expect_dtype(x2, np.float32, what="the second step's result", input_name="x")
+    expect(np.array_equal(x, x0) and np.array_equal(g, g0),
+           "step modified x or grad: never change the caller's arrays")
 
 
 def test_a_new_shape_starts_afresh():
@@ -89,4 +101,6 @@ def test_a_new_shape_starts_afresh():
         x = opt.step(x, 0.0, np.ones(5))
     g = _gradients(2, (2, 2))
     y = np.full((2, 2), 0.5)
-    np.testing.assert_allclose(opt.step(y, 0.0, g), y - 0.01 * np.sign(g), atol=1e-8)
+    expect_close(opt.step(y, 0.0, g) - y, -0.01 * np.sign(g),
+                 what="the first step on a new shape", against="a first step, -lr sign(g) "
+                 "(call self._prepare(x) first)", rtol=0, atol=1e-8)

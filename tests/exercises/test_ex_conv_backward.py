@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from gradcheck import numerical_gradient, relative_error
+from diagnose import expect, expect_close, expect_gradient, expect_shape
+from gradcheck import numerical_gradient
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from numba_threads import one_numba_thread  # noqa: F401 (autouse fixture)
@@ -27,14 +28,17 @@ def test_gradients_match_finite_differences(stride, pad, kernel):
     y, cache = conv2d_forward(x, w, b, stride, pad)
     dy = rng.standard_normal(y.shape)
     dx, dw, db = conv2d_backward_loops(dy, cache, weight_grads=True)
-    assert dx.shape == x.shape and dw.shape == w.shape and db.shape == b.shape
+    inputs = {"x": x, "w": w, "stride": stride, "pad": pad}
+    for name, got, like in (("dx", dx, x), ("dw", dw, w), ("db", db, b)):
+        expect_shape(got, like.shape, what=name, inputs=inputs)
 
     dx_num = numerical_gradient(lambda v: conv2d_forward(v, w, b, stride, pad)[0], x, dy)
     dw_num = numerical_gradient(lambda v: conv2d_forward(x, v, b, stride, pad)[0], w, dy)
     db_num = numerical_gradient(lambda v: conv2d_forward(x, w, v, stride, pad)[0], b, dy)
-    assert relative_error(dx, dx_num) < 1e-7
-    assert relative_error(dw, dw_num) < 1e-7
-    assert relative_error(db, db_num) < 1e-7
+    factors = {"N": x.shape[0], "K": kernel}
+    expect_gradient(dx, dx_num, what="dx", inputs=inputs, tol=1e-7, factors=factors)
+    expect_gradient(dw, dw_num, what="dw", inputs=inputs, tol=1e-7, factors=factors)
+    expect_gradient(db, db_num, what="db", inputs=inputs, tol=1e-7, factors=factors)
 
 
 @settings(max_examples=30, deadline=None)
@@ -49,9 +53,12 @@ def test_loops_equal_the_fast_col2im_version(N, C, F, K, H, W, stride, pad, seed
     w = rng.standard_normal((F, C, K, K))
     y, cache = conv2d_forward(x, w, rng.standard_normal(F), stride, pad)
     dy = rng.standard_normal(y.shape)
-    for got, want in zip(conv2d_backward_loops(dy, cache, weight_grads=True),
-                         conv2d_backward(dy, cache, weight_grads=True), strict=True):
-        np.testing.assert_allclose(got, want, rtol=0, atol=1e-10)
+    inputs = {"x": x, "w": w, "stride": stride, "pad": pad}
+    for name, got, want in zip(("dx", "dw", "db"),
+                               conv2d_backward_loops(dy, cache, weight_grads=True),
+                               conv2d_backward(dy, cache, weight_grads=True), strict=True):
+        expect_close(got, want, what=name, against="the fast col2im backward's", inputs=inputs,
+                     rtol=0, atol=1e-10)
 
 
 def test_without_weight_grads_only_dx():
@@ -60,5 +67,6 @@ def test_without_weight_grads_only_dx():
     y, cache = conv2d_forward(x, rng.standard_normal((2, 2, 3, 3)), np.zeros(2), 1, 1)
     dy = rng.standard_normal(y.shape)
     dx, dw, db = conv2d_backward_loops(dy, cache)
-    assert dw is None and db is None
-    np.testing.assert_allclose(dx, conv2d_backward(dy, cache)[0], rtol=0, atol=1e-10)
+    expect(dw is None and db is None, "with weight_grads=False, dw and db must be None")
+    expect_close(dx, conv2d_backward(dy, cache)[0], what="dx", against="the fast backward's",
+                 inputs={"dy": dy}, rtol=0, atol=1e-10)

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from diagnose import expect, expect_close, expect_dtype, expect_shape
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from minist.losses import kernels_numba
@@ -24,37 +25,57 @@ SEEDS = st.integers(0, 2**32 - 1)
 
 @FAST
 @given(N=st.integers(1, 8), M=st.integers(1, 30), seed=SEEDS)
+@example(N=3, M=5, seed=0)  # first, sizes whose factors cannot be confused
 def test_symmetric_positive_semidefinite_and_equal_to_the_loops(N, M, seed):
     F = np.random.default_rng(seed).standard_normal((N, M))
     G = gram_matrix(F)
-    assert G.shape == (N, N) and G.dtype == F.dtype
-    np.testing.assert_allclose(G, G.T, rtol=0, atol=1e-12)
-    assert np.linalg.eigvalsh(G).min() > -1e-10
-    np.testing.assert_allclose(G, kernels_numba.gram_matrix_numba(F), rtol=1e-12, atol=1e-12)
+    inputs = {"F": F}
+    expect_shape(G, (N, N), what="G", inputs=inputs)
+    expect_dtype(G, F.dtype, what="G", input_name="F")
+    expect_close(G, kernels_numba.gram_matrix_numba(F), what="G",
+                 against="the Gram written as loops (kernels_numba.gram_matrix_numba)",
+                 inputs=inputs, rtol=1e-12, atol=1e-12, factors={"M": M, "N": N})
+    expect_close(G, G.T, what="G", against="its transpose", inputs=inputs, rtol=0, atol=1e-12)
+    expect(np.linalg.eigvalsh(G).min() > -1e-10,
+           f"G is not positive semi-definite, on F {F.shape}: eigenvalue "
+           f"{np.linalg.eigvalsh(G).min():.3g} < 0")
 
 
 @FAST
 @given(N=st.integers(1, 6), M=st.integers(1, 20), repeats=st.integers(2, 4), seed=SEEDS)
+@example(N=2, M=3, repeats=5, seed=0)
 def test_positions_do_not_matter_only_their_statistics(N, M, repeats, seed):
     rng = np.random.default_rng(seed)
     F = rng.standard_normal((N, M))
     G = gram_matrix(F)
-    np.testing.assert_allclose(gram_matrix(F[:, rng.permutation(M)]), G, rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(gram_matrix(np.tile(F, (1, repeats))), G, rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(gram_matrix(-2.5 * F), 6.25 * G, rtol=1e-12, atol=1e-12)
+    inputs = {"F": F}
+    expect_close(gram_matrix(F[:, rng.permutation(M)]), G, what="G of F with shuffled columns",
+                 against="G of F", inputs=inputs, rtol=1e-12, atol=1e-12)
+    expect_close(gram_matrix(np.tile(F, (1, repeats))), G,
+                 what=f"G of F with every position repeated {repeats} times", against="G of F",
+                 inputs=inputs, rtol=1e-12, atol=1e-12, factors={"repeats": repeats})
+    expect_close(gram_matrix(-2.5 * F), 6.25 * G, what="G of -2.5 F", against="6.25 G of F",
+                 inputs=inputs, rtol=1e-12, atol=1e-12)
 
 
 def test_accepts_an_activation_and_reads_it_as_channels_by_positions():
     rng = np.random.default_rng(9)
     x = rng.standard_normal((1, 5, 3, 4))
     G = gram_matrix(x)
-    np.testing.assert_allclose(G, gram_matrix(x.reshape(5, 12)), rtol=1e-12, atol=1e-12)
+    inputs = {"x": x}
+    expect_close(G, gram_matrix(x.reshape(5, 12)), what="G of the activation",
+                 against="G of its (5, 12) feature matrix", inputs=inputs, rtol=1e-12,
+                 atol=1e-12)
     # the diagonal is each channel's mean square over the positions
-    np.testing.assert_allclose(np.diag(G), (x[0] ** 2).mean(axis=(1, 2)), rtol=1e-12)
+    expect_close(np.diag(G), (x[0] ** 2).mean(axis=(1, 2)), what="diagonal of G",
+                 against="each channel's mean square", inputs=inputs, rtol=1e-12,
+                 factors={"M": 12})
 
 
 def test_float32_stays_float32():
     F = np.random.default_rng(10).standard_normal((4, 16)).astype(np.float32)
     G = gram_matrix(F)
-    assert G.dtype == np.float32
-    np.testing.assert_allclose(G, kernels_numba.gram_matrix_numba(F), rtol=1e-5, atol=1e-6)
+    expect_dtype(G, np.float32, what="G", input_name="F",
+                 hint="compute in F's dtype (F @ F.T keeps it)")
+    expect_close(G, kernels_numba.gram_matrix_numba(F), what="G", against="the Gram as loops",
+                 inputs={"F": F}, rtol=1e-5, atol=1e-6)

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from gradcheck import numerical_gradient, relative_error
+from diagnose import expect, expect_close, expect_dtype, expect_gradient, expect_shape
+from gradcheck import numerical_gradient
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from numba_threads import one_numba_thread  # noqa: F401 (autouse fixture)
@@ -47,15 +48,22 @@ def test_loops_equal_the_fast_version_with_ties(problem):
     x, k, s = problem
     y, cache = max_pool_forward_loops(x, k, s)
     y_fast, cache_fast = max_pool_forward(x, k, s)
-    assert y.dtype == x.dtype
-    np.testing.assert_array_equal(y, y_fast)
-    np.testing.assert_array_equal(cache.argmax, cache_fast.argmax)  # same tie rule
+    inputs = {"x": x, "kernel": k, "stride": s}
+    expect_shape(y, y_fast.shape, what="y", inputs=inputs)
+    expect_dtype(y, x.dtype, what="y", input_name="x")
+    expect_close(y, y_fast, what="y", against="the fast max pooling", inputs=inputs, rtol=0)
+    expect_close(cache.argmax, cache_fast.argmax, what="argmax",
+                 against="the fast version's (the first maximum in raster order, t = p k + q)",
+                 inputs=inputs, rtol=0)
     dy = np.random.default_rng(0).standard_normal(y.shape)
     dx = max_pool_backward_loops(dy, cache)
-    np.testing.assert_allclose(dx, max_pool_backward(dy, cache_fast), rtol=0, atol=1e-12)
+    expect_close(dx, max_pool_backward(dy, cache_fast), what="dx", against="the fast backward's",
+                 inputs=inputs, rtol=0, atol=1e-12)
     # either backward accepts either forward's cache
-    np.testing.assert_allclose(max_pool_backward_loops(dy, cache_fast), dx, rtol=0, atol=1e-12)
-    np.testing.assert_allclose(np.sum(dx), np.sum(dy), rtol=1e-10, atol=1e-10)  # routed, not lost
+    expect_close(max_pool_backward_loops(dy, cache_fast), dx, what="dx from the fast cache",
+                 against="dx from yours", inputs=inputs, rtol=0, atol=1e-12)
+    expect_close(np.sum(dx), np.sum(dy), what="sum of dx", against="sum of dy (routed, not lost)",
+                 inputs=inputs, rtol=1e-10, atol=1e-10)
 
 
 @settings(max_examples=15, deadline=None)
@@ -65,35 +73,43 @@ def test_backward_matches_finite_differences(problem):
     y, cache = max_pool_forward_loops(x, k, s)
     dy = np.random.default_rng(1).standard_normal(y.shape)
     dx = max_pool_backward_loops(dy, cache)
-    assert dx.shape == x.shape
+    inputs = {"x": x, "kernel": k, "stride": s}
+    expect_shape(dx, x.shape, what="dx", inputs=inputs)
     numeric = numerical_gradient(lambda v: max_pool_forward(v, k, s)[0], x, dy)
-    assert relative_error(dx, numeric) < 1e-8
+    expect_gradient(dx, numeric, what="dx", inputs=inputs, tol=1e-8, factors={"k": k})
 
 
 def test_tie_goes_to_the_first_maximum_in_raster_order():
     x = np.array([[[[1.0, 3.0, 0.0, 0.0],
                     [3.0, 3.0, 0.0, 0.0]]]])  # window 1: three 3s; window 2: all zeros
     y, cache = max_pool_forward_loops(x, 2, 2)
-    np.testing.assert_array_equal(y, [[[[3.0, 0.0]]]])
+    expect_close(y, [[[[3.0, 0.0]]]], what="y", against="the window maxima", inputs={"x": x},
+                 rtol=0)
     dx = max_pool_backward_loops(np.array([[[[10.0, 20.0]]]]), cache)
-    np.testing.assert_array_equal(dx, [[[[0.0, 10.0, 20.0, 0.0],
-                                         [0.0, 0.0, 0.0, 0.0]]]])
+    expect_close(dx, [[[[0.0, 10.0, 20.0, 0.0], [0.0, 0.0, 0.0, 0.0]]]], what="dx",
+                 against="each window's gradient at its first maximum in raster order",
+                 inputs={"x": x}, rtol=0)
 
 
 def test_floor_mode_drops_the_last_row_and_column():
     x = np.arange(25.0).reshape(1, 1, 5, 5)  # increasing: every window's max is bottom-right
     y, cache = max_pool_forward_loops(x, 2, 2)
-    np.testing.assert_array_equal(y, [[[[6.0, 8.0], [16.0, 18.0]]]])
+    expect_close(y, [[[[6.0, 8.0], [16.0, 18.0]]]], what="y of a 5x5 input",
+                 against="2x2 maxima (floor mode drops the last row and column)",
+                 inputs={"x": x}, rtol=0)
     dx = max_pool_backward_loops(np.ones_like(y), cache)
-    assert dx.shape == x.shape
-    assert np.all(dx[..., 4, :] == 0) and np.all(dx[..., :, 4] == 0)
-    assert dx.sum() == 4
+    expect_shape(dx, x.shape, what="dx", inputs={"x": x})
+    expect(np.all(dx[..., 4, :] == 0) and np.all(dx[..., :, 4] == 0) and dx.sum() == 4,
+           "dx of a 5x5 input: the last row and column are in no window and must get 0")
 
 
 def test_overlapping_windows_add_their_gradients():
     x = np.zeros((1, 1, 3, 3))
     x[0, 0, 1, 1] = 5.0  # the centre is the max of all four 2x2 windows at stride 1
     y, cache = max_pool_forward_loops(x, 2, 1)
-    np.testing.assert_array_equal(y, np.full((1, 1, 2, 2), 5.0))
+    expect_close(y, np.full((1, 1, 2, 2), 5.0), what="y", against="the centre's 5 in every window",
+                 inputs={"x": x, "stride": 1}, rtol=0)
     dx = max_pool_backward_loops(np.ones((1, 1, 2, 2)), cache)
-    assert dx[0, 0, 1, 1] == 4.0 and dx.sum() == 4.0
+    expect(dx[0, 0, 1, 1] == 4.0 and dx.sum() == 4.0,
+           f"dx at the centre is {dx[0, 0, 1, 1]:g}, expected 4: four overlapping windows (stride "
+           "1) chose it, and their gradients add up")

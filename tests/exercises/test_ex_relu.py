@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from gradcheck import numerical_gradient, relative_error
+from diagnose import expect, expect_close, expect_dtype, expect_gradient, expect_shape
+from gradcheck import numerical_gradient
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import array_shapes
@@ -32,12 +33,16 @@ def test_forward_properties(shape, seed, dtype):
     x = np.random.default_rng(seed).standard_normal(shape).astype(dtype)
     x.flat[0] = 0.0  # include the kink
     y = _relu(x)
-    assert y.shape == x.shape and y.dtype == x.dtype
-    assert np.all(y >= 0)
-    assert np.all(y * _relu(-x) == 0)  # at most one of relu(x), relu(-x) is non-zero
-    np.testing.assert_array_equal(y - _relu(-x), x)  # ... and their difference is x
-    np.testing.assert_array_equal(_relu(y), y)  # idempotent
-    np.testing.assert_allclose(_relu(3.0 * x), 3.0 * y)  # positively homogeneous
+    inputs = {"x": x}
+    expect_shape(y, x.shape, what="y", inputs=inputs)
+    expect_dtype(y, x.dtype, what="y", input_name="x", hint="compare with a Python 0, not 0.0 "
+                 "in an array of another dtype")
+    expect(np.all(y >= 0), f"y has negative entries, on x {x.shape}: max(x, 0) >= 0")
+    expect(np.all(y * _relu(-x) == 0), "relu(x) and relu(-x) are both non-zero somewhere")
+    expect_close(y - _relu(-x), x, what="relu(x) - relu(-x)", against="x", inputs=inputs, rtol=0)
+    expect_close(_relu(y), y, what="relu(relu(x))", against="relu(x)", inputs=inputs, rtol=0)
+    expect_close(_relu(3.0 * x), 3.0 * y, what="relu(3 x)", against="3 relu(x)", inputs=inputs,
+                 rtol=1e-7)
 
 
 @FAST
@@ -49,8 +54,10 @@ def test_backward_matches_finite_differences(shape, seed):
     dy = rng.standard_normal(shape)
     _, cache = relu_forward(x)
     dx = relu_backward(dy, cache)
-    assert dx.shape == x.shape and dx.dtype == dy.dtype
-    assert relative_error(dx, numerical_gradient(_relu, x, dy)) < 1e-8
+    inputs = {"x": x, "dy": dy}
+    expect_shape(dx, x.shape, what="dx", inputs=inputs)
+    expect_dtype(dx, dy.dtype, what="dx", input_name="dy")
+    expect_gradient(dx, numerical_gradient(_relu, x, dy), what="dx", inputs=inputs, tol=1e-8)
 
 
 def test_backward_is_zero_at_the_kink_and_keeps_float32():
@@ -58,15 +65,17 @@ def test_backward_is_zero_at_the_kink_and_keeps_float32():
     dy = np.array([[5.0, 7.0, 11.0]], dtype=np.float32)
     _, cache = relu_forward(x)
     dx = relu_backward(dy, cache)
-    assert dx.dtype == np.float32
-    np.testing.assert_array_equal(dx, [[0.0, 0.0, 11.0]])
+    expect_dtype(dx, np.float32, what="dx", input_name="dy", hint="keep dy's dtype (a boolean "
+                 "mask times dy does)")
+    expect_close(dx, [[0.0, 0.0, 11.0]], what="dx at x = [-1, 0, 2]",
+                 against="[0, 0, 11] (no gradient at the kink x = 0)", inputs={"x": x}, rtol=0)
 
 
 def test_forward_does_not_modify_its_input():
     x = np.array([-2.0, -0.5, 0.5, 2.0])
     before = x.copy()
     relu_forward(x)
-    np.testing.assert_array_equal(x, before)
+    expect(np.array_equal(x, before), "relu_forward modified its input x: make a new array")
 
 
 def test_backward_accepts_the_relu_output_as_its_mask():
@@ -75,4 +84,6 @@ def test_backward_accepts_the_relu_output_as_its_mask():
     rng = np.random.default_rng(17)
     x, dy = rng.standard_normal((2, 3, 4, 5))
     y, cache = relu_forward(x)
-    np.testing.assert_array_equal(relu_backward(dy, ReluCache(y)), relu_backward(dy, cache))
+    expect_close(relu_backward(dy, ReluCache(y)), relu_backward(dy, cache),
+                 what="dx from ReluCache(y)", against="dx from your cache", inputs={"x": x},
+                 rtol=0)

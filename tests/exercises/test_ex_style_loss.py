@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from gradcheck import numerical_gradient, relative_error
-from hypothesis import given, settings
+from diagnose import expect, expect_close, expect_gradient, expect_scalar, expect_shape
+from gradcheck import numerical_gradient
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from minist.losses import kernels_numba
@@ -30,35 +31,50 @@ def _target(N, rng):
     return S @ S.T / S.shape[1]
 
 
+CAST_A = "cast the target A to F's dtype"
+
+
 @FAST
 @given(N=st.integers(1, 5), M=st.integers(1, 12), seed=SEEDS)
+@example(N=3, M=5, seed=0)  # first, sizes whose factors cannot be confused
 def test_gradient_matches_finite_differences(N, M, seed):
     rng = np.random.default_rng(seed)
     F, A = rng.standard_normal((N, M)), _target(N, rng)
     E, dF = style_layer_loss(F, A)
-    assert dF.shape == F.shape and dF.dtype == F.dtype
-    assert np.ndim(E) == 0 and E.dtype == F.dtype and float(E) >= 0
+    inputs = {"F": F, "A": A}
+    expect_scalar(E, F.dtype, what="E", input_name="F", hint=CAST_A)
+    expect_shape(dF, F.shape, what="dE/dF", inputs=inputs)
+    expect(dF.dtype == F.dtype, f"dE/dF is {dF.dtype} for {F.dtype} F: {CAST_A}")
+    expect(float(E) >= 0, f"E = {float(E):.3g} < 0, on F {F.shape}: a sum of squares")
     numeric = numerical_gradient(lambda v: style_layer_loss(v, A)[0], F, np.float64(1.0))
-    assert relative_error(dF, numeric) < 1e-6
+    expect_gradient(dF, numeric, what="dE/dF", inputs=inputs, tol=1e-6,
+                    factors={"N": N, "M": M})
 
 
 @FAST
 @given(N=st.integers(1, 8), M=st.integers(1, 40), seed=SEEDS)
+@example(N=3, M=5, seed=0)
 def test_equals_the_numba_kernel_version(N, M, seed):
     rng = np.random.default_rng(seed)
     F, A = rng.standard_normal((N, M)), _target(N, rng)
     E, dF = style_layer_loss(F, A)
     E_k, dF_k = kernels_numba.style_layer_loss(F, A)
-    np.testing.assert_allclose(float(E), float(E_k), rtol=1e-10)
-    np.testing.assert_allclose(dF, dF_k, rtol=1e-10, atol=1e-14)
+    inputs, factors = {"F": F, "A": A}, {"N": N, "M": M}
+    expect_close(E, E_k, what="E", against="the Numba kernel's E", inputs=inputs, rtol=1e-10,
+                 factors=factors)
+    expect_close(dF, dF_k, what="dE/dF", against="the Numba kernel's", inputs=inputs,
+                 rtol=1e-10, atol=1e-14, factors=factors)
 
 
 def test_zero_when_the_target_is_the_features_own_gram():
     F = np.random.default_rng(11).standard_normal((6, 20))
     own = F @ F.T / F.shape[1]  # Eq. 3, normalised by M as minist does
     E, dF = style_layer_loss(F, own)
-    assert abs(float(E)) < 1e-24
-    np.testing.assert_allclose(dF, 0.0, atol=1e-14)
+    expect(abs(float(E)) < 1e-24,
+           f"E = {float(E):.3g}, not 0, when A is F's own Gram F F^T / M (F {F.shape}): "
+           "is your G normalised by 1/M?")
+    expect_close(dF, np.zeros_like(dF), what="dE/dF", against="zero (A is F's own Gram)",
+                 inputs={"F": F}, rtol=0, atol=1e-14)
 
 
 def test_repeating_the_positions_changes_nothing_but_spreads_the_gradient():
@@ -66,18 +82,24 @@ def test_repeating_the_positions_changes_nothing_but_spreads_the_gradient():
     F, A = rng.standard_normal((4, 7)), _target(4, rng)
     E, dF = style_layer_loss(F, A)
     E2, dF2 = style_layer_loss(np.tile(F, (1, 3)), A)
-    np.testing.assert_allclose(float(E2), float(E), rtol=1e-12)
+    inputs = {"F": F, "A": A}
+    expect_close(E2, E, what="E of F with every position repeated 3 times",
+                 against="E of F", inputs=inputs, rtol=1e-12, factors={"repeats": 3})
     # three copies of each position share its gradient: each gets a third
-    np.testing.assert_allclose(dF2, np.tile(dF, (1, 3)) / 3, rtol=1e-10, atol=1e-14)
+    expect_close(dF2, np.tile(dF, (1, 3)) / 3, what="dE/dF of the repeated F",
+                 against="a third of dE/dF at each copy", inputs=inputs, rtol=1e-10,
+                 atol=1e-14, factors={"repeats": 3})
 
 
 def test_activation_shape_in_gradient_shape_out():
     rng = np.random.default_rng(13)
     x, A = rng.standard_normal((1, 3, 4, 5)), _target(3, rng)
     E, dx = style_layer_loss(x, A)
-    assert dx.shape == x.shape
+    expect_shape(dx, x.shape, what="dE/dx of an activation", inputs={"x": x},)
     E_m, dF = style_layer_loss(x.reshape(3, 20), A)
-    np.testing.assert_allclose(float(E), float(E_m), rtol=1e-12)
-    np.testing.assert_allclose(dx.reshape(3, 20), dF, rtol=1e-12, atol=1e-15)
-    E32, _ = style_layer_loss(x.astype(np.float32), A)
-    assert E32.dtype == np.float32
+    expect_close(E, E_m, what="E of the activation", against="E of its feature matrix",
+                 inputs={"x": x}, rtol=1e-12)
+    expect_close(dx.reshape(3, 20), dF, what="dE/dx of the activation",
+                 against="dE/dF of its feature matrix", inputs={"x": x}, rtol=1e-12, atol=1e-15)
+    E32, _ = style_layer_loss(x.astype(np.float32), A)  # A stays float64
+    expect_scalar(E32, np.float32, what="E", input_name="F with a float64 A", hint=CAST_A)

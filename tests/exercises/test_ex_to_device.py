@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from diagnose import expect
 
 from minist.backend import cupy_or_none, device_of, to_device
 from minist.errors import MinistError
@@ -20,11 +21,16 @@ gpu = pytest.mark.gpu
 def test_cpu_to_cpu_is_free_and_casts_when_asked():
     a = np.arange(12, dtype=np.float64).reshape(3, 4)
     same = to_device(a, "cpu")
-    assert isinstance(same, np.ndarray) and np.shares_memory(same, a)
-    assert np.shares_memory(to_device(a, "cpu", np.float64), a)  # same dtype: no copy
+    expect(isinstance(same, np.ndarray), f"to_device(a, 'cpu') returned {type(same).__name__}, "
+           "not a NumPy array")
+    expect(np.shares_memory(same, a), "to_device(a, 'cpu') copied a NumPy array: already on "
+           "the CPU, it must come back without a copy")
+    expect(np.shares_memory(to_device(a, "cpu", np.float64), a),
+           "to_device(a, 'cpu', float64) copied a float64 array: no copy when nothing changes")
     cast = to_device(a, "cpu", np.float32)
-    assert cast.dtype == np.float32 and device_of(cast) == "cpu"
-    np.testing.assert_array_equal(cast, a)
+    expect(cast.dtype == np.float32 and device_of(cast) == "cpu",
+           f"to_device(a, 'cpu', float32) gave {cast.dtype} on {device_of(cast)}")
+    expect(np.array_equal(cast, a), "to_device(a, 'cpu', float32) changed the values")
 
 
 def test_unknown_device_is_a_one_line_error():

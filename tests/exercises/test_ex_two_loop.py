@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from diagnose import expect, expect_close, expect_dtype, expect_shape
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -46,18 +47,23 @@ def test_equals_the_dense_bfgs_matrix(n, m, seed):
     g = rng.standard_normal(n)
     g0 = g.copy()
     r = two_loop(g, history)
-    assert r is not g and r.shape == g.shape
-    np.testing.assert_array_equal(g, g0)  # g is not modified
-    np.testing.assert_allclose(r, _dense_bfgs(history, n) @ g, rtol=1e-8, atol=1e-10)
-    assert g @ r > 0  # H is positive definite: -r is a descent direction
+    inputs = {"g": g, "pairs": m}
+    expect(r is not g, "two_loop returned g itself: return a new array")
+    expect_shape(r, g.shape, what="H g", inputs=inputs)
+    expect(np.array_equal(g, g0), "two_loop modified g: work on a copy")
+    expect_close(r, _dense_bfgs(history, n) @ g, what="H g",
+                 against="the dense BFGS matrix built from the pairs, times g", inputs=inputs,
+                 rtol=1e-8, atol=1e-10, factors={"gamma": history[-1].gamma} if history else None)
+    expect(g @ r > 0, "g^T H g <= 0: H must be positive definite (-H g a descent direction)")
 
 
 @settings(max_examples=20, deadline=None)
 @given(n=st.integers(2, 10), m=st.integers(1, 5), seed=st.integers(0, 2**32 - 1))
 def test_newest_secant_equation_holds(n, m, seed):
     history = _pairs(n, m, np.random.default_rng(seed))
-    np.testing.assert_allclose(two_loop(history[-1].y, history), history[-1].s, rtol=1e-8,
-                               atol=1e-10)
+    expect_close(two_loop(history[-1].y, history), history[-1].s, what="H y (newest pair)",
+                 against="s (the secant equation H y = s)", inputs={"n": n, "pairs": m},
+                 rtol=1e-8, atol=1e-10)
 
 
 def test_image_shaped_arrays_and_float32():
@@ -68,10 +74,11 @@ def test_image_shaped_arrays_and_float32():
               for p in flat]
     g = rng.standard_normal(60)
     r = two_loop(g.reshape(shape), images)
-    assert r.shape == shape
-    np.testing.assert_allclose(r.ravel(), _dense_bfgs(flat, 60) @ g, rtol=1e-8, atol=1e-10)
+    expect_shape(r, shape, what="H g of an image-shaped g", inputs={"g": g.reshape(shape)})
+    expect_close(r.ravel(), _dense_bfgs(flat, 60) @ g, what="H g of an image-shaped g",
+                 against="the dense BFGS matrix times g", rtol=1e-8, atol=1e-10)
     images32 = [CurvaturePair(p.s.astype(np.float32), p.y.astype(np.float32), p.rho, p.gamma)
                 for p in images]
     r32 = two_loop(g.reshape(shape).astype(np.float32), images32)
-    assert r32.dtype == np.float32
-    np.testing.assert_allclose(r32, r, rtol=1e-3, atol=1e-4)
+    expect_dtype(r32, np.float32, what="H g", input_name="g")
+    expect_close(r32, r, what="H g in float32", against="H g in float64", rtol=1e-3, atol=1e-4)

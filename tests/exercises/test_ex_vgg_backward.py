@@ -11,7 +11,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from conftest import random_params
-from gradcheck import numerical_gradient, relative_error
+from diagnose import expect, expect_close, expect_gradient, expect_shape
+from gradcheck import numerical_gradient
 from numba_threads import one_numba_thread  # noqa: F401 (autouse fixture)
 
 from minist.architectures import layer_table
@@ -47,10 +48,12 @@ def test_gradient_matches_finite_differences(pooling, prep):
     feats, cache = vgg_forward(image, params, steps, prep, LAYERS, pooling)
     grads = {name: rng.standard_normal(f.shape) for name, f in feats.items()}
     d_image = vgg_backward(grads, cache)
-    assert d_image.shape == image.shape and d_image.dtype == np.float64
+    inputs = {"image": image, "layers": LAYERS, "pooling": pooling}
+    expect_shape(d_image, image.shape, what="d image", inputs=inputs)
+    expect(d_image.dtype == np.float64, f"d image is {d_image.dtype} for a float64 network")
     numeric = numerical_gradient(_objective(params, steps, prep, pooling, grads), image,
                                  np.float64(1.0))
-    assert relative_error(d_image, numeric) < 1e-6
+    expect_gradient(d_image, numeric, what="d image", inputs=inputs, tol=1e-6)
 
 
 def test_only_the_layers_given_contribute():
@@ -63,7 +66,8 @@ def test_only_the_layers_given_contribute():
     d_image = vgg_backward(grads, cache)
     numeric = numerical_gradient(_objective(params, steps, TORCHVISION, "max", grads), image,
                                  np.float64(1.0))
-    assert relative_error(d_image, numeric) < 1e-6
+    expect_gradient(d_image, numeric, what="d image from a gradient at relu1_2 alone",
+                    inputs={"image": image, "forward to": "conv3_1"}, tol=1e-6)
 
 
 def test_backward_is_linear_and_leaves_the_gradients_alone():
@@ -76,8 +80,13 @@ def test_backward_is_linear_and_leaves_the_gradients_alone():
     copies = {name: g.copy() for name, g in g1.items()}
     both = vgg_backward({name: 2.0 * g1[name] - g2[name] for name in g1}, cache)
     one, two = vgg_backward(g1, cache), vgg_backward(g2, cache)
-    np.testing.assert_allclose(both, 2.0 * one - two, rtol=1e-9, atol=1e-12)
+    inputs = {"image": image, "layers": LAYERS}
+    expect_close(both, 2.0 * one - two, what="backward(2 g1 - g2)",
+                 against="2 backward(g1) - backward(g2)", inputs=inputs, rtol=1e-9, atol=1e-12)
     for name, g in g1.items():
-        np.testing.assert_array_equal(g, copies[name])
+        expect(np.array_equal(g, copies[name]),
+               f"vgg_backward modified the gradient handed in at {name}: add into your own array")
     separate = sum(vgg_backward({name: g}, cache) for name, g in g1.items())
-    np.testing.assert_allclose(one, separate, rtol=1e-9, atol=1e-12)  # sum over layers
+    expect_close(one, separate, what="backward of all layers' gradients at once",
+                 against="the sum of one backward per layer", inputs=inputs, rtol=1e-9,
+                 atol=1e-12)

@@ -1,0 +1,99 @@
+"""``minist.classroom``: the stand-ins a student's copy runs until a lesson, and the stub sign.
+
+The stand-ins are second implementations of exercise functions the engine needs before their
+lesson; they must compute what the teacher's functions compute: the compact form of the L-BFGS
+matrix against the two-loop recursion (and a dense BFGS matrix), the CPU-only ``to_device``
+against ``to_device`` on the CPU.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from student_copies import exercises
+
+from minist import classroom
+from minist.backend import cupy_or_none, to_device
+from minist.optim.lbfgs import CurvaturePair, two_loop
+
+
+def _pairs(n, m, rng, shape=None):
+    """m curvature pairs of a random convex quadratic (so s^T y > 0), shaped ``shape``."""
+    Q, _ = np.linalg.qr(rng.standard_normal((n, n)))
+    A = (Q * np.geomspace(1.0, 50.0, n)) @ Q.T
+    pairs = []
+    for s in rng.standard_normal((m, n)):
+        y = A @ s
+        s_, y_ = (s, y) if shape is None else (s.reshape(shape), y.reshape(shape))
+        pairs.append(CurvaturePair(s_, y_, 1.0 / (s @ y), (s @ y) / (y @ y)))
+    return pairs
+
+
+@settings(max_examples=30, deadline=None)
+@given(n=st.integers(1, 15), m=st.integers(0, 8), seed=st.integers(0, 2**32 - 1))
+def test_compact_form_equals_the_two_loop_recursion(n, m, seed):
+    rng = np.random.default_rng(seed)
+    history = _pairs(n, m, rng)
+    g = rng.standard_normal(n)
+    np.testing.assert_allclose(classroom.two_loop_compact(g, history), two_loop(g, history),
+                               rtol=1e-9, atol=1e-12)
+
+
+def test_compact_form_keeps_shape_and_float32():
+    rng = np.random.default_rng(3)
+    shape = (1, 3, 4, 5)
+    history = _pairs(60, 5, rng, shape)
+    g = rng.standard_normal(shape)
+    r = classroom.two_loop_compact(g, history)
+    assert r.shape == shape and r is not g
+    np.testing.assert_allclose(r, two_loop(g, history), rtol=1e-9, atol=1e-12)
+    h32 = [CurvaturePair(p.s.astype(np.float32), p.y.astype(np.float32), p.rho, p.gamma)
+           for p in history]
+    r32 = classroom.two_loop_compact(g.astype(np.float32), h32)
+    assert r32.dtype == np.float32
+    np.testing.assert_allclose(r32, r, rtol=1e-3, atol=1e-4)
+
+
+@pytest.mark.gpu
+def test_compact_form_on_the_gpu():
+    cupy = cupy_or_none()
+    rng = np.random.default_rng(4)
+    history = _pairs(40, 4, rng, (1, 2, 4, 5))
+    g = rng.standard_normal((1, 2, 4, 5)).astype(np.float32)
+    on_gpu = [CurvaturePair(cupy.asarray(p.s, np.float32), cupy.asarray(p.y, np.float32), p.rho,
+                            p.gamma) for p in history]
+    r = classroom.two_loop_compact(cupy.asarray(g), on_gpu)
+    assert isinstance(r, cupy.ndarray) and r.dtype == np.float32
+    np.testing.assert_allclose(cupy.asnumpy(r), two_loop(g.astype(np.float64), history),
+                               rtol=1e-3, atol=1e-4)
+
+
+def test_to_device_on_cpu_is_to_device_on_the_cpu():
+    a = np.arange(6.0).reshape(2, 3)
+    for dtype in (None, np.float64, np.float32):
+        got, want = classroom.to_device_on_cpu(a, "cpu", dtype), to_device(a, "cpu", dtype)
+        assert type(got) is type(want) and got.dtype == want.dtype
+        np.testing.assert_array_equal(got, want)
+    assert np.shares_memory(classroom.to_device_on_cpu(a, "cpu"), a)
+    with pytest.raises(NotImplementedError, match="ex_to_device"):
+        classroom.to_device_on_cpu(a, "cuda")
+
+
+def test_the_teachers_exercise_functions_are_written_and_a_stub_is_not():
+    for ex in exercises.EXERCISES:
+        for spec in ex.functions:
+            assert classroom.is_written(exercises.resolve(spec)), spec
+
+    def stub(x):
+        raise NotImplementedError("Exercise ex_demo: write stub (tutorials/99_demo.py); ...")
+
+    assert not classroom.is_written(stub)
+
+
+def test_stand_in_raises_unless_switched_on():
+    message = "Exercise ex_demo: write helper (tutorials/99_demo.py); check it with: ..."
+    assert not classroom.stand_ins_enabled()
+    with pytest.raises(NotImplementedError, match="write helper"):
+        classroom.stand_in(message, "operator:neg")

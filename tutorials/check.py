@@ -1,0 +1,158 @@
+"""Check one exercise: ``python tutorials/check.py ex_gram`` (from any folder).
+
+Runs the exercise's checks (``tests/exercises/test_ex_gram.py``, marker ``ex_gram``) against the
+functions of *this* copy of minist, with short tracebacks, and prints one line in words per
+failed check -- what was compared, on what small input, and a diagnosis where one is cheap::
+
+    FAIL ex_gram: symmetric positive semidefinite and equal to the loops: G vs the Gram written
+    as loops (kernels_numba.gram_matrix_numba), on F (3, 5) float64: your G is 5.000x the
+    expected one (off by a factor of M = 5)
+
+then a last line: how many checks pass. Exit status 0 when all pass, 1 when some fail, 2 for a
+command-line error. ``--list`` lists the exercises; ``--tb long`` shows full tracebacks; anything
+after ``--`` goes to pytest. The same checks run with ``python -m pytest -m ex_gram`` (the
+lines in words come at the end there too), which is what CI and teachers use.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+TUTORIALS = Path(__file__).resolve().parent
+ROOT = TUTORIALS.parent
+for path in (str(TUTORIALS), str(ROOT)):  # this copy's minist, whatever else is installed
+    if path in sys.path:
+        sys.path.remove(path)
+    sys.path.insert(0, path)
+
+from exercises import EXERCISES, Exercise, get  # noqa: E402
+from first_run import announce_compilation  # noqa: E402
+
+PROFILE = "minist-check"
+
+
+def use_quiet_hypothesis(database: bool = True) -> None:
+    """Hypothesis without its long explanations: the failing example's exception is enough.
+
+    ``database=False`` (the teacher's grading) also keeps no record of failing examples.
+    """
+    from hypothesis import Phase, Verbosity, settings
+
+    options = {"verbosity": Verbosity.quiet, "print_blob": False,
+               "phases": (Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink)}
+    if not database:
+        options |= {"database": None, "derandomize": True}
+    settings.register_profile(PROFILE, **options)
+    settings.load_profile(PROFILE)
+
+
+def collection_error_words(text: str) -> str:
+    """One line for a check file that could not be imported (e.g. a SyntaxError in minist)."""
+    lines = text.splitlines()
+    errors = [line[1:].strip() for line in lines
+              if re.match(r"^E\s+[A-Za-z_.]*(Error|Exception|Exit)\b", line)]
+    where = re.findall(r'File "([^"]+)", line (\d+)', text)
+    place = ""
+    if where:
+        path, line = where[-1]
+        rel = path.replace("\\", "/")
+        rel = rel[rel.rfind("minist/"):] if "minist/" in rel else rel
+        place = f" (at {rel}:{line})"
+    return f"the checks could not start: {errors[-1] if errors else lines[-1:]}{place}"
+
+
+class Tally:
+    """A pytest plugin counting each check's outcome (setup errors count as failures); it also
+    quiets Hypothesis once pytest has loaded it (:func:`use_quiet_hypothesis`)."""
+
+    def __init__(self, database: bool = True):
+        self.outcomes: dict[str, str] = {}
+        self.database = database
+        self.collection_errors: list[str] = []
+
+    def pytest_collectreport(self, report):
+        if report.failed:
+            self.collection_errors.append(collection_error_words(str(report.longrepr)))
+
+    def pytest_configure(self, config):
+        use_quiet_hypothesis(self.database)
+
+    def pytest_runtest_logreport(self, report):
+        if report.when == "call" or report.outcome != "passed":
+            previous = self.outcomes.get(report.nodeid)
+            if previous != "failed":
+                self.outcomes[report.nodeid] = report.outcome
+
+    def count(self, outcome: str) -> int:
+        return sum(1 for value in self.outcomes.values() if value == outcome)
+
+
+def pytest_arguments(ex: Exercise, tb: str, extra: Sequence[str] = ()) -> list[str]:
+    return [str(ROOT / ex.check_file), "-m", ex.marker, "-q", f"--tb={tb}", "-rN",
+            "--capture=sys", "-p", "no:cacheprovider", "--rootdir", str(ROOT),
+            "-c", str(ROOT / "pyproject.toml"), *extra]
+
+
+def check(ex: Exercise, tb: str = "short", extra: Sequence[str] = ()) -> int:
+    """Run ``ex``'s checks here; print the verdict; return pytest's exit status."""
+    import pytest
+
+    import minist
+
+    print(f"{ex.marker}: {ex.summary} -- {ex.where}", flush=True)
+    if Path(minist.__file__).resolve().parent != ROOT / "minist":
+        print(f"warning: checking the minist in {Path(minist.__file__).parent}, not this copy's",
+              flush=True)
+    announce_compilation(stream=sys.__stdout__)  # not captured by pytest (--capture=sys)
+    tally = Tally()
+    status = pytest.main(pytest_arguments(ex, tb, extra), plugins=[tally])
+    total, failed = len(tally.outcomes), tally.count("failed")
+    if tally.collection_errors:
+        print(f"{ex.marker}: {tally.collection_errors[0]}")
+    elif total == 0:
+        print(f"{ex.marker}: no checks ran (pytest exit status {int(status)})")
+    elif failed:
+        print(f"{ex.marker}: {failed} of {total} checks fail (the lines in words above); the "
+              f"lesson to derive it from: {ex.where}")
+    else:
+        skipped = tally.count("skipped")
+        note = f" ({skipped} skipped here, e.g. those that need a GPU)" if skipped else ""
+        print(f"{ex.marker}: all {total - skipped} checks pass{note}.")
+    return int(status)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    extra: list[str] = []
+    if "--" in argv:
+        k = argv.index("--")
+        argv, extra = argv[:k], argv[k + 1 :]
+    parser = argparse.ArgumentParser(
+        prog="python tutorials/check.py",
+        description="Check one exercise against this copy's minist; explain each failure in "
+                    "one line.",
+        epilog="exercises: " + ", ".join(ex.marker for ex in EXERCISES),
+    )
+    parser.add_argument("exercise", nargs="?", help="the exercise, e.g. ex_gram")
+    parser.add_argument("--tb", default="short", choices=("short", "long", "line", "no"),
+                        help="traceback style (default: short)")
+    parser.add_argument("--list", action="store_true", help="list the exercises and exit")
+    args = parser.parse_args(argv)
+    if args.list or not args.exercise:
+        for ex in EXERCISES:
+            print(f"{ex.marker:<18} {ex.lesson_file:<34} {ex.summary}")
+        return 0 if args.list else 2
+    try:
+        ex = get(args.exercise)
+    except KeyError as err:
+        print(f"check.py: {err.args[0]}", file=sys.stderr)
+        return 2
+    return check(ex, args.tb, extra)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

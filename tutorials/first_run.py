@@ -1,0 +1,79 @@
+"""Say when Numba compiles minist's CPU kernels -- the first run on a machine -- and for how long.
+
+minist's loss, pooling and Winograd kernels are compiled by Numba the first time they run and
+cached beside their source (``minist/**/__pycache__``), so the first lesson or exercise check
+on a new machine waits for the compiler -- seconds to minutes, depending on the machine -- and
+later runs start in seconds. Without a word that first wait looks like a hang. The lessons
+(``lesson_utils``) and ``tutorials/check.py`` call :func:`announce_compilation`, which listens to
+Numba's compile events: at the first compilation it says what is happening, and when the
+process ends it says how long compiling took in all.
+"""
+
+from __future__ import annotations
+
+import atexit
+import sys
+import time
+
+# What a first run costs: all eight lessons in fast mode, from an empty cache, compile 16
+# kernels in 21 s of compiler CPU time on the project's 2-core x86-64 machine (132 s of wall
+# time while that machine was shared by other jobs); see tutorials/README.md, "The first run".
+EXPECTED = ("about 20 s for all the lessons' kernels on an idle 2-core machine, a few minutes "
+            "on a small or busy one")
+
+_listener = None
+
+
+def announce_compilation(stream=None) -> bool:
+    """Report Numba compilations from now on in this process; False if Numba lacks the events."""
+    global _listener
+    if _listener is not None:
+        return True
+    try:
+        from numba.core import event
+    except ImportError:  # pragma: no cover - numba without the event API
+        return False
+
+    class Listener(event.Listener):
+        def __init__(self, out):
+            self.out = out
+            self.depth = 0  # compilations nest (a kernel compiles the functions it calls)
+            self.started = 0.0
+            self.seconds = 0.0
+            self.kernels = 0
+
+        def say(self, text):
+            print(text, file=self.out or sys.stdout, flush=True)
+
+        def on_start(self, ev):
+            if self.depth == 0:
+                if self.kernels == 0:
+                    self.say("\n[first run] Numba is compiling minist's CPU kernels for this "
+                             f"machine. This happens once ({EXPECTED}); they are cached, and "
+                             "later runs start in seconds.")
+                self.started = time.perf_counter()
+            self.depth += 1
+
+        def on_end(self, ev):
+            self.depth -= 1
+            if self.depth == 0:
+                self.seconds += time.perf_counter() - self.started
+                self.kernels += 1
+
+        def report(self):
+            if self.kernels:
+                kernels = "1 Numba kernel" if self.kernels == 1 else f"{self.kernels} Numba kernels"
+                self.say(f"[first run] compiling {kernels} took {self.seconds:.0f} s; they are "
+                         "cached now.")
+
+    _listener = Listener(stream)
+    event.register("numba:compile", _listener)
+    atexit.register(_listener.report)
+    return True
+
+
+def compiled_so_far() -> tuple[int, float]:
+    """``(kernels, seconds)`` compiled since :func:`announce_compilation` (for the lessons)."""
+    if _listener is None:
+        return 0, 0.0
+    return _listener.kernels, _listener.seconds
