@@ -101,7 +101,8 @@ def compare(got, want, *, rtol: float, atol: float, factors=None) -> str | None:
 
     The words finish the sentence "your <thing> ...": "is 2.000x the expected one (off by a
     factor of 2)", "has the wrong sign", "is the transpose of the expected one", "is all zeros",
-    "contains NaN", "differs: max relative error 0.12 at index (0, 1) (got 0.5, expected 0.45)".
+    "contains NaN", "differs: max relative error 0.12 at index (0, 1) (got 0.5, expected 0.45)"
+    ("max absolute error" when the tolerance is ``atol`` alone, ``rtol=0``).
     """
     g, w = _numpy(got), _numpy(want)
     if g.shape != w.shape:
@@ -127,11 +128,14 @@ def compare(got, want, *, rtol: float, atol: float, factors=None) -> str | None:
             return f"is {c:.3f}x the expected one{explain_factor(c, factors)}{sign}"
     if g.ndim == 2 and g.shape[0] == g.shape[1] and np.allclose(g, w.T, rtol=rtol, atol=atol):
         return "is the transpose of the expected one"
-    diff = np.abs(g - w) / (np.abs(w) + atol / max(rtol, 1e-300) + 1e-300)
-    k = np.unravel_index(int(np.argmax(np.abs(g - w) - atol - rtol * np.abs(w))), g.shape)
+    error = np.abs(g - w)
+    if rtol > 0:  # relative to the expected value, atol / rtol keeping zeros from dividing
+        size = f"max relative error {float(np.max(error / (np.abs(w) + atol / rtol + 1e-300))):.3g}"
+    else:  # an absolute tolerance only: a relative error would divide by atol / 0
+        size = f"max absolute error {float(np.max(error)):.3g} (allowed {atol:.3g})"
+    k = np.unravel_index(int(np.argmax(error - atol - rtol * np.abs(w))), g.shape)
     where = f" at index {tuple(int(i) for i in k)}" if g.ndim else ""
-    return (f"differs: max relative error {float(np.max(diff)):.3g}{where} "
-            f"(got {g[k]:.6g}, expected {w[k]:.6g})")
+    return f"differs: {size}{where} (got {g[k]:.6g}, expected {w[k]:.6g})"
 
 
 # ------------------------------------------------------------------------------ the checks

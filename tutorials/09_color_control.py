@@ -612,15 +612,17 @@ for k, (style, y, image) in enumerate(zip(styles, style_ys, recoloured, strict=T
 #
 # * **`ex_yiq`** — implement `minist.color.apply_color_matrix` ($x' = Ax + b$ on every pixel,
 #   for `(N, 3, H, W)` and `(3, H, W)` images), `rgb_to_yiq` and `yiq_to_rgb` (with the exact
-#   inverse). Check: `pytest -m ex_yiq`.
+#   inverse). Check: `python tutorials/check.py ex_yiq` (or `pytest -m ex_yiq`).
 # * **`ex_color_transform`** — implement `minist.color.spd_power` ($S^p$ by
 #   eigendecomposition) and `pca_transform` ($A = \Sigma_C^{1/2}\Sigma_S^{-1/2}$).
-#   Check: `pytest -m ex_color_transform`.
+#   Check: `python tutorials/check.py ex_color_transform` (or `pytest -m ex_color_transform`).
 #
 # The checks prove the functions by properties, not stored answers: the per-pixel map against a
 # loop, the YIQ matrix against its NTSC construction, both round trips, grays without colour;
 # the square roots against the Denman–Beavers iteration (inverses only, no eigenvectors), the
 # covariance equation, $A\Sigma_S^{1/2}$ symmetric positive definite, rotations of colour space.
-# This lesson calls no other exercise's function (it uses no network): in a student version it
-# runs once these two are written. Try afterwards: write `sym_transform` yourself and check that
+# This lesson calls no other exercise's function (it uses no network). In a student version it
+# runs before these two are written, on minist's stand-ins for them (`minist.classroom`; it
+# says so where it uses one) — the figures are then the stand-ins' work, not yours: write the
+# functions, check them, and run the lesson again. Try afterwards: write `sym_transform` yourself and check that
 # it moves the colours less than pca on your own painting (`MINIST_STYLE=path/to/painting.jpg`).

@@ -360,10 +360,12 @@ L.save_figure(fig, LESSON, "two_paintings")
 #
 # * **`ex_guided_gram`** — implement `minist.losses.reference.guided_gram_matrix(F, T)` and
 #   `minist.losses.reference.guided_style_layer_loss(F, A, T)` (section 1: the value and its
-#   gradient). Check: `pytest -m ex_guided_gram`.
+#   gradient). Check: `python tutorials/check.py ex_guided_gram` (or `pytest -m ex_guided_gram`).
 #
 # The checks compare with finite differences, with the unguided loss of $F \circ T$ computed by
 # the Numba kernels, and with properties (a guide of ones changes nothing; a normalised region
-# gives the region's own Gram; no gradient where $T = 0$), not with stored answers.
+# gives the region's own Gram; no gradient where $T = 0$), not with stored answers. In a student
+# version this lesson runs before the exercise is written, on minist's stand-ins for the two
+# functions (it says so where it uses them); write them, check them, and run it again.
 # Try afterwards: draw your own masks (`minist.masks.load_mask` reads any image), or give the
 # right half a style mask that takes only the sky of its painting.

@@ -381,18 +381,136 @@ An unknown device, or ``"cuda"`` without CuPy or without a GPU, raises the one-l
         "09_color_control",
         ("minist.color:apply_color_matrix", "minist.color:rgb_to_yiq", "minist.color:yiq_to_rgb"),
         "a 3x3 colour matrix on every pixel; RGB to YIQ and back with the exact inverse",
+        section="1. YIQ: brightness apart from colour",
+        statements={
+            "minist.color:apply_color_matrix": r"""
+Apply :math:`x' = A x + b` to every pixel's colour :math:`x \in \mathbb{R}^3`.
+
+.. math::
+
+    x'_{n,:,i,j} = A\, x_{n,:,i,j} + b, \qquad A \in \mathbb{R}^{k \times 3},\;
+    b \in \mathbb{R}^k
+
+``image``: ``(N, 3, H, W)`` or ``(3, H, W)``, float (check it with ``_channel_axis(image, 3)``);
+the result has ``k`` channels in their place -- ``(N, k, H, W)`` or ``(k, H, W)`` -- and the
+image's dtype and device. ``A`` and ``b`` (NumPy, any float dtype; ``b=None``: no shift) are
+cast to the image's dtype; raise ``ValueError`` unless ``A`` is :math:`k \times 3`. Nothing is
+clipped and ``image`` is not modified. No Python loops over the pixels: NumPy or CuPy does it
+(``get_array_module``).
+""",
+            "minist.color:rgb_to_yiq": r"""
+RGB to YIQ, pixel by pixel (paper §5, luminance-only transfer).
+
+.. math::
+
+    (Y, I, Q)^\top = T\, (R, G, B)^\top, \qquad T = \texttt{YIQ\_FROM\_RGB}
+
+(the FCC NTSC 1953 coefficients, the module's constant). :math:`Y` is the luminance;
+:math:`I` and :math:`Q` are zero for every gray. ``image``: ``(N, 3, H, W)`` or ``(3, H, W)``,
+float; returns the same shape, channels ``(Y, I, Q)``, in the image's dtype and on its device.
+""",
+            "minist.color:yiq_to_rgb": r"""
+YIQ back to RGB: the exact inverse of :func:`rgb_to_yiq`.
+
+.. math::
+
+    (R, G, B)^\top = T^{-1} (Y, I, Q)^\top, \qquad T = \texttt{YIQ\_FROM\_RGB},
+
+with :math:`T^{-1}` the exact inverse of :math:`T` in float64 -- not the 3-decimal inverse that
+tables print -- so that ``yiq_to_rgb(rgb_to_yiq(x))`` gives ``x`` back to float precision,
+and ``rgb_to_yiq(yiq_to_rgb(z))`` gives back any ``z``. Not clipped: a YIQ triple need not be
+a colour in [0, 1]. ``yiq``: ``(N, 3, H, W)`` or ``(3, H, W)``; returns the same shape in its
+dtype and on its device.
+""",
+        },
+        stand_ins={
+            "minist.color:apply_color_matrix": "minist.classroom:apply_color_matrix_einsum",
+            "minist.color:rgb_to_yiq": "minist.classroom:rgb_to_yiq_einsum",
+            "minist.color:yiq_to_rgb": "minist.classroom:yiq_to_rgb_solve",
+        },
     ),
     Exercise(
         "ex_color_transform",
         "09_color_control",
         ("minist.color:spd_power", "minist.color:pca_transform"),
         "matrix powers by eigendecomposition and the pca colour transform",
+        section="3. Colour histogram matching",
+        statements={
+            "minist.color:spd_power": r"""
+A real power :math:`S^p` of a symmetric positive-definite matrix ``S``.
+
+:math:`S^p` is the symmetric positive-definite matrix with :math:`S^1 = S`,
+:math:`S^0 = I`, :math:`S^p S^q = S^{p+q}`: for :math:`p = \tfrac12` the square root,
+:math:`(S^{1/2})^2 = S`; for :math:`p = -\tfrac12` its inverse, :math:`S^{-1/2} S S^{-1/2} = I`;
+for :math:`p = -1` the inverse of ``S``. Compute it from an eigendecomposition of ``S``
+(``numpy.linalg.eigh``); how is in the lesson.
+
+``S``: ``(n, n)``; check it with ``_check_spd`` (which raises ``ValueError`` unless it is
+symmetric) and raise ``ValueError`` unless it is positive definite. Returns a NumPy float64
+``(n, n)`` array, symmetric.
+""",
+            "minist.color:pca_transform": r"""
+The colour transform ``pca`` (the default; paper §5, after Hertzmann et al.'s Image
+Analogies).
+
+The matrix :math:`A` of the colour map :math:`x' = A x + b` that gives the style's colours the
+content's covariance:
+
+.. math::
+
+    A\, \Sigma_S A^\top = \Sigma_C ,
+
+with :math:`\Sigma_S` = ``cov_style`` and :math:`\Sigma_C` = ``cov_content``, both
+:math:`3 \times 3` symmetric positive definite. That equation has many solutions; ``pca`` is
+the one that whitens the style's colours along the style's own principal axes and colours
+them along the content's: the one whose product :math:`A\, \Sigma_S^{1/2}` is symmetric
+positive definite. Find it in the lesson, using :func:`spd_power`. Returns a NumPy float64
+``(3, 3)`` array.
+""",
+        },
+        stand_ins={
+            "minist.color:spd_power": "minist.classroom:spd_power_svd",
+            "minist.color:pca_transform": "minist.classroom:pca_transform_svd",
+        },
     ),
     Exercise(
         "ex_scales",
         "10_coarse_to_fine",
         ("minist.scales:auto_sizes", "minist.scales:receptive_fields"),
         "the coarse-to-fine schedule and the receptive field of each layer in pixels",
+        section="1. Receptive fields are measured in pixels",
+        statements={
+            "minist.scales:auto_sizes": r"""
+The sizes of the automatic coarse-to-fine schedule (``--scales auto``), smallest first.
+
+.. math::
+
+    s_k = \operatorname{round}\big(s / \sqrt2^{\,k}\big), \qquad k = 0, 1, 2, \dots
+    \quad \text{as long as } s_k \ge s_{\min},
+
+with :math:`s` = ``size`` (the output size, longest side in px), :math:`s_{\min}` =
+``smallest``, Python's ``round``, and each :math:`s_k` computed from :math:`s` itself (as
+``round(size / math.sqrt(2) ** k)``, so that no rounding accumulates). Returns the tuple
+:math:`(\dots, s_2, s_1, s_0)` of ints: smallest first, ending with ``size`` -- which is always
+there, even when it is below ``smallest``. Why this schedule: lesson 10, section 3, "The
+schedule".
+""",
+            "minist.scales:receptive_fields": r"""
+The receptive field of every layer, in input pixels.
+
+The receptive field of a layer is the side of the square of image pixels on which one of its
+units depends (a pixel of the image sees itself: 1). ``steps``: a network's layer table
+(``VGG.steps``, :func:`minist.architectures.layer_table`), steps with a ``name`` and a
+``kind``: ``"conv"`` (3x3, stride 1, padding 1), ``"relu"`` or ``"pool"`` (2x2, stride 2).
+Returns ``{name: field}`` for every step, in the table's order, each field an ``int``
+(VGG's relu1_1: 3 px). Derive how each kind of step changes the field; the check measures the
+fields with the network's backward pass.
+""",
+        },
+        stand_ins={
+            "minist.scales:auto_sizes": "minist.classroom:auto_sizes_closed_form",
+            "minist.scales:receptive_fields": "minist.classroom:receptive_fields_top_down",
+        },
     ),
     Exercise(
         "ex_guided_gram",
@@ -400,6 +518,49 @@ An unknown device, or ``"cuda"`` without CuPy or without a GPU, raises the one-l
         ("minist.losses.reference:guided_gram_matrix",
          "minist.losses.reference:guided_style_layer_loss"),
         "the guided Gram matrix and its style loss and gradient (spatial control)",
+        section="1. The guided Gram matrix and its gradient",
+        statements={
+            "minist.losses.reference:guided_gram_matrix": r"""
+The Gram matrix of the features weighted by a spatial guide (Gatys et al. 2017, §4).
+
+A guide :math:`T \in \mathbb{R}^{M_l}` gives each position :math:`k` a weight
+:math:`T_k \ge 0`, shared by all channels (a region's mask brought to layer :math:`l`):
+
+.. math::
+
+    G_T = \frac{1}{M_l} (F \circ T)(F \circ T)^\top \in \mathbb{R}^{N_l \times N_l},
+    \qquad (F \circ T)_{ik} = F_{ik} T_k .
+
+:math:`T = 1` everywhere gives :func:`gram_matrix`. ``F``: :math:`N_l \times M_l` or an
+activation :math:`(1, N_l, H_l, W_l)` (:func:`feature_matrix`); ``T``: shape :math:`(M_l,)` or
+:math:`(H_l, W_l)`, cast to ``F``'s dtype (``_guide_vector`` checks it and flattens it).
+``G_T`` has ``F``'s dtype. No Python loops: NumPy or CuPy does it.
+""",
+            "minist.losses.reference:guided_style_layer_loss": r"""
+One layer's style loss with a spatial guide, and its gradient (Gatys et al. 2017, §4).
+
+With :math:`G_T` from :func:`guided_gram_matrix` and the target :math:`A` (the guided Gram of
+the painting's region, :math:`N_l \times N_l`):
+
+.. math::
+
+    E = \frac{1}{4 N_l^2} \sum_{i,j} \big((G_T)_{ij} - A_{ij}\big)^2 .
+
+Also return the gradient of :math:`E` with respect to :math:`F`; derive it yourself, as
+matrix products. With :math:`T = 1` everything is :func:`style_layer_loss`.
+
+``F``: :math:`N_l \times M_l` or :math:`(1, N_l, H_l, W_l)`; ``A``: symmetric, cast to
+``F``'s dtype, ``ValueError`` unless it is :math:`N_l \times N_l`; ``T``: :math:`(M_l,)` or
+:math:`(H_l, W_l)` (``_guide_vector``). Returns ``(E, dF)``: ``E`` a 0-d array of ``F``'s
+dtype (sum in float64, rounded once), ``dF`` shaped like ``F``, in its dtype. NumPy or CuPy
+alike.
+""",
+        },
+        stand_ins={
+            "minist.losses.reference:guided_gram_matrix": "minist.classroom:guided_gram_via_plain",
+            "minist.losses.reference:guided_style_layer_loss":
+                "minist.classroom:guided_style_layer_loss_via_plain",
+        },
     ),
 )
 
