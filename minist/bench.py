@@ -1,8 +1,9 @@
 r"""``minist bench``: how long one style transfer iteration takes, how fast, and in how much memory.
 
-One iteration is exactly :meth:`minist.stylize.StyleTransfer.step` with the default layers
-(content ``relu4_2``; style ``relu1_1 ... relu5_1``) and Adam: forward through VGG-19 to
-``relu5_1``, the losses and their gradients, the backward to the image, the update. The network
+One iteration is exactly :meth:`minist.stylize.StyleTransfer.step` with the paper's layers
+(content ``relu4_2``; style ``relu1_1 ... relu5_1``: the default from 660 px up) and Adam:
+forward through VGG-19 to ``relu5_1``, the losses and their gradients, the backward to the
+image, the update. The network
 has synthetic, seeded He-initialised weights (:func:`synthetic_weights`), so no file is needed
 and every machine measures the same numbers.
 
@@ -44,15 +45,16 @@ import numpy as np
 from minist.architectures import BLOCK_CHANNELS, conv_shapes, layer_table
 from minist.backend import resolve_device
 from minist.errors import MinistError
+from minist.layer_choice import PAPER_STYLE_LAYERS
 from minist.preprocessing import TORCHVISION
-from minist.stylize import DEFAULT_CONTENT_LAYERS, DEFAULT_STYLE_LAYERS
+from minist.stylize import DEFAULT_CONTENT_LAYERS
 from minist.threads import blas_threads
 from minist.weights.store import VGGWeights
 
 ARCHITECTURE = "vgg19"
 DEFAULT_SIZES = (256, 512)
 TINY_CHANNELS = (4, 4, 6, 6, 8)  # --tiny: a narrow VGG-19 that runs in milliseconds (smoke tests)
-LAYERS = tuple(DEFAULT_CONTENT_LAYERS) + tuple(DEFAULT_STYLE_LAYERS)
+LAYERS = tuple(DEFAULT_CONTENT_LAYERS) + PAPER_STYLE_LAYERS
 
 
 # ---------------------------------------------------------------------------- the work counted
@@ -146,7 +148,7 @@ class MinistStep:
         self.device = device
         self.transfer = StyleTransfer(content, style, network=net, size=size, optimizer="adam",
                                       device=device, content_layers=DEFAULT_CONTENT_LAYERS,
-                                      style_layers=DEFAULT_STYLE_LAYERS)
+                                      style_layers=PAPER_STYLE_LAYERS)
 
     def step(self) -> float:
         """Run one iteration; return the total loss at the image it started from."""

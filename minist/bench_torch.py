@@ -24,7 +24,8 @@ from __future__ import annotations
 from minist.architectures import layer_table
 from minist.bench import CpuMemory, synthetic_images
 from minist.errors import MinistError
-from minist.stylize import DEFAULT_CONTENT_LAYERS, DEFAULT_STYLE_LAYERS, StylizeOptions
+from minist.layer_choice import PAPER_STYLE_LAYERS
+from minist.stylize import DEFAULT_CONTENT_LAYERS, StylizeOptions
 from minist.weights.store import VGGWeights
 
 
@@ -51,7 +52,7 @@ class TorchStep:
         dev = torch.device(device)
         o = StylizeOptions()
         self.alpha, self.beta = o.content_weight, o.style_weight
-        self.content_layers, self.style_layers = DEFAULT_CONTENT_LAYERS, DEFAULT_STYLE_LAYERS
+        self.content_layers, self.style_layers = DEFAULT_CONTENT_LAYERS, PAPER_STYLE_LAYERS
         wanted = set(self.content_layers) | set(self.style_layers)
         table = layer_table(weights.architecture, weights.block_channels)
         deepest = max(i for i, spec in enumerate(table) if spec.name in wanted)

@@ -434,11 +434,14 @@ def check_fits(
     )
 
 
-def check_transfer_fits(net, options, content_shape, style_shape) -> int | None:
+def check_transfer_fits(net, options, content_shape, style_shape,
+                        style_layers=None) -> int | None:
     """The check :class:`minist.stylize.StyleTransfer` runs before it builds its targets.
 
     ``net``: the :class:`~minist.vgg.VGG`; ``options``: its ``StylizeOptions``;
-    ``content_shape``/``style_shape``: the resized images' shapes (1, 3, H, W). Skipped (returns
+    ``content_shape``/``style_shape``: the resized images' shapes (1, 3, H, W);
+    ``style_layers``: the layers the run uses at this size (default: ``options.style_layers``,
+    which must then name them). Skipped (returns
     ``None``) when the environment variable ``MINIST_SKIP_MEMORY_CHECK`` is ``1``.
     """
     if os.environ.get(SKIP_ENV, "") == "1":
@@ -447,11 +450,13 @@ def check_transfer_fits(net, options, content_shape, style_shape) -> int | None:
     for spec in net.steps:  # the widths of the blocks this network has (tiny test nets differ)
         if spec.kind == "conv" and spec.name.endswith("_1"):
             widths[int(spec.name[4])] = spec.out_channels
+    layers = list(options.content_layers) + list(
+        options.style_layers if style_layers is None else style_layers)
     weight_bytes = sum(int(w.nbytes + b.nbytes) for w, b in net.params.values())
     H, W = content_shape[2], content_shape[3]
     return check_fits(
         net.architecture,
-        list(options.content_layers) + list(options.style_layers),
+        layers,
         H,
         W,
         net.dtype,
@@ -460,7 +465,7 @@ def check_transfer_fits(net, options, content_shape, style_shape) -> int | None:
         tuple(widths[b] for b in range(1, 6)),
         size=options.size,
         style_scale=max(style_shape[2:]) / max(H, W),
-        minimum=net.minimum_input_size(list(options.content_layers) + list(options.style_layers)),
+        minimum=net.minimum_input_size(layers),
         content_layers=list(options.content_layers),
         weight_bytes=weight_bytes,
         pooling=net.pooling,

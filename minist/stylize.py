@@ -52,6 +52,7 @@ from minist.inputs import (
     load_network,
     resolve_weights_file,
 )
+from minist.layer_choice import AUTO, is_auto, resolve_style_layers
 from minist.loop import CallbackObserver, IterationRecord, NonFiniteLossError, run_loop
 from minist.masks import (
     DEFAULT_MASK_MODE,
@@ -66,7 +67,7 @@ from minist.scales import Schedule, parse_sizes, schedule, smallest_size
 from minist.vgg import POOLINGS, VGG
 
 DEFAULT_CONTENT_LAYERS = ("relu4_2",)
-DEFAULT_STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+DEFAULT_STYLE_LAYERS = AUTO  # the paper's five, less those that see too much (layer_choice)
 
 
 @dataclass
@@ -91,7 +92,7 @@ class StylizeOptions:
     style_weight: float = 1e3  # beta
     tv_weight: float = 0.0  # lambda_TV
     content_layers: Sequence[str] = DEFAULT_CONTENT_LAYERS
-    style_layers: Sequence[str] = DEFAULT_STYLE_LAYERS
+    style_layers: Sequence[str] | str = DEFAULT_STYLE_LAYERS  # "auto" or the names
     style_layer_weights: Sequence[float] | None = None  # default: equal, summing to 1
     pooling: str = "max"
     init: Any = "content"  # content | noise | style | path of an image | an image array
@@ -136,6 +137,11 @@ class StylizeOptions:
             "content and style weights are both 0: nothing to optimise",
         )
         need(
+            not isinstance(self.style_layers, str) or is_auto(self.style_layers),
+            "style-layers",
+            f"give {AUTO!r} or a list of layer names, got {self.style_layers!r}",
+        )
+        need(
             len(self.style_layers) > 0 or self.style_weight == 0, "style-layers", "no layers given"
         )
         need(
@@ -144,6 +150,11 @@ class StylizeOptions:
             "no layers given",
         )
         if self.style_layer_weights is not None:
+            need(
+                not is_auto(self.style_layers),
+                "style-layer-weights",
+                f"need the layers named (--style-layers), not {AUTO!r}",
+            )
             need(
                 len(self.style_layer_weights) == len(self.style_layers),
                 "style-layer-weights",
@@ -211,7 +222,7 @@ class StylizeOptions:
         out["weights"] = str(self.weights)
         out["init"] = str(self.init) if is_source(self.init) else "array"
         out["content_layers"] = list(self.content_layers)
-        out["style_layers"] = list(self.style_layers)
+        out["style_layers"] = AUTO if is_auto(self.style_layers) else list(self.style_layers)
         for name in ("style_blend", "scale_iters"):
             if getattr(self, name) is not None:
                 out[name] = list(getattr(self, name))
@@ -283,7 +294,7 @@ class StyleTransfer:
             network = load_network(o.weights, pooling=o.pooling, config=config,
                                    progress=progress)
         self.net = network
-        layers = self.net.check_layers(list(o.content_layers) + list(o.style_layers))
+        layers = self.net.check_layers(list(o.content_layers) + list(self.style_layers_at(o.size)))
         self.images = SourceImages(content, style)
         blend_weights(o.style_blend, len(self.images.styles))  # one line if they do not match
         self.masks = self._load_masks()
@@ -291,7 +302,8 @@ class StyleTransfer:
         self.iteration = 0
         self.history: list[IterationRecord] = []
         if len(self.schedule.sizes) > 1:  # refuse now, in one line, if the largest won't fit
-            self._check_memory(*self._images_at(self.schedule.sizes[-1]))
+            largest = self.schedule.sizes[-1]
+            self._check_memory(largest, *self._images_at(largest))
         self._scale_index, self._scale_step = 0, 0
         self._prepare(self.schedule.sizes[0], o.init)
         self.optimizer = optimizer if optimizer is not None else make_optimizer(o.optimizer, o.lr)
@@ -324,6 +336,12 @@ class StyleTransfer:
         smallest = max(smallest_size(minimum, min(sh[2:]) / max(sh[2:])) for sh in shapes)
         return schedule(o.size, o.iters, o.scales, o.scale_iters, smallest)
 
+    def style_layers_at(self, size: int) -> tuple[str, ...]:
+        """The style layers of the scale whose longest side is ``size`` px: ``--style-layers``
+        as given, or for ``auto`` the paper's five less those whose receptive field exceeds a
+        fifth of ``size`` (:mod:`minist.layer_choice`)."""
+        return resolve_style_layers(self.options.style_layers, self.net.steps, size)
+
     def _images_at(self, size: int):
         """The content and style images at ``size``, checked against the layers."""
         o = self.options
@@ -332,14 +350,15 @@ class StyleTransfer:
         named = [(self.images.name("content"), "content", content_image)]
         named += [(self.images.name("style", i), "style", img)
                   for i, img in enumerate(style_images)]
-        check_sizes(self.net, list(o.content_layers) + list(o.style_layers), named)
+        check_sizes(self.net, list(o.content_layers) + list(self.style_layers_at(size)), named)
         return content_image, style_images
 
-    def _check_memory(self, content_image, style_images) -> None:
+    def _check_memory(self, size: int, content_image, style_images) -> None:
         """Refuse, in one line, a run at these images' size that would not fit in memory
         (:mod:`minist.memory`; the largest style image counts)."""
         largest = max((img.shape for img in style_images), key=lambda sh: sh[2] * sh[3])
-        memory.check_transfer_fits(self.net, self.options, content_image.shape, largest)
+        memory.check_transfer_fits(self.net, self.options, content_image.shape, largest,
+                                   style_layers=self.style_layers_at(size))
 
     def _prepare(self, size: int, init) -> None:
         """Images at ``size``, the checks, the objective's targets, the image to start from."""
@@ -347,7 +366,8 @@ class StyleTransfer:
         content_image, style_images = self._images_at(size)
         self.size = size
         self.content_image = content_image
-        self._check_memory(content_image, style_images)
+        self._check_memory(size, content_image, style_images)
+        style_layers = self.style_layers_at(size)
         # What the network is shown: the images, or their colour-matched or luminance versions
         # (minist.color; the view maps the optimised luminance to the network and the output).
         shown_content, shown_styles, self.view = color.color_inputs(
@@ -355,12 +375,12 @@ class StyleTransfer:
         # Targets: P^l (content features of the photo), A^l (Gram matrices of the painting(s)).
         if self.masks is None:
             terms = build_terms(self.net, shown_content, shown_styles, o.content_layers,
-                                o.style_layers, o.style_layer_weights, o.normalize,
+                                style_layers, o.style_layer_weights, o.normalize,
                                 o.style_blend)
         else:  # spatial control: each style its region, through guided Grams (minist.masks)
             terms = build_terms(self.net, shown_content, None, o.content_layers, [],
                                 normalize=o.normalize)
-            terms += guided_style_terms(self.net, shown_styles, *self.masks, o.style_layers,
+            terms += guided_style_terms(self.net, shown_styles, *self.masks, style_layers,
                                         o.style_layer_weights, o.normalize, o.mask_mode,
                                         content_image.shape[2:])
         self.objective = Objective(terms, o.content_weight, o.style_weight, o.tv_weight,

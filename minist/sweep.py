@@ -79,6 +79,7 @@ from pathlib import Path
 from typing import Any
 
 from minist.errors import MinistError
+from minist.layer_choice import is_auto
 
 SPEC_KEYS = ("content", "style")  # the images; every other key is an option or [gallery]
 GALLERY_KEYS = ("rows", "columns", "title")
@@ -103,6 +104,7 @@ class OptionField:
     path: bool  # its value is a file path, relative to the spec file
     real: bool  # a float field: integers in the spec become floats (1000 and 1e3 are one value)
     kinds: tuple = ()  # the TOML types its values (or list items) may have; () = any
+    word: bool = False  # a list field that also takes one string as its value (``"auto"``)
 
 
 # Python types of a field's hint -> the TOML values that fit them, named for messages
@@ -169,7 +171,8 @@ def option_fields() -> dict[str, OptionField]:
         if hint is not None and _value_types(hint) - {type(None)} <= set(_KINDS):
             kinds = tuple(dict.fromkeys(_KINDS[t][0] for t in _value_types(hint)
                                         if t is not type(None)))
-        out[f.name] = OptionField(f.name, sequence, "PathLike" in text, real, kinds)
+        word = hint is not None and sequence and str in _union_args(hint)
+        out[f.name] = OptionField(f.name, sequence, "PathLike" in text, real, kinds, word)
     return out
 
 
@@ -266,18 +269,22 @@ def _spec_values(spec: Path, key: str, raw, option: OptionField | None) -> list:
                     bad("a style that is a list must list image paths")
             elif not isinstance(v, str):
                 bad("expected an image path, a list of them, or lists of paths")
+    elif option.word and isinstance(raw, str):  # e.g. style_layers = "auto": one value
+        values = [raw]
     elif option.sequence:
         if not isinstance(raw, list):
             bad(f"expected a list such as [\"relu1_1\", \"relu2_1\"] (one value) or a list of "
                 f"such lists (a sweep), got {raw!r}")
-        nested = [isinstance(v, list) for v in raw]
-        if raw and all(nested):
-            values = raw
-        elif any(nested):
+        nested = [isinstance(v, list) or (option.word and isinstance(v, str)) for v in raw]
+        if raw and all(nested) and any(isinstance(v, list) for v in raw):
+            values = raw  # a sweep: lists, and (for a word field) single strings such as "auto"
+        elif any(isinstance(v, list) for v in raw):
             bad("mixes lists and single items; to sweep, give a list of lists")
         else:
             values = [raw]
         for v in values:
+            if isinstance(v, str):  # the word itself: StylizeOptions.validated checks it
+                continue
             for item in v:
                 if not _scalar_ok(item) or not _fits(option, item):
                     bad(f"expected a list whose items are each {_kind_names(option)}, "
@@ -539,7 +546,8 @@ def check_networks(sweep: Sweep, progress: bool | None = None) -> Sweep:
                                   f"{_rewrite_option_error(str(exc))}") from None
         path, net = networks[key]
         for key in ("content_layers", "style_layers"):
-            layers = list(getattr(o, key))
+            layers = getattr(o, key)
+            layers = [] if is_auto(layers) else list(layers)  # auto: the run's size decides
             try:
                 if layers:
                     net.check_layers(layers)

@@ -15,15 +15,16 @@ from minist import memory
 from minist.architectures import BLOCK_CHANNELS
 from minist.bench import CpuMemory, synthetic_images, synthetic_weights
 from minist.errors import MinistError
+from minist.layer_choice import PAPER_STYLE_LAYERS
 from minist.memory import (
     check_fits,
     estimate_peak_bytes,
     largest_fitting_size,
 )
-from minist.stylize import DEFAULT_CONTENT_LAYERS, DEFAULT_STYLE_LAYERS, StyleTransfer
+from minist.stylize import DEFAULT_CONTENT_LAYERS, StyleTransfer
 from minist.vgg import VGG
 
-LAYERS = list(DEFAULT_CONTENT_LAYERS) + list(DEFAULT_STYLE_LAYERS)
+LAYERS = list(DEFAULT_CONTENT_LAYERS) + list(PAPER_STYLE_LAYERS)
 SIZES = st.integers(min_value=16, max_value=3000)
 
 

@@ -146,6 +146,20 @@ def test_list_valued_options_sweep_as_lists_of_lists(inputs):
     assert "__paint_a+paint_b__style_layers=relu1_1__" in sweep.runs[2].name
 
 
+def test_style_layers_auto_is_one_value_and_sweeps_beside_lists(inputs):
+    """style_layers = "auto" (the size-dependent default) is one value; beside layer lists it
+    is one more value of a sweep, and its runs choose their layers by their size."""
+    spec = write_spec(inputs, content="photo_a.png", style="paint_a.png", weights="tiny.h5",
+                      size=40, style_layers="auto")
+    (run,) = load_sweep(spec).runs
+    assert run.options.style_layers == "auto" and run.settings["style_layers"] == "auto"
+    spec = write_spec(inputs, content="photo_a.png", style="paint_a.png", weights="tiny.h5",
+                      size=40, style_layers=["auto", ["relu1_1", "relu2_1"]])
+    sweep = load_sweep(spec)
+    assert [run.point["style_layers"] for run in sweep.runs] == ["auto", ["relu1_1", "relu2_1"]]
+    assert len({run.name for run in sweep.runs}) == 2
+
+
 def test_options_come_from_the_dataclass_so_new_fields_work(inputs, monkeypatch):
     """A field added to StylizeOptions later (by name, from dataclasses.fields) is a spec key,
     handled by its type: a flag, a list (a sweep is a list of lists), a field of any type."""
@@ -193,8 +207,11 @@ def test_options_come_from_the_dataclass_so_new_fields_work(inputs, monkeypatch)
     ({"size": 40.5}, ["size: expected an integer, got 40.5"]),
     ({"size": 0}, ["size: must be a positive integer, got 0"]),
     ({"seed": [[1]]}, ["seed: expected a single value"]),
-    ({"style_layers": "relu1_1"}, ["style_layers: expected a list"]),
-    ({"style_layers": [["relu1_1"], "relu2_1"]}, ["style_layers: mixes lists"]),
+    ({"content_layers": "relu1_1"}, ["content_layers: expected a list"]),
+    ({"content_layers": [["relu1_1"], "relu2_1"]}, ["content_layers: mixes lists"]),
+    ({"style_layers": "relu1_1"}, ["style_layers: give 'auto' or a list of layer names, got"]),
+    ({"style_layers": [["relu1_1"], "relu2_1"]},
+     ["style_layers: give 'auto' or a list of layer names, got 'relu2_1'"]),
     ({"style_layers": ["relu9_9"]}, ["style_layers: unknown layer 'relu9_9' for vgg16"]),
     ({"content_layers": ["pool5"], "weights": "partial.h5"},
      ["content_layers: layer 'pool5' is deeper than the weights reach"]),

@@ -26,7 +26,12 @@ def _layer_list(text: str) -> list[str]:
 
 
 def _style_layers(text: str) -> tuple[list[str], list[float] | None]:
-    """``relu1_1,relu2_1`` or ``relu1_1:0.5,relu2_1:0.5`` -> (names, weights or None)."""
+    """``relu1_1,relu2_1`` or ``relu1_1:0.5,relu2_1:0.5`` -> (names, weights or None);
+    ``auto`` -> (``"auto"``, None): the layers chosen by the image size (minist.layer_choice)."""
+    from minist.layer_choice import AUTO
+
+    if text.strip() == AUTO:
+        return AUTO, None
     names, weights = [], []
     for item in _layer_list(text):
         name, _, weight = item.partition(":")
@@ -106,8 +111,10 @@ def register(subparsers) -> None:
     )
     p.add_argument(
         "--style-layers",
-        default=",".join(DEFAULT_STYLE_LAYERS),
-        help="comma-separated, optionally name:weight (default: %(default)s)",
+        default=DEFAULT_STYLE_LAYERS,
+        help="comma-separated, optionally name:weight; or 'auto': relu1_1 ... relu5_1 less "
+        "those whose receptive field exceeds a fifth of the image's size -- 256 px: "
+        "relu1_1-relu3_1, 512: relu1_1-relu4_1, 1024: all five (default: %(default)s)",
     )
     p.add_argument("--pooling", default=d.pooling, help="max | avg (default: %(default)s)")
     p.add_argument(
@@ -244,6 +251,7 @@ def _preview(args, options):
 def run(args) -> int:
     from minist import __version__
     from minist.images import SUPPORTED_EXTENSIONS
+    from minist.layer_choice import is_auto
     from minist.loop import NonFiniteLossError
     from minist.observers import JsonLog, ProgressBar, SaveResult, Snapshots
     from minist.stylize import StyleTransfer
@@ -277,10 +285,16 @@ def run(args) -> int:
             "minist:content": str(args.content),
             "minist:style": (str(args.style[0]) if len(args.style) == 1
                              else json.dumps([str(s) for s in args.style])),
+            "minist:style-layers": json.dumps(list(run.style_layers_at(run.size))),
             "minist:status": f"{status} after {run.iteration} iterations",
             "minist:last-losses": json.dumps(last),
         }
 
+    if not args.quiet and is_auto(options.style_layers):
+        print("minist: style layers (auto: receptive field <= 1/5 of the size; --style-layers "
+              "to choose): " + "; ".join(
+                  f"{size} px: {', '.join(transfer.style_layers_at(size))}"
+                  for size in dict.fromkeys(transfer.schedule.sizes)), file=sys.stderr)
     observers = [ProgressBar(transfer.schedule.total, disable=args.quiet)]
     if args.log:
         observers.append(JsonLog(args.log))
