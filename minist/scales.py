@@ -23,7 +23,9 @@ together cost less than one more final-size pass (:math:`\sum_k 2^{-k} < 1`).
 
 Each scale starts from the previous result, upsampled with Lanczos
 (:func:`minist.images.resize_to`), and rebuilds every target at its own size from the original
-images (:meth:`minist.stylize.StyleTransfer.retarget`). Tutorial: ``tutorials/10_coarse_to_fine``.
+images (:meth:`minist.stylize.StyleTransfer.retarget`) -- with the style layers of its own size
+when they are the default, ``auto`` (:mod:`minist.layer_choice`: at 128 px relu1_1 to relu3_1,
+whose fields still leave the photo's layout alone). Tutorial: ``tutorials/10_coarse_to_fine``.
 """
 
 from __future__ import annotations

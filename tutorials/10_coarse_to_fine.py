@@ -36,6 +36,7 @@ import time
 import numpy as np
 
 from minist.images import load_image
+from minist.layer_choice import PAPER_STYLE_LAYERS, style_layers_for_size
 from minist.scales import auto_sizes, receptive_fields, schedule
 from minist.stylize import StyleTransfer
 from minist.vgg import VGG
@@ -128,11 +129,13 @@ L.save_figure(fig, LESSON, "receptive_fields")
 # in pixels. So the same transfer at twice the size paints strokes that are, relative to the
 # picture, half as large, and the painting's large shapes (Starry Night's big swirls) no
 # longer fit in any receptive field. Below: the same settings at two sizes, shown at the same
-# display size. (The painting is resized with the output, `style_scale = 1`, as by default.)
+# display size. (The painting is resized with the output, `style_scale = 1`, as by default;
+# both runs use the paper's five style layers, named, so that only the size changes.)
 
 # %%
 iters = L.iterations(150, 8)
-settings = dict(network=net, iters=iters, optimizer="lbfgs", init="content", seed=0)
+settings = dict(network=net, iters=iters, optimizer="lbfgs", init="content", seed=0,
+                style_layers=[n for n in PAPER_STYLE_LAYERS if n in fields])
 single = {}
 for size in (small, large):
     start = time.perf_counter()
@@ -147,6 +150,39 @@ for ax, size in zip(axes, (small, large), strict=True):
     ax.set_title(f"{size} px, one scale")
     ax.axis("off")
 L.save_figure(fig, LESSON, "two_sizes")
+
+# %% [markdown]
+# ### The other side: the smaller picture loses its content
+#
+# At the smaller size the deepest style layers see a large part of the picture — relu5_1 half
+# of its width at 256 px, relu4_1 a quarter. A Gram matrix of such units describes the
+# painting's *composition* (where its moon and its big swirls are), and matching it paints that
+# composition over the photo: with the classic pair (tubingen and The Starry Night) at 256 px,
+# the church tower and the outlines of the houses fade. Lowering the style weight β does not fix it (β = 1000, 300 and 30 give
+# nearly the same image at 256 px: every layer's term is normalised, so β shifts the balance
+# less than one expects); leaving out the layers that see too much does. minist's default,
+# `--style-layers auto` (**`minist.layer_choice.style_layers_for_size`**), keeps a style layer
+# when its receptive field is at most a fifth of the longest side:
+#
+# $$\mathcal L_{	ext{style}}(s) = \{\, l \in \{	ext{relu1\_1}, \dots, 	ext{relu5\_1}\} :
+#   r_l \le s/5 \,\}.$$
+#
+# Below, the layers it chooses at each size, and the smaller size again with them.
+
+# %%
+for size in (128, 256, 512, 1024):
+    L.say(f"{size:>4} px: {', '.join(style_layers_for_size(net.steps, size))}")
+st = StyleTransfer(content_path, style_path, size=small, **{**settings, "style_layers": "auto"})
+chosen = st.style_layers_at(small)
+auto_small = st.run()
+fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
+axes[0].imshow(L.to_hwc(single[small][0]))
+axes[0].set_title(f"{small} px, the paper's {len(settings['style_layers'])} style layers")
+axes[1].imshow(L.to_hwc(auto_small))
+axes[1].set_title(f"{small} px, auto: {', '.join(chosen)}")
+for ax in axes:
+    ax.axis("off")
+L.save_figure(fig, LESSON, "auto_layers")
 
 # %% [markdown]
 # ## 3. The schedule
@@ -238,6 +274,9 @@ L.save_figure(fig, LESSON, "coarse_to_fine")
 # * **Two sizes, one scale**: at the larger size the brush strokes are smaller relative to the
 #   picture and the painting's largest swirls are broken into smaller ones; at the smaller size
 #   the same settings paint much larger strokes over the scene.
+# * **Auto layers**: with the layers whose receptive field is at most a fifth of the side, the
+#   smaller picture keeps its tower and the outlines of its houses under the same strokes and
+#   colours (at 256 px: relu1_1–relu3_1).
 # * **Coarse-to-fine**: the result keeps the coarse run's large strokes and adds detail; at
 #   the full lesson's sizes it takes less time than the single-scale run of the same length at
 #   the output size, because most of its iterations run on smaller images.
