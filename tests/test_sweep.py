@@ -516,7 +516,9 @@ def test_a_bad_input_fails_its_runs_only_and_the_exit_status_says_so(inputs, cap
 
 def test_ctrl_c_keeps_finished_runs_and_a_rerun_completes_the_rest(inputs):
     pytest.importorskip("distributed", reason="dask.distributed is not installed")
-    spec = _sweep_spec(inputs, style_weight=[1e2, 1e3])
+    # 400 iterations a run: the runs after the first take seconds, so the Ctrl-C (sent when the
+    # first image appears) lands mid-sweep even on a loaded machine
+    spec = _sweep_spec(inputs, style_weight=[1e2, 1e3], iters=400)
     out = inputs / "out"
     command = [sys.executable, "-m", "minist", "sweep", str(spec), "-o", str(out), "--workers",
                "2", "--quiet"]
