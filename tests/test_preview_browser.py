@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from signals import sigint_by_default
 from w3c_webdriver import Browser, WebDriverError, find_browser
 
 from minist.images import read_png_metadata, save_image
@@ -105,7 +106,7 @@ def test_preview_page_shows_the_run_as_it_goes(browser_paths, tiny_vgg_files, tm
         p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)}
     run = subprocess.Popen([sys.executable, "-c", PACED_CLI, *argv], cwd=tmp_path, env=env,
                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                           stderr=subprocess.PIPE, text=True)
+                           stderr=subprocess.PIPE, text=True, preexec_fn=sigint_by_default)
     lines: queue.Queue = queue.Queue()
     threading.Thread(target=_read_lines, args=(run.stderr, lines), daemon=True).start()
     try:
@@ -141,7 +142,7 @@ def test_preview_page_shows_the_run_as_it_goes(browser_paths, tiny_vgg_files, tm
             assert setting in second["settings"], second["settings"]
         assert run.poll() is None, "the run ended before the page was checked"
         run.send_signal(signal.SIGINT)  # Ctrl-C: saves, stops the server, exits 130
-        assert run.wait(90) == 130  # generous: a loaded 2-core CI machine saves slowly
+        assert run.wait(30) == 130
         assert read_png_metadata(out)["minist:status"].startswith("interrupted after")
     finally:
         if run.poll() is None:

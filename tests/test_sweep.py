@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pytest
 from conftest import TINY_CHANNELS, random_params
+from signals import sigint_by_default
 
 from minist.cli import main
 from minist.errors import MinistError
@@ -516,13 +517,12 @@ def test_a_bad_input_fails_its_runs_only_and_the_exit_status_says_so(inputs, cap
 
 def test_ctrl_c_keeps_finished_runs_and_a_rerun_completes_the_rest(inputs):
     pytest.importorskip("distributed", reason="dask.distributed is not installed")
-    # 400 iterations a run: the runs after the first take seconds, so the Ctrl-C (sent when the
-    # first image appears) lands mid-sweep even on a loaded machine
-    spec = _sweep_spec(inputs, style_weight=[1e2, 1e3], iters=400)
+    spec = _sweep_spec(inputs, style_weight=[1e2, 1e3])
     out = inputs / "out"
     command = [sys.executable, "-m", "minist", "sweep", str(spec), "-o", str(out), "--workers",
                "2", "--quiet"]
-    driver = subprocess.Popen(command, cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    driver = subprocess.Popen(command, cwd=ROOT, stderr=subprocess.PIPE, text=True,
+                              preexec_fn=sigint_by_default)
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and not list((out / "runs").glob("*.png")):
