@@ -136,6 +136,18 @@ L.save_figure(fig, LESSON, "receptive_fields")
 iters = L.iterations(150, 8)
 settings = dict(network=net, iters=iters, optimizer="lbfgs", init="content", seed=0,
                 style_layers=[n for n in PAPER_STYLE_LAYERS if n in fields])
+
+
+def show_side_by_side(panels, name):
+    """One figure of (image, title) panels in a row, saved as ``name``."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.5))
+    for ax, (image, title) in zip(axes, panels, strict=True):
+        ax.imshow(L.to_hwc(image))
+        ax.set_title(title)
+        ax.axis("off")
+    L.save_figure(fig, LESSON, name)
+
+
 single = {}
 for size in (small, large):
     start = time.perf_counter()
@@ -144,12 +156,8 @@ for size in (small, large):
     L.say(f"{size} px, one scale, {iters} iterations: loss {single[size][1]:.3g} "
           f"in {single[size][2]:.1f} s")
 
-fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
-for ax, size in zip(axes, (small, large), strict=True):
-    ax.imshow(L.to_hwc(single[size][0]))
-    ax.set_title(f"{size} px, one scale")
-    ax.axis("off")
-L.save_figure(fig, LESSON, "two_sizes")
+show_side_by_side([(single[size][0], f"{size} px, one scale") for size in (small, large)],
+                  "two_sizes")
 
 # %% [markdown]
 # ### The other side: the smaller picture loses its content
@@ -175,14 +183,9 @@ for size in (128, 256, 512, 1024):
 st = StyleTransfer(content_path, style_path, size=small, **{**settings, "style_layers": "auto"})
 chosen = st.style_layers_at(small)
 auto_small = st.run()
-fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
-axes[0].imshow(L.to_hwc(single[small][0]))
-axes[0].set_title(f"{small} px, the paper's {len(settings['style_layers'])} style layers")
-axes[1].imshow(L.to_hwc(auto_small))
-axes[1].set_title(f"{small} px, auto: {', '.join(chosen)}")
-for ax in axes:
-    ax.axis("off")
-L.save_figure(fig, LESSON, "auto_layers")
+show_side_by_side([(single[small][0],
+                    f"{small} px, the paper's {len(settings['style_layers'])} style layers"),
+                   (auto_small, f"{small} px, auto: {', '.join(chosen)}")], "auto_layers")
 
 # %% [markdown]
 # ## 3. The schedule
@@ -257,14 +260,9 @@ L.say(f"coarse-to-fine {plan.sizes}, {iters // 2} iterations each: loss at {larg
       f"one scale at {large} px, {iters} iterations:            loss {single[large][1]:.3g} "
       f"in {single[large][2]:.1f} s")
 
-fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
-axes[0].imshow(L.to_hwc(single[large][0]))
-axes[0].set_title(f"one scale, {iters} iterations, {single[large][2]:.0f} s")
-axes[1].imshow(L.to_hwc(multi))
-axes[1].set_title(f"coarse-to-fine {'-'.join(map(str, plan.sizes))}, {multi_time:.0f} s")
-for ax in axes:
-    ax.axis("off")
-L.save_figure(fig, LESSON, "coarse_to_fine")
+show_side_by_side([(single[large][0], f"one scale, {iters} iterations, {single[large][2]:.0f} s"),
+                   (multi, f"coarse-to-fine {'-'.join(map(str, plan.sizes))}, {multi_time:.0f} s")],
+                  "coarse_to_fine")
 
 # %% [markdown]
 # ## 6. What to see
