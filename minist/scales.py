@@ -12,8 +12,12 @@ and the last scale starts from an image that is nearly done.
 
 **Schedule** (:func:`auto_sizes`): sizes (longest side) spaced by a factor :math:`\sqrt 2`,
 counted down from the output size, :math:`s_k = s / \sqrt 2^{\,k}`, as long as
-:math:`s_k \ge s_{\min}`, with :math:`s_{\min}` = 128 px or the smallest size the chosen layers
-allow (the shorter side must keep every requested layer at least 1 px); then run smallest first.
+:math:`s_k \ge s_{\min}`, then run smallest first. :math:`s_{\min}` = 256 px, or more where the
+chosen layers need it (the shorter side must keep every requested layer at least 1 px). Why
+256 and not smaller: the first scale decides the composition, and the default style layers keep
+the photo's layout at 256 px (tubingen's houses and tower, with each painting in
+``../shared``), while at 128 px the houses are a few pixels tall and every run tried painted the
+painting's shapes over them, which no finer scale undid (README, "Coarse-to-fine, measured").
 Each scale has twice the pixels of the one before it.
 
 **Iterations** (:func:`scale_iterations`): ``--iters`` at the final size; each coarser scale
@@ -21,11 +25,24 @@ gets the same number, ``--iters``, unless ``--scale-iters`` says otherwise. Iter
 :math:`k` steps from the top cost :math:`2^{-k}` of a final-size one, so all the coarser scales
 together cost less than one more final-size pass (:math:`\sum_k 2^{-k} < 1`).
 
-Each scale starts from the previous result, upsampled with Lanczos
-(:func:`minist.images.resize_to`), and rebuilds every target at its own size from the original
-images (:meth:`minist.stylize.StyleTransfer.retarget`) -- with the style layers of its own size
-when they are the default, ``auto`` (:mod:`minist.layer_choice`: at 128 px relu1_1 to relu3_1,
-whose fields still leave the photo's layout alone). Tutorial: ``tutorials/10_coarse_to_fine``.
+**Carrying the image over** (:func:`carry_over`): each scale starts from the previous result,
+upsampled with Lanczos (:func:`minist.images.resize_to`), plus the detail that the previous size
+could not hold, taken from the image the run starts from (``--init``, the photo by default):
+
+.. math::
+    x_0^{(k)} = \Pi_{[0,1]}\big(U x^{(k-1)} + s^{(k)} - U D s^{(k)}\big)
+
+with :math:`D` the resize to scale :math:`k-1`, :math:`U` back to scale :math:`k`,
+:math:`s^{(k)}` the start image at scale :math:`k` and :math:`\Pi_{[0,1]}` the clip to the box
+the optimiser works in. The coarse result fixes the frequencies it can represent; the upsampled
+image has nothing above them (a blur), and the finer scale would have to rebuild the photo's
+edges from nothing. With no coarse iterations at all this is the single-scale start,
+:math:`x_0 = s`. ``--scale-detail none`` starts from :math:`U x^{(k-1)}` alone.
+
+Each scale rebuilds every target at its own size from the original images
+(:meth:`minist.stylize.StyleTransfer.retarget`) -- with the style layers of its own size when
+they are the default, ``auto`` (:mod:`minist.layer_choice`: at 256 px relu1_1 to relu3_1, whose
+fields still leave the photo's layout alone). Tutorial: ``tutorials/10_coarse_to_fine``.
 """
 
 from __future__ import annotations
@@ -34,9 +51,12 @@ import math
 from collections.abc import Sequence
 from typing import NamedTuple
 
+from minist.backend import get_array_module
 from minist.errors import MinistError
+from minist.images import resize_to
 
-SMALLEST = 128  # px: where the automatic schedule starts (unless the layers need more)
+SMALLEST = 256  # px: where the automatic schedule starts (unless the layers need more)
+DETAIL_MODES = ("init", "none")  # --scale-detail: where a finer scale's new detail comes from
 FACTOR = math.sqrt(2.0)  # between neighbouring scales: twice the pixels
 
 
@@ -133,3 +153,30 @@ def smallest_size(minimum_side: int, aspect: float) -> int:
     """The smallest longest side whose shorter side is at least ``minimum_side`` px
     (``aspect`` = shorter / longer side), and at least :data:`SMALLEST`."""
     return max(SMALLEST, math.ceil(minimum_side / max(aspect, 1e-9)))
+
+
+def carry_over(previous, start, detail: str = "init"):
+    r"""The image scale :math:`k` starts from (module docstring, "Carrying the image over"):
+    :math:`x_0^{(k)} = \Pi_{[0,1]}(U x^{(k-1)} + s^{(k)} - U D s^{(k)})`.
+
+    ``previous``: the result at scale :math:`k-1`, (N, C, h, w); ``start``: the run's start
+    image at scale :math:`k`, (N, C, H, W) (the photo for ``--init content``); ``detail``:
+    ``"init"`` (add the start image's detail above the previous size) or ``"none"`` (the
+    upsampled result alone). Returns (N, C, H, W) in [0, 1], the dtype and device of ``start``.
+    """
+    check_detail_mode(detail)
+    shape = tuple(start.shape[2:])
+    upsampled = resize_to(previous, shape)  # U x^(k-1)
+    if detail == "none":
+        return upsampled
+    low = resize_to(resize_to(start, tuple(previous.shape[2:])), shape)  # U D s^(k)
+    xp = get_array_module(start)
+    return xp.clip(upsampled + (start - low), 0.0, 1.0).astype(start.dtype)
+
+
+def check_detail_mode(detail) -> str:
+    """``--scale-detail``: one of :data:`DETAIL_MODES`; one line otherwise."""
+    if detail not in DETAIL_MODES:
+        raise MinistError(f"--scale-detail: unknown mode {detail!r}; choose one of "
+                          f"{', '.join(DETAIL_MODES)}")
+    return detail

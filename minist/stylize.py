@@ -41,7 +41,6 @@ from minist import color, memory
 from minist.backend import resolve_device, to_numpy
 from minist.errors import MinistError
 from minist.execution import ExecutionConfig
-from minist.images import resize_to
 from minist.inputs import (
     DEFAULT_WEIGHTS,
     INITS,
@@ -63,7 +62,14 @@ from minist.masks import (
 )
 from minist.objective import Evaluation, Objective, blend_weights, build_terms
 from minist.optim import DEFAULT_LR, OPTIMIZERS, Optimizer, make_optimizer
-from minist.scales import Schedule, parse_sizes, schedule, smallest_size
+from minist.scales import (
+    Schedule,
+    carry_over,
+    check_detail_mode,
+    parse_sizes,
+    schedule,
+    smallest_size,
+)
 from minist.vgg import POOLINGS, VGG
 
 DEFAULT_CONTENT_LAYERS = ("relu4_2",)
@@ -80,6 +86,7 @@ class StylizeOptions:
     style_blend: Sequence[float] | None = None  # several styles: A^l = sum_i w_i A_i^l
     scales: Any = None  # coarse-to-fine: None (one scale), "auto" or sizes ending at size
     scale_iters: Sequence[int] | None = None  # iterations at each coarser scale
+    scale_detail: str = "init"  # a finer scale's new detail: from the start image | none
     original_colors: str | None = None  # keep the photo's colours: luminance | histogram
     color_transform: str = "pca"  # histogram matching: pca | cholesky | sym
     content_masks: Sequence[Any] | None = None  # spatial control: one mask per style image
@@ -213,6 +220,7 @@ class StylizeOptions:
         if isinstance(self.scales, str):
             self.scales = parse_sizes(self.scales)
         schedule(self.size, self.iters, self.scales, self.scale_iters)  # one line if bad
+        check_detail_mode(self.scale_detail)
         resolve_device(self.device)
         return self
 
@@ -395,11 +403,12 @@ class StyleTransfer:
 
     def retarget(self, size: int) -> None:
         """Rebuild every target at ``size`` (longest side, px) from the original images and
-        carry the current image over, resized (Lanczos) to the new content size. The optimiser's
+        carry the current image over: upsampled (Lanczos), plus the start image's detail above
+        the previous size (:func:`minist.scales.carry_over`; ``scale_detail``). The optimiser's
         state resets itself on the new shape. (A coarse-to-fine run does this between scales.)"""
         current = self.image
-        self._prepare(size, "content")
-        self.image = resize_to(current, self.content_image.shape[2:])
+        self._prepare(size, self.options.init)  # self.image: the start image at this size
+        self.image = carry_over(current, self.image, self.options.scale_detail)
         self._last_finite_image = self.image
 
     def _next_scale_if_due(self) -> None:

@@ -13,8 +13,9 @@ from trajectory import CHANNELS, _images
 from minist.bench import synthetic_weights
 from minist.errors import MinistError
 from minist.images import resize_to
+from minist.inputs import initial_image
 from minist.objective import Objective, StyleTerm, blend_weights, blended_gram
-from minist.scales import auto_sizes, parse_sizes, scale_iterations, schedule
+from minist.scales import auto_sizes, carry_over, parse_sizes, scale_iterations, schedule
 from minist.stylize import StyleTransfer
 from minist.vgg import VGG
 
@@ -24,25 +25,48 @@ def net():
     return VGG(synthetic_weights("vgg19", CHANNELS))
 
 
-def test_auto_sizes_are_spaced_by_root_two_from_128():
-    assert auto_sizes(512) == (128, 181, 256, 362, 512)
-    assert auto_sizes(256) == (128, 181, 256)
-    assert auto_sizes(1024) == (128, 181, 256, 362, 512, 724, 1024)
-    for size in (200, 300, 1000, 2048, 5000):
+def test_auto_sizes_are_spaced_by_root_two_from_256():
+    assert auto_sizes(512) == (256, 362, 512)
+    assert auto_sizes(256) == (256,)
+    assert auto_sizes(1024) == (256, 362, 512, 724, 1024)
+    for size in (300, 1000, 2048, 5000):
         sizes = auto_sizes(size)
-        assert sizes[-1] == size and sizes[0] >= 128
+        assert sizes[-1] == size and sizes[0] >= 256
         ratios = np.array(sizes[1:]) / np.array(sizes[:-1])
         np.testing.assert_allclose(ratios, np.sqrt(2), rtol=0.01)
-        assert sizes[0] / np.sqrt(2) < 128 + 1  # no smaller scale would still be >= 128
-    assert auto_sizes(100) == (100,)  # already below 128: one scale
+        assert sizes[0] / np.sqrt(2) < 256 + 1  # no smaller scale would still be >= 256
+    assert auto_sizes(200) == (200,)  # already below 256: one scale
+    assert auto_sizes(512, smallest=128) == (128, 181, 256, 362, 512)
     assert auto_sizes(512, smallest=300) == (362, 512)
+
+
+def test_carry_over_adds_the_detail_the_coarse_size_cannot_hold():
+    """x0 = clip(U x_prev + s - U D s): with the previous result equal to the start image at the
+    coarse size (no coarse iterations) it is the start image itself; 'none' is U x_prev."""
+    rng = np.random.default_rng(3)
+    start = rng.uniform(size=(1, 3, 44, 60)).astype(np.float32)
+    coarse_start = resize_to(start, (29, 40))  # D s
+    np.testing.assert_allclose(carry_over(coarse_start, start), start, atol=1e-6)
+    previous = rng.uniform(size=(1, 3, 29, 40)).astype(np.float32)
+    np.testing.assert_array_equal(carry_over(previous, start, "none"),
+                                  resize_to(previous, (44, 60)))
+    x0 = carry_over(previous, start)
+    assert x0.dtype == np.float32 and x0.shape == start.shape
+    assert x0.min() >= 0.0 and x0.max() <= 1.0
+    # unclipped entries: exactly the upsampled result plus the start image's high band
+    expected = resize_to(previous, (44, 60)) + start - resize_to(coarse_start, (44, 60))
+    inside = (expected > 0) & (expected < 1)
+    assert inside.mean() > 0.5
+    np.testing.assert_allclose(x0[inside], expected[inside], atol=1e-6)
+    with pytest.raises(MinistError, match="--scale-detail: unknown mode 'photo'"):
+        carry_over(previous, start, "photo")
 
 
 def test_iterations_and_schedule():
     assert scale_iterations(3, 100) == (100, 100, 100)
     assert scale_iterations(3, 100, [40, 20]) == (40, 20, 100)
     assert schedule(512, 50, None) == ((512,), (50,))
-    assert schedule(512, 50, "auto").sizes == (128, 181, 256, 362, 512)
+    assert schedule(512, 50, "auto").sizes == (256, 362, 512)
     assert schedule(512, 50, (256, 512), [10]).total == 60
     assert parse_sizes(" auto ") == "auto" and parse_sizes("128,256") == (128, 256)
 
@@ -67,7 +91,8 @@ def test_bad_values_are_one_line(call, needle):
 
 def test_a_coarse_to_fine_run(net):
     """Each scale rebuilds its targets from the original images at its own size, starts from
-    the previous result upsampled (Lanczos), and logs its scale; iter restarts per scale."""
+    the previous result upsampled (Lanczos) plus the start image's finer detail, and logs its
+    scale; iter restarts per scale."""
     content, style = _images()
     st = StyleTransfer(content, style, network=net, size=60, iters=3, scales="40,60",
                        scale_iters=[2], init="noise")
@@ -85,13 +110,17 @@ def test_a_coarse_to_fine_run(net):
     st.run(iters=2)
     assert [(r.iter, r.scale) for r in st.history] == [(0, 40), (1, 40), (0, 60), (1, 60),
                                                       (2, 60)]
-    # the fine scale started from the coarse result, upsampled
-    again = StyleTransfer(content, style, network=net, size=60, iters=3, scales="40,60",
-                          scale_iters=[2], init="noise")
-    again.step()
-    again.step()
-    again._next_scale_if_due()
-    np.testing.assert_array_equal(again.result(), resize_to(coarse_result, (44, 60)))
+    # the fine scale started from the coarse result, upsampled, plus the noise's finer detail
+    for detail in ("init", "none"):
+        again = StyleTransfer(content, style, network=net, size=60, iters=3, scales="40,60",
+                              scale_iters=[2], init="noise", scale_detail=detail)
+        again.step()
+        again.step()
+        again._next_scale_if_due()
+        start = initial_image("noise", again.content_image, style, seed=0)
+        np.testing.assert_array_equal(again.result(), carry_over(coarse_result, start, detail))
+    assert not np.array_equal(carry_over(coarse_result, start, "init"),
+                              carry_over(coarse_result, start, "none"))
     # the same schedule again, in one call: the same image
     np.testing.assert_array_equal(
         StyleTransfer(content, style, network=net, size=60, iters=3, scales="40,60",
@@ -168,6 +197,7 @@ def test_cli_several_styles_scales_and_snapshots(tiny_vgg_files, tmp_path, capsy
     meta = read_png_metadata(out)
     settings = json.loads(meta["minist:settings"])
     assert settings["style_blend"] == [3, 1] and settings["scales"] == [32, 48]
+    assert settings["scale_detail"] == "init"
     assert json.loads(meta["minist:style"]) == [str(paths["s1"]), str(paths["s2"])]
 
 
@@ -179,6 +209,7 @@ def test_cli_several_styles_scales_and_snapshots(tiny_vgg_files, tmp_path, capsy
     (["--scales", "48,32"], "--scales: sizes must increase"),
     (["--scales", "32,48", "--scale-iters", "1,2"], "--scale-iters: 2 values for 1"),
     (["--scale-iters", "3"], "--scale-iters: needs --scales"),
+    (["--scales", "32,48", "--scale-detail", "photo"], "--scale-detail: unknown mode 'photo'"),
 ])
 def test_cli_bad_controls_are_one_line_and_write_nothing(tiny_vgg_files, tmp_path, capsys, argv,
                                                          needle):

@@ -190,18 +190,35 @@ show_side_by_side([(single[small][0],
 # %% [markdown]
 # ## 3. The schedule
 #
-# Coarse-to-fine runs the transfer at a sequence of sizes, smallest first. Each scale starts
-# from the previous result, upsampled (Lanczos), and rebuilds all its targets — content
-# features and Gram matrices — from the original images at its own size. The big structures
-# are settled at the small sizes, where the receptive fields cover much of the picture; the
-# larger sizes add detail to an image that is already nearly done.
+# Coarse-to-fine runs the transfer at a sequence of sizes, smallest first. Each scale rebuilds
+# all its targets — content features and Gram matrices — from the original images at its own
+# size. The big structures are settled at the small sizes, where the receptive fields cover
+# much of the picture; the larger sizes add detail to an image that is already nearly done.
+#
+# Each scale starts from the previous result $x^{(k-1)}$, upsampled with Lanczos ($U$). An
+# upsampled image is a blurred one: it has nothing above the frequencies the smaller size could
+# hold. minist fills that band from the image the run starts from, $s^{(k)}$ at this scale (the
+# photo, unless `--init` says otherwise), minus what of it the smaller size kept ($U D s^{(k)}$,
+# with $D$ the resize down), and clips to $[0, 1]$
+# (**`minist.scales.carry_over`**):
+#
+# $$x_0^{(k)} = \Pi_{[0,1]}\big(U x^{(k-1)} + s^{(k)} - U D s^{(k)}\big).$$
+#
+# With no iterations at the coarse scale, $x^{(k-1)} = D s^{(k)}$ and the start is the photo
+# itself — a single-scale run's start. With iterations, the coarse result replaces only the
+# frequencies it can represent; the photo's edges and windows come back for the finer scale to
+# paint over (`--scale-detail none` starts from $U x^{(k-1)}$ alone).
 #
 # minist's automatic schedule (`minist stylize ... --scales auto`,
 # **`minist.scales.auto_sizes`**) steps down from the output size by $\sqrt 2$ — each scale
-# has half the pixels of the next — and stops at 128 px (or where the chosen layers would no
+# has half the pixels of the next — and stops at 256 px (or where the chosen layers would no
 # longer fit):
 #
 # $$s_k = \frac{s}{\sqrt2^{\,k}} \;\ge\; s_{\min}, \qquad \text{run } \dots, s_2, s_1, s_0 = s.$$
+#
+# Why not smaller: the first scale decides the composition. At 256 px the auto layers keep the
+# photo's layout (section 2); at 128 px tubingen's houses are a few pixels tall, the painting's
+# swirls and moons are painted over them, and no finer scale paints them back.
 #
 # An iteration costs about as much as the image has pixels (next section), so a scale $k$ steps
 # below the output costs $2^{-k}$ of an output-size iteration, and *all* the coarser scales
@@ -242,9 +259,9 @@ L.save_figure(fig, LESSON, "time_per_size")
 # ## 5. Coarse-to-fine against one scale
 #
 # The same output size as the larger run of section 2, now with the automatic schedule from
-# half that size (`scales="auto"` would start at 128 px; here the schedule starts at the smaller
-# size of section 2 so that the fast mode stays quick). Compare the wall time and the loss at
-# the output size, and look at the two images.
+# the smaller size of section 2 (256 px in the full lesson, where it is what `scales="auto"`
+# does; 64 px in the fast mode). Compare the wall time and the loss at the output size, and
+# look at the two images.
 
 # %%
 plan = schedule(large, iters // 2, "auto", smallest=small)
@@ -275,9 +292,10 @@ show_side_by_side([(single[large][0], f"one scale, {iters} iterations, {single[l
 # * **Auto layers**: with the layers whose receptive field is at most a fifth of the side, the
 #   smaller picture keeps its tower and the outlines of its houses under the same strokes and
 #   colours (at 256 px: relu1_1–relu3_1).
-# * **Coarse-to-fine**: the result keeps the coarse run's large strokes and adds detail; at
-#   the full lesson's sizes it takes less time than the single-scale run of the same length at
-#   the output size, because most of its iterations run on smaller images.
+# * **Coarse-to-fine**: the result keeps the coarse run's large strokes and adds detail, and the
+#   photo's edges — windows, gables, the tower — come back at each finer scale from the photo's
+#   own detail; at the full lesson's sizes it takes less time than the single-scale run of the
+#   same length at the output size, because most of its iterations run on smaller images.
 #
 # In the fast mode (64 and 128 px, a handful of iterations) the images are thumbnails and the
 # strokes barely form, and the fixed cost of building each scale's targets outweighs the

@@ -171,12 +171,16 @@ def _register_controls(p) -> None:
                    help="weights of several STYLE images, >= 0, normalised to sum 1 "
                    "(default: equal): their Gram matrices are blended")
     g.add_argument("--scales", metavar="auto|S1,S2,...",
-                   help="coarse-to-fine: 'auto' (sizes spaced by sqrt(2) from 128 px up to "
+                   help="coarse-to-fine: 'auto' (sizes spaced by sqrt(2) from 256 px up to "
                    "--size) or sizes in px ending at --size; each scale starts from the last, "
-                   "upsampled (Lanczos)")
+                   "upsampled (Lanczos), plus the photo's finer detail (--scale-detail)")
     g.add_argument("--scale-iters", metavar="N1,N2,...",
                    help="iterations at each scale before the last (default: --iters each); "
                    "--iters is the last scale's")
+    g.add_argument("--scale-detail", default="init", metavar="init|none",
+                   help="what a finer scale adds to the upsampled result: the detail of the "
+                   "start image (--init, the photo by default) that the coarser size could not "
+                   "hold ('init'), or nothing ('none') (default: %(default)s)")
     g.add_argument("--original-colors", metavar="luminance|histogram",
                    help="keep the photo's colours: 'luminance' transfers the style to the "
                    "luminance only (YIQ) and keeps the photo's I, Q; 'histogram' matches each "

@@ -92,7 +92,7 @@ def test_the_default_smallest_size_and_the_papers_example():
     expect(auto_sizes(512) == auto_sizes(512, SMALLEST),
            f"auto_sizes(512) = {auto_sizes(512)}: without a smallest size it is SMALLEST = "
            f"{SMALLEST} (auto_sizes(512, {SMALLEST}) = {auto_sizes(512, SMALLEST)})")
-    for size, smallest, k_max in ((512, SMALLEST, 4), (1024, 256, 4)):
+    for size, smallest, k_max in ((512, 128, 4), (1024, 256, 4), (2048, 256, 6)):
         want = tuple(round(size / math.sqrt(2) ** k) for k in range(k_max, -1, -1))
         got = auto_sizes(size, smallest)
         expect(got == want, f"auto_sizes({size}, {smallest}) = {got}, expected {want}: "
