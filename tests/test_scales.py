@@ -225,3 +225,23 @@ def test_cli_bad_controls_are_one_line_and_write_nothing(tiny_vgg_files, tmp_pat
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and needle in err[0], err
     assert not (tmp_path / "o.png").exists()
+
+
+@pytest.mark.parametrize("control", ["luminance", "histogram", "masks"])
+def test_the_other_controls_run_coarse_to_fine(net, control):
+    """Colour control and masks at every scale: each scale rebuilds its view or guides, starts
+    from the carried-over image, and the run ends at the output size with a finite loss."""
+    content, style = _images()
+    styles, extra = style, {"original_colors": control}
+    if control == "masks":
+        left = np.zeros((44, 60), np.float32)
+        left[:, :30] = 1
+        styles, extra = [style, style[:, ::-1]], {"content_masks": [left, 1 - left]}
+    st = StyleTransfer(content, styles, network=net, size=60, iters=2, scales="40,60",
+                       scale_iters=[2], content_layers=["relu2_1"],
+                       style_layers=["relu1_1", "relu2_1"], **extra)
+    out = st.run()
+    assert [(r.iter, r.scale) for r in st.history] == [(0, 40), (1, 40), (0, 60), (1, 60)]
+    assert out.shape == (1, 3, 44, 60) and np.isfinite(out).all()
+    assert out.min() >= 0.0 and out.max() <= 1.0
+    assert all(np.isfinite(r.total) for r in st.history)
