@@ -168,7 +168,7 @@ def carry_over(previous, start, detail: str = "init"):
     """
     check_detail_mode(detail)
     shape = tuple(start.shape[2:])
-    upsampled = resize_to(previous, shape)  # U x^(k-1)
+    upsampled = resize_to(previous, shape).astype(start.dtype, copy=False)  # U x^(k-1)
     if detail == "none":
         return upsampled
     low = resize_to(resize_to(start, tuple(previous.shape[2:])), shape)  # U D s^(k)
