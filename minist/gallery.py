@@ -16,7 +16,8 @@ Keys with one value are the settings every run shares, listed above the grids.
 script): for each cell a small PNG thumbnail (``thumbs/``, never the full image) linking to the
 full image, and a caption with the run's swept values, its final loss (total, and the content
 and style parts before alpha and beta), iterations and time, and links to its settings and log.
-A failed run is a red cell with its one-line error; a run not done yet says so. Every piece of
+A failed run is a red cell with its one-line error; a run not done yet says so. The page is the
+Jinja2 template ``minist/templates/gallery.html.j2``, rendered with autoescape: every piece of
 text is HTML-escaped (the settings come from users' files).
 
 **The sheet** (``sheet.png``) is the same grid as one image, with the axis names and values
@@ -25,8 +26,8 @@ written beside the rows and above the columns (Pillow's ``ImageDraw``), for slid
 
 from __future__ import annotations
 
+import functools
 import hashlib
-import html
 import json
 import os
 from collections.abc import Sequence
@@ -36,12 +37,13 @@ from urllib.parse import quote
 
 from PIL import Image, ImageDraw, ImageFont
 
+from minist.errors import MinistError
+from minist.status import RunStatus
 from minist.weights.atomic import atomic_path
 
 THUMB = 192  # px, longest side of a cell's thumbnail
 INPUT_THUMB = 64  # px, longest side of an input image shown in a header
 INPUT_KEYS = ("content", "style")
-FINISHED, FAILED, NOT_RUN = "finished", "failed", "not run"
 
 
 @dataclass(frozen=True)
@@ -60,7 +62,7 @@ class Entry:
 
     name: str
     point: dict  # key -> value for every axis
-    status: str  # finished | failed | not run
+    status: RunStatus  # FINISHED, FAILED or NOT_RUN (or its words, read from a record)
     image: str | None = None
     settings_file: str | None = None
     log_file: str | None = None
@@ -84,7 +86,7 @@ class Grid:
     columns: Axis | None
     sections: list
     shared: tuple = ()  # ((key, value), ...): the keys with one value
-    counts: dict = field(default_factory=dict)  # status -> number of runs
+    counts: dict = field(default_factory=dict)  # RunStatus -> number of runs
 
 
 # ---------------------------------------------------------------------------------------------
@@ -161,7 +163,8 @@ def layout(axes: Sequence[Axis], entries: Sequence[Entry], rows: str | None = No
         sections.append(Section(tuple(fixed), cells))
     counts = {}
     for entry in entries:
-        counts[entry.status] = counts.get(entry.status, 0) + 1
+        status = RunStatus(entry.status)  # also the words read from a sweep's record
+        counts[status] = counts.get(status, 0) + 1
     return Grid(row_axis, column_axis, sections, shared, counts)
 
 
@@ -217,7 +220,7 @@ def thumbnails(out_dir: Path, entries: Sequence[Entry], axes: Sequence[Axis] = (
     out_dir = Path(out_dir)
     runs = {}
     for entry in entries:
-        if entry.status == FINISHED and entry.image:
+        if entry.status == RunStatus.FINISHED and entry.image:
             rel = f"thumbs/{entry.name}.png"
             w, h = make_thumbnail(out_dir / entry.image, out_dir / rel, size)
             runs[entry.name] = Thumb(rel, w, h)
@@ -237,40 +240,13 @@ def thumbnails(out_dir: Path, entries: Sequence[Entry], axes: Sequence[Axis] = (
 
 
 # ---------------------------------------------------------------------------------------------
-# index.html
+# index.html (minist/templates/gallery.html.j2)
 # ---------------------------------------------------------------------------------------------
-
-_CSS = """
-body { font: 14px/1.4 system-ui, sans-serif; margin: 1.5em; color: #222; background: #fafafa; }
-h1 { font-size: 1.5em; margin: 0 0 .3em; }
-h2 { font-size: 1.1em; margin: 1.5em 0 .5em; }
-.summary { color: #555; }
-table.grid { border-collapse: collapse; }
-table.grid th, table.grid td { border: 1px solid #ddd; padding: 6px; vertical-align: top; }
-table.grid th { background: #f0f0f0; font-weight: 600; text-align: center; }
-table.grid th.row { text-align: left; max-width: 14em; }
-th .axis { display: block; font-weight: 400; color: #666; font-size: .85em; }
-th img { display: block; margin: 0 auto 4px; }
-td { background: #fff; width: 200px; }
-td figure { margin: 0; }
-td img { display: block; margin: 0 auto; }
-figcaption { font-size: .8em; color: #444; margin-top: 4px; word-break: break-word; }
-td.failed { background: #fdecea; }
-.badge { display: inline-block; padding: 1px 6px; border-radius: 3px; font-weight: 600; }
-td.failed .badge { background: #c62828; color: #fff; }
-td.not-run .badge { background: #bbb; color: #fff; }
-.error { font-family: ui-monospace, monospace; font-size: .8em; color: #8e1b1b;
-         white-space: pre-wrap; word-break: break-word; }
-table.shared td { border: none; width: auto; padding: 1px 8px 1px 0; background: none; }
-"""
-
-
-def _esc(text) -> str:
-    return html.escape(str(text), quote=True)
 
 
 def _href(path: str) -> str:
-    return _esc(quote(path))
+    """A relative path as a link: percent-quoted (the template escapes it as any value)."""
+    return quote(path)
 
 
 def format_losses(losses: dict | None) -> str:
@@ -278,53 +254,6 @@ def format_losses(losses: dict | None) -> str:
         return ""
     return (f"loss {losses['total']:.4g} (content {losses['content']:.3g}, "
             f"style {losses['style']:.3g})")
-
-
-def _axis_header(axis: Axis, index: int, inputs: dict, row: bool = False) -> str:
-    """A row's or column's header: the input image (content/style axes), key and value."""
-    value = axis.values[index]
-    thumb = inputs.get((axis.key, index))
-    img = (f'<img src="{_href(thumb.path)}" width="{thumb.width}" height="{thumb.height}" '
-           f'alt="{_esc(value_label(axis.key, value))}">' if thumb else "")
-    attributes = 'scope="row" class="row"' if row else 'scope="col"'
-    return (f"<th {attributes}>{img}<span class=\"axis\">{_esc(axis.key)}</span>"
-            f"{_esc(value_label(axis.key, value))}</th>")
-
-
-def _cell_html(entry: Entry | None, grid: Grid, thumbs: dict) -> str:
-    if entry is None:
-        return "<td></td>"
-    shown = [grid.rows, grid.columns]
-    varying = [(k, entry.point[k]) for k in entry.point
-               if k not in dict(grid.shared) and k not in {a.key for a in shown if a}]
-    where = "".join(f"{_esc(k)} = {_esc(value_label(k, v))}<br>" for k, v in varying)
-    timing = []
-    if entry.iterations is not None:
-        timing.append(f"{entry.iterations} iterations")
-    if entry.seconds is not None:
-        timing.append(f"{entry.seconds:.1f} s")
-    timing = " &middot; ".join(timing)
-    if entry.status == FINISHED:
-        thumb = thumbs.get(entry.name)
-        img = (f'<img src="{_href(thumb.path)}" width="{thumb.width}" height="{thumb.height}" '
-               f'alt="{_esc(entry.name)}" loading="lazy">' if thumb else _esc(entry.name))
-        links = [f'<a href="{_href(entry.image)}">image</a>']
-        if entry.settings_file:
-            links.append(f'<a href="{_href(entry.settings_file)}">settings</a>')
-        if entry.log_file:
-            links.append(f'<a href="{_href(entry.log_file)}">log</a>')
-        return (f'<td class="finished" title="{_esc(entry.name)}"><figure>'
-                f'<a href="{_href(entry.image)}">{img}</a><figcaption>{where}'
-                f"{_esc(format_losses(entry.losses))}<br>{timing}<br>"
-                f"{' &middot; '.join(links)}</figcaption></figure></td>")
-    if entry.status == FAILED:
-        record = (f'<br><a href="{_href(entry.settings_file)}">record</a>'
-                  if entry.settings_file else "")
-        return (f'<td class="failed" title="{_esc(entry.name)}"><span class="badge">failed'
-                f'</span><p class="error">{_esc(entry.error or "")}</p>'
-                f"<figcaption>{where}{timing}{record}</figcaption></td>")
-    return (f'<td class="not-run" title="{_esc(entry.name)}"><span class="badge">not run'
-            f"</span><figcaption>{where}</figcaption></td>")
 
 
 def axes_line(grid: Grid) -> str:
@@ -339,44 +268,36 @@ def axes_line(grid: Grid) -> str:
 
 def summary_line(grid: Grid) -> str:
     total = sum(grid.counts.values())
-    parts = [f"{grid.counts.get(s, 0)} {s}" for s in (FINISHED, FAILED, NOT_RUN)
-             if grid.counts.get(s)]
+    parts = [f"{grid.counts[s]} {s}" for s in (RunStatus.FINISHED, RunStatus.FAILED,
+                                               RunStatus.NOT_RUN) if grid.counts.get(s)]
     return f"{total} run{'s' if total != 1 else ''}: {', '.join(parts)}"
+
+
+@functools.cache
+def _templates():
+    """The Jinja2 environment of the page's template (``minist/templates/``), autoescaping."""
+    try:
+        import jinja2
+    except ImportError as e:  # comes with the sweep extra (dask.distributed needs it)
+        raise MinistError("the gallery page needs Jinja2: pip install 'minist[sweep]'") from e
+    env = jinja2.Environment(loader=jinja2.PackageLoader("minist", "templates"),
+                             autoescape=True, undefined=jinja2.StrictUndefined,
+                             trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
+    env.filters["label"] = lambda value, key: value_label(key, value)
+    env.filters["href"] = _href
+    env.globals.update(RunStatus=RunStatus, format_losses=format_losses)
+    return env
 
 
 def render_html(title: str, grid: Grid, thumbs: dict, inputs: dict,
                 source: str | None = None) -> str:
-    """The page (module docstring) as a string; every text escaped."""
-    out = ["<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">',
-           f"<title>{_esc(title)}</title>", f"<style>{_CSS}</style>", "</head>", "<body>",
-           f"<h1>{_esc(title)}</h1>", f'<p class="summary">{_esc(summary_line(grid))}'
-           + (f" &middot; spec: <code>{_esc(source)}</code>" if source else "") + "</p>"]
-    if grid.shared:
-        out.append('<p>Settings every run shares:</p><table class="shared">')
-        for key, value in grid.shared:
-            out.append(f"<tr><td><code>{_esc(key)}</code></td>"
-                       f"<td>{_esc(value_label(key, value))}</td></tr>")
-        out.append("</table>")
-    rows, columns = grid.rows, grid.columns
-    for section in grid.sections:
-        if section.fixed:
-            heading = ", ".join(f"{k} = {value_label(k, v)}" for k, v in section.fixed)
-            out.append(f"<h2>{_esc(heading)}</h2>")
-        corner = axes_line(grid)
-        out.append('<table class="grid">')
-        if columns:
-            out.append(f'<thead><tr><th class="corner">{_esc(corner)}</th>'
-                       + "".join(_axis_header(columns, j, inputs)
-                                 for j in range(len(columns.values))) + "</tr></thead>")
-        out.append("<tbody>")
-        for i, cells in enumerate(section.cells):
-            head = _axis_header(rows, i, inputs, row=True) if rows else (
-                f'<th class="row">{_esc(corner)}</th>' if not columns else "<th></th>")
-            out.append("<tr>" + head + "".join(_cell_html(e, grid, thumbs) for e in cells)
-                       + "</tr>")
-        out.append("</tbody></table>")
-    out += ["</body>", "</html>", ""]
-    return "\n".join(out)
+    """The page (module docstring) as a string, from the template ``gallery.html.j2``: every
+    value escaped by Jinja2's autoescape."""
+    shown = {axis.key for axis in (grid.rows, grid.columns) if axis is not None}
+    return _templates().get_template("gallery.html.j2").render(
+        title=title, summary=summary_line(grid), source=source, shared=grid.shared,
+        sections=grid.sections, rows=grid.rows, columns=grid.columns, corner=axes_line(grid),
+        hidden=shown | {key for key, _ in grid.shared}, thumbs=thumbs, inputs=inputs)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -525,7 +446,7 @@ def _draw_cell(sheet, draw, entry: Entry | None, x: int, y: int, cell: int, heig
     box saying it failed (with the error) or has not run."""
     if entry is None:
         return
-    if entry.status == FINISHED and entry.name in thumbs:
+    if entry.status == RunStatus.FINISHED and entry.name in thumbs:
         thumb = thumbs[entry.name]
         with Image.open(out_dir / thumb.path) as im:
             sheet.paste(im.convert("RGB"), (x + (cell - thumb.width) // 2, y))
@@ -534,11 +455,12 @@ def _draw_cell(sheet, draw, entry: Entry | None, x: int, y: int, cell: int, heig
         draw.text((x + (cell - tw) / 2, y + thumb.height + 2), text, fill=(60, 60, 60),
                   font=fonts["small"])
         return
-    failed = entry.status == FAILED
+    failed = entry.status == RunStatus.FAILED
     fill, edge, ink = ((253, 236, 234), (198, 40, 40), (142, 27, 27)) if failed else \
         ((238, 238, 238), (180, 180, 180), (100, 100, 100))
     draw.rectangle([x, y, x + cell - 1, y + height - 1], fill=fill, outline=edge, width=2)
-    draw.text((x + 8, y + 6), "FAILED" if failed else "not run", fill=edge, font=fonts["label"])
+    draw.text((x + 8, y + 6), "FAILED" if failed else RunStatus.NOT_RUN.value, fill=edge,
+              font=fonts["label"])
     if failed and entry.error:
         yy = y + 8 + lh["label"]
         max_lines = max(1, (height - 16 - lh["label"]) // lh["small"])

@@ -41,9 +41,9 @@ from html import escape
 from typing import Any, NamedTuple
 
 from minist.images import encode_png
+from minist.status import RunStatus
 
 RATE_WINDOW = 20  # steps over which it/s is measured
-FINAL = ("finished", "stopped by an observer", "interrupted", "stopped: loss not finite", "failed")
 
 
 class LossPoint(NamedTuple):
@@ -79,7 +79,7 @@ class LiveRun:
         self._lock = threading.Lock()
         self._points: list[LossPoint] = []
         self._times: deque[float] = deque(maxlen=RATE_WINDOW)
-        self._status = "waiting for the run to start"
+        self._status = RunStatus.WAITING
         self._settings: dict[str, Any] = {}
         self._started = None
         self._ended = None
@@ -100,7 +100,7 @@ class LiveRun:
         with self._lock:
             self._points, self._settings, self.total = [], settings, total
             self._times.clear()
-            self._status, self._started, self._ended = "running", self.clock(), None
+            self._status, self._started, self._ended = RunStatus.RUNNING, self.clock(), None
         self._look_at(run.image_on_cpu())
 
     def step(self, record, run, look: bool | None = None) -> None:
@@ -129,7 +129,7 @@ class LiveRun:
         if image is not None:
             self._look_at(image)
         with self._lock:
-            self._status, self._ended = outcome.status, self.clock()
+            self._status, self._ended = RunStatus(outcome.status), self.clock()
 
     def _look_at(self, image, now: float | None = None) -> None:
         with self._lock:
@@ -141,7 +141,7 @@ class LiveRun:
     @property
     def final(self) -> bool:
         """True once the run has ended, however."""
-        return self._status in FINAL
+        return self._status.final
 
     def points(self) -> list[LossPoint]:
         with self._lock:
@@ -184,8 +184,8 @@ class LiveRun:
             steps, total = len(self._points), self.total
             started, ended = self._started, self._ended
             snapshot = {
-                "status": self._status,
-                "final": self._status in FINAL,
+                "status": self._status.value,
+                "final": self._status.final,
                 "step": steps,
                 "total": total,
                 "iter": last.iter if last else None,

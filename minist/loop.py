@@ -19,6 +19,7 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 from minist.errors import MinistError
+from minist.status import RunStatus
 
 
 class IterationRecord(NamedTuple):
@@ -44,18 +45,12 @@ class NonFiniteLossError(MinistError):
         return type(self), (str(self), self.image)
 
 
-FINISHED = "finished"
-STOPPED = "stopped by an observer"
-INTERRUPTED = "interrupted"
-NOT_FINITE = "stopped: loss not finite"
-FAILED = "failed"  # any other error: observers close what they opened, nothing is saved
-
-
 class Outcome(NamedTuple):
-    """How a run ended: ``status`` (one of the phrases above), the number of ``iterations`` done,
-    the ``image`` to keep (on the run's device) and the ``error`` that ended it, if any."""
+    """How a run ended: ``status`` (a :class:`~minist.status.RunStatus` that is ``final``), the
+    number of ``iterations`` done, the ``image`` to keep (on the run's device) and the
+    ``error`` that ended it, if any."""
 
-    status: str
+    status: RunStatus
     iterations: int
     image: Any
     error: BaseException | None = None
@@ -96,7 +91,7 @@ def run_loop(run, iters: int, observers=()) -> Outcome:
     """
     observers = list(observers)
     output = getattr(run, "output_image", lambda image: image)  # what the user gets
-    status = FINISHED
+    status = RunStatus.FINISHED
     try:
         for observer in observers:
             observer.on_start(run)
@@ -104,15 +99,15 @@ def run_loop(run, iters: int, observers=()) -> Outcome:
             record = run.step()
             stops = [bool(observer.on_step(record, run)) for observer in observers]
             if any(stops):
-                status = STOPPED
+                status = RunStatus.STOPPED
                 break
         outcome = Outcome(status, run.iteration, output(run.image))
     except KeyboardInterrupt as exc:
-        outcome = Outcome(INTERRUPTED, run.iteration, output(run.image), exc)
+        outcome = Outcome(RunStatus.INTERRUPTED, run.iteration, output(run.image), exc)
     except NonFiniteLossError as exc:
-        outcome = Outcome(NOT_FINITE, run.iteration, output(exc.image), exc)
+        outcome = Outcome(RunStatus.NOT_FINITE, run.iteration, output(exc.image), exc)
     except Exception as exc:
-        outcome = Outcome(FAILED, run.iteration, run.image, exc)
+        outcome = Outcome(RunStatus.FAILED, run.iteration, run.image, exc)
     failure = None
     for observer in observers:  # every observer ends, even if another one fails to
         try:

@@ -12,10 +12,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 from minist.images import save_image
-from minist.loop import FAILED, Observer, Outcome
+from minist.loop import Observer, Outcome
+from minist.status import RunStatus
 
 # metadata(run, status) -> the PNG text chunks of an image saved in that state
-Metadata = Callable[[object, str], dict]
+Metadata = Callable[[object, RunStatus], dict]
 
 
 def intermediate_path(output: Path, iteration: int, scale: int | None = None) -> Path:
@@ -71,7 +72,7 @@ class JsonLog(Observer):
 
 class Snapshots(Observer):
     """Every ``every`` iterations, the current image beside ``output``
-    (:func:`intermediate_path`), saved atomically with ``metadata(run, "intermediate")``.
+    (:func:`intermediate_path`), saved atomically with ``metadata(run, RunStatus.INTERMEDIATE)``.
 
     ``by_scale`` (coarse-to-fine runs): every ``every`` iterations of each scale, named with the
     scale and the iteration within it."""
@@ -85,7 +86,7 @@ class Snapshots(Observer):
         done = record.iter + 1 if self.by_scale else run.iteration
         if self.every and done % self.every == 0:
             path = intermediate_path(self.output, done, record.scale if self.by_scale else None)
-            save_image(path, run.image_on_cpu(), self.metadata(run, "intermediate"))
+            save_image(path, run.image_on_cpu(), self.metadata(run, RunStatus.INTERMEDIATE))
 
 
 class SaveResult(Observer):
@@ -97,5 +98,5 @@ class SaveResult(Observer):
         self.output, self.metadata = Path(output), metadata
 
     def on_end(self, run, outcome: Outcome) -> None:
-        if outcome.status != FAILED:
+        if outcome.status != RunStatus.FAILED:
             save_image(self.output, outcome.image, self.metadata(run, outcome.status))

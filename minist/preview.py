@@ -60,11 +60,14 @@ from socketserver import TCPServer
 
 from minist.errors import MinistError
 from minist.live import LiveRun, loss_chart_svg
-from minist.loop import INTERRUPTED, Observer, Outcome
+from minist.loop import Observer, Outcome
+from minist.status import RunStatus
 
 DEFAULT_HOST = "127.0.0.1"
 POLL_MS = 500  # how often the page asks for the state
 REQUEST_TIMEOUT_S = 10  # a client that sends nothing for this long loses its connection
+WATCHED_S = 5.0  # a page that asked this recently is watching: the end lingers for it
+QUIET_S = 0.3  # once told the run ended, a page silent this long has what it needs
 
 
 class PreviewServer(ThreadingHTTPServer):
@@ -73,9 +76,11 @@ class PreviewServer(ThreadingHTTPServer):
     daemon_threads = True  # a request still being written never holds up the process's exit
     allow_reuse_address = True  # a port freed by an earlier run can be bound again at once
 
+    clock = staticmethod(time.monotonic)  # seconds; the observer may give its own
+
     def __init__(self, address, live: LiveRun, loopback: bool):
         self.live, self.loopback = live, loopback
-        self.last_request = -float("inf")  # time.monotonic() of the latest request
+        self.last_request = -float("inf")  # clock() of the latest request
         self.final_served = False  # a client has been told that the run ended
         super().__init__(address, PreviewHandler)
 
@@ -157,7 +162,7 @@ class PreviewHandler(BaseHTTPRequestHandler):
 
     def _answer(self, body: bool) -> None:
         server = self.server
-        server.last_request = time.monotonic()
+        server.last_request = server.clock()
         endpoint = endpoint_of(self.path)
         if server.loopback and not _host_is_loopback(self.headers.get("Host")):
             endpoint = None
@@ -222,13 +227,15 @@ class PreviewObserver(Observer):
     down in :meth:`on_end`, or by :meth:`close` for a run that never started. ``total``: steps
     the run is asked for (for the ETA; default the run's ``options.iters``); ``image_interval``:
     seconds between two looks at the image; ``linger``: at most this long after the run ends, a
-    page being watched gets the final state (never after Ctrl-C).
+    page being watched gets the final state (never after Ctrl-C); ``clock``: seconds, monotonic,
+    that ``linger`` and the time since a page last asked are measured on.
     """
 
     def __init__(self, port: int = 0, host: str = DEFAULT_HOST, *, total: int | None = None,
-                 image_interval: float = 0.5, linger: float = 1.5):
+                 image_interval: float = 0.5, linger: float = 1.5, clock=time.monotonic):
         self.live = LiveRun(total, image_interval)
         self.server = open_server(host, port, self.live)
+        self.server.clock = self.clock = clock
         self.host, self.port = host, self.server.server_address[1]
         self.linger = linger
         self._thread: threading.Thread | None = None
@@ -256,7 +263,7 @@ class PreviewObserver(Observer):
 
     def on_end(self, run, outcome: Outcome) -> None:
         self.live.end(run, outcome)
-        self.close(linger=0.0 if outcome.status == INTERRUPTED else self.linger)
+        self.close(linger=0.0 if outcome.status == RunStatus.INTERRUPTED else self.linger)
 
     def close(self, linger: float = 0.0) -> None:
         """Stop serving and free the port, within about ``linger`` + 1 s (idempotent)."""
@@ -265,10 +272,11 @@ class PreviewObserver(Observer):
         self._closed = True
         server = self.server
         try:
-            watched = time.monotonic() - server.last_request < 5.0
-            deadline = time.monotonic() + (linger if watched and self._thread else 0.0)
-            while time.monotonic() < deadline:  # until the page has had the final state
-                if server.final_served and time.monotonic() - server.last_request > 0.3:
+            clock = self.clock
+            watched = clock() - server.last_request < WATCHED_S
+            deadline = clock() + (linger if watched and self._thread else 0.0)
+            while clock() < deadline:  # until the page has had the final state
+                if server.final_served and clock() - server.last_request > QUIET_S:
                     break
                 time.sleep(0.05)
         finally:

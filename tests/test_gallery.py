@@ -15,9 +15,6 @@ import pytest
 from PIL import Image
 
 from minist.gallery import (
-    FAILED,
-    FINISHED,
-    NOT_RUN,
     THUMB,
     Axis,
     Entry,
@@ -26,6 +23,7 @@ from minist.gallery import (
     render_html,
     write_gallery,
 )
+from minist.status import RunStatus
 
 
 def _axes(**sizes):
@@ -50,7 +48,7 @@ def test_axis_rule_most_values_to_columns_then_rows_then_sections():
 def _entries(axes):
     keys = [a.key for a in axes]
     return [Entry(name="run-" + "-".join(map(str, values)),
-                  point=dict(zip(keys, values, strict=True)), status=FINISHED)
+                  point=dict(zip(keys, values, strict=True)), status=RunStatus.FINISHED)
             for values in product(*(a.values for a in axes))]
 
 
@@ -72,24 +70,86 @@ def test_layout_puts_each_run_in_its_cell_once():
                 seen.append(entry.name)
     assert sorted(seen) == sorted(e.name for e in entries)
     assert grid.sections[1].cells[1][2] is None
-    assert grid.counts == {FINISHED: len(entries)}
+    assert grid.counts == {RunStatus.FINISHED: len(entries)}
 
 
-def test_every_text_is_escaped():
+@pytest.fixture()
+def jinja2():
+    return pytest.importorskip("jinja2", reason="the gallery page is a Jinja2 template; "
+                               "pip install 'minist[sweep]'")
+
+
+class _Page(HTMLParser):
+    """What a browser reads of a page: its elements, its text and its attribute values, with
+    every character reference decoded."""
+
+    def __init__(self, page: str):
+        super().__init__(convert_charrefs=True)
+        self.tags, self.text, self.attributes = [], [], []
+        self.feed(page)
+        self.close()
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append(tag)
+        self.attributes += [value for _, value in attrs if value is not None]
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+
+def test_every_text_is_escaped(jinja2):
     axes = [Axis("content", ('we<ird> "photo".png',)),
             Axis("style_layers", (["relu1_1"], ["<b>relu2_1</b>"]))]
     entries = [
-        Entry("ok", {"content": axes[0].values[0], "style_layers": ["relu1_1"]}, FINISHED,
-              image="runs/ok & more.png", settings_file="runs/ok.json",
+        Entry("ok", {"content": axes[0].values[0], "style_layers": ["relu1_1"]},
+              RunStatus.FINISHED, image="runs/ok & more.png", settings_file="runs/ok.json",
               losses={"content": 1.0, "style": 2.0, "tv": 0.0, "total": 3.0}),
-        Entry("bad", {"content": axes[0].values[0], "style_layers": ["<b>relu2_1</b>"]}, FAILED,
-              error='<script>alert("x")</script> & more'),
+        Entry("bad", {"content": axes[0].values[0], "style_layers": ["<b>relu2_1</b>"]},
+              RunStatus.FAILED, error='<script>alert("x")</script> & more'),
     ]
     page = render_html('Fig <3> & "more"', layout(axes, entries), {}, {})
-    assert "<script>" not in page and "<b>" not in page and 'we<ird>' not in page
-    assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; more" in page
-    assert "<title>Fig &lt;3&gt; &amp; &quot;more&quot;</title>" in page
+    read = _Page(page)
+    assert "script" not in read.tags and "b" not in read.tags
+    assert "<script>" not in page and "<b>" not in page and "we<ird>" not in page
+    text = "".join(read.text)
+    for shown in ('Fig <3> & "more"', '<script>alert("x")</script> & more',
+                  'we<ird> "photo".png', "<b>relu2_1</b>"):
+        assert shown in text, shown  # escaped once: the reader gets the very words back
     assert 'href="runs/ok%20%26%20more.png"' in page  # links quoted, then escaped
+
+
+HOSTILE = "<script>alert('x & \"y\"')</script>"
+
+
+def test_a_hostile_run_name_or_setting_reads_as_text(jinja2):
+    """A run name, swept values, a shared setting, an error, the title and the spec's path
+    with ``<script>``, ``&`` and both quotes: each shown as those very characters, none a tag,
+    no attribute cut short."""
+    axes = [Axis("init", ("content", HOSTILE)), Axis("style_weight", (1.0, 2.0)),
+            Axis("optimizer", ("adam", f"lbfgs {HOSTILE}")), Axis("note", (HOSTILE,))]
+    entries = [
+        Entry(f"run {HOSTILE}", {"init": HOSTILE, "style_weight": 1.0,
+                                 "optimizer": f"lbfgs {HOSTILE}", "note": HOSTILE},
+              RunStatus.FINISHED, image="runs/a.png",
+              losses={"content": 1.0, "style": 2.0, "tv": 0.0, "total": 3.0}),
+        Entry(f"bad {HOSTILE}", {"init": "content", "style_weight": 2.0, "optimizer": "adam",
+                                 "note": HOSTILE}, RunStatus.FAILED, error=HOSTILE),
+        Entry(f"later {HOSTILE}", {"init": HOSTILE, "style_weight": 2.0, "optimizer": "adam",
+                                   "note": HOSTILE}, RunStatus.NOT_RUN),
+    ]
+    page = render_html(f"title {HOSTILE}", layout(axes, entries, rows="init"), {}, {},
+                       source=f"spec {HOSTILE}.toml")
+    assert "<script" not in page and "'x &" not in page
+    read = _Page(page)
+    assert read.tags.count("script") == 0
+    text = "".join(read.text)
+    for shown in (f"title {HOSTILE}", f"spec {HOSTILE}.toml", HOSTILE,  # error, header, shared
+                  f"optimizer = lbfgs {HOSTILE}"):  # a swept value in a cell's caption
+        assert shown in text, shown
+    for name in ("run", "bad", "later"):  # run names in title="..." attributes, whole
+        assert f"{name} {HOSTILE}" in read.attributes, name
+    # none broken: 2 sections x 2 rows x 2 columns, and the shared table's key and value
+    assert read.tags.count("td") == 2 * 2 * 2 + 2
 
 
 class _Links(HTMLParser):
@@ -109,7 +169,7 @@ COLOURS = [(230, 30, 30), (30, 200, 30), (30, 30, 230), (230, 200, 30)]
 
 
 @pytest.fixture()
-def gallery(tmp_path):
+def gallery(tmp_path, jinja2):
     """A 2 x 3 sweep (style x style_weight) with four finished runs of solid colours (big images,
     so that thumbnails are smaller), one failed run and one not run; its gallery written."""
     from minist.images import save_image
@@ -129,17 +189,18 @@ def gallery(tmp_path):
         point = {"content": "photo.jpg", "style": style, "style_weight": weight}
         name = f"run-{Path(style).stem}-{weight:g}".replace(" ", "_")
         if (style, weight) == (styles[1], 10000.0):
-            entries.append(Entry(name, point, NOT_RUN))
+            entries.append(Entry(name, point, RunStatus.NOT_RUN))
         elif (style, weight) == (styles[1], 1000.0):
             (tmp_path / "runs" / f"{name}.failed.json").write_text("{}")
-            entries.append(Entry(name, point, FAILED, settings_file=f"runs/{name}.failed.json",
+            entries.append(Entry(name, point, "failed",  # the words of a sweep's record
+                                 settings_file=f"runs/{name}.failed.json",
                                  error="painting 1.png: not an image file", iterations=0))
         else:
             image = tmp_path / "runs" / f"{name}.png"
             colour = np.array(next(colours), np.float32)[None, :, None, None] / 255
             save_image(image, np.broadcast_to(colour, (1, 3, 300, 400)).copy())
             (tmp_path / "runs" / f"{name}.json").write_text("{}")
-            entries.append(Entry(name, point, FINISHED, image=f"runs/{name}.png",
+            entries.append(Entry(name, point, RunStatus.FINISHED, image=f"runs/{name}.png",
                                  settings_file=f"runs/{name}.json", iterations=10, seconds=1.5,
                                  losses={"content": 0.5, "style": 0.25, "tv": 0.0, "total": 1}))
     index, sheet = write_gallery(tmp_path, "A test sweep", axes, entries,

@@ -14,12 +14,7 @@ from minist.bench import synthetic_weights
 from minist.cli import main
 from minist.errors import MinistError
 from minist.images import read_png_metadata, save_image
-from minist.layer_choice import (
-    FIELD_FRACTION,
-    PAPER_STYLE_LAYERS,
-    resolve_style_layers,
-    style_layers_for_size,
-)
+from minist.layer_choice import resolve_style_layers, style_layers_for_size
 from minist.scales import receptive_fields
 from minist.stylize import StyleTransfer, StylizeOptions
 from minist.vgg import VGG
@@ -30,27 +25,50 @@ def net():
     return VGG(synthetic_weights("vgg19", CHANNELS))
 
 
+# Receptive fields by hand (3x3 convolutions add 2 x the jump, 2x2 pools add the jump and
+# double it): relu1_1 3, relu2_1 10, relu3_1 24 px; then VGG-16 relu4_1 60, relu5_1 132 px
+# (three convolutions per block), VGG-19 68 and 156 px (four). A layer is kept from the size
+# 5 x its field: relu2_1 from 50 px, relu3_1 from 120, relu4_1 from 300 (VGG-19: 340),
+# relu5_1 from 660 (VGG-19: 780).
+FIELDS = {
+    "vgg16": {"relu1_1": 3, "relu2_1": 10, "relu3_1": 24, "relu4_1": 60, "relu5_1": 132},
+    "vgg19": {"relu1_1": 3, "relu2_1": 10, "relu3_1": 24, "relu4_1": 68, "relu5_1": 156},
+}
+ONE, TWO, THREE = ("relu1_1",), ("relu1_1", "relu2_1"), ("relu1_1", "relu2_1", "relu3_1")
+FOUR, FIVE = (*THREE, "relu4_1"), (*THREE, "relu4_1", "relu5_1")
+LAYERS_AT = {  # size, px -> the layers auto chooses, on each side of each threshold
+    "vgg16": {8: ONE, 14: ONE, 15: ONE, 49: ONE, 50: TWO, 119: TWO, 120: THREE, 128: THREE,
+              256: THREE, 299: THREE, 300: FOUR, 512: FOUR, 659: FOUR, 660: FIVE, 1024: FIVE},
+    "vgg19": {8: ONE, 14: ONE, 15: ONE, 49: ONE, 50: TWO, 119: TWO, 120: THREE, 128: THREE,
+              256: THREE, 339: THREE, 340: FOUR, 512: FOUR, 779: FOUR, 780: FIVE, 1024: FIVE},
+}
+
+
 @pytest.mark.parametrize("architecture", ["vgg16", "vgg19"])
-def test_rule_keeps_exactly_the_layers_that_see_at_most_a_fifth(architecture):
+def test_the_receptive_fields_worked_out_by_hand(architecture):
     steps = VGG(synthetic_weights(architecture, (4, 4, 4, 4, 4))).steps
     fields = receptive_fields(steps)
-    previous = ()
-    for size in range(16, 1400, 7):
-        chosen = style_layers_for_size(steps, size)
-        want = tuple(n for n in PAPER_STYLE_LAYERS if fields[n] <= FIELD_FRACTION * size)
-        assert chosen == (want or ("relu1_1",)), size
-        assert chosen[: len(previous)] == previous  # a larger image never loses a layer
-        previous = chosen
+    assert {name: fields[name] for name in FIELDS[architecture]} == FIELDS[architecture]
 
 
 @pytest.mark.parametrize("architecture", ["vgg16", "vgg19"])
-def test_the_sizes_the_readme_names(architecture):
+def test_auto_keeps_the_layers_that_see_at_most_a_fifth(architecture):
+    """The README's sizes (128, 256, 512, 1024 px) and both sides of each threshold; at 8 and
+    14 px no layer sees a fifth of the side: relu1_1 all the same (never none)."""
     steps = VGG(synthetic_weights(architecture, (4, 4, 4, 4, 4))).steps
-    assert style_layers_for_size(steps, 128) == PAPER_STYLE_LAYERS[:3]
-    assert style_layers_for_size(steps, 256) == PAPER_STYLE_LAYERS[:3]
-    assert style_layers_for_size(steps, 512) == PAPER_STYLE_LAYERS[:4]
-    assert style_layers_for_size(steps, 1024) == PAPER_STYLE_LAYERS
-    assert style_layers_for_size(steps, 8) == ("relu1_1",)  # never none
+    chosen = {size: style_layers_for_size(steps, size) for size in LAYERS_AT[architecture]}
+    assert chosen == LAYERS_AT[architecture]
+
+
+@pytest.mark.parametrize("architecture", ["vgg16", "vgg19"])
+def test_a_larger_image_never_loses_a_layer(architecture):
+    steps = VGG(synthetic_weights(architecture, (4, 4, 4, 4, 4))).steps
+    previous = ()
+    for size in range(8, 1400, 7):
+        chosen = style_layers_for_size(steps, size)
+        assert chosen[: len(previous)] == previous and len(chosen) >= 1, size
+        previous = chosen
+    assert previous == FIVE
 
 
 def test_explicit_layers_are_used_as_given_at_every_size(net):

@@ -16,7 +16,8 @@ from PIL import Image
 
 from minist.images import encode_png
 from minist.live import MAX_CHART_POINTS, LiveRun, LossPoint, loss_chart_svg
-from minist.loop import FINISHED, INTERRUPTED, IterationRecord, Outcome
+from minist.loop import IterationRecord, Outcome
+from minist.status import RunStatus
 
 
 class ScaledRecord(NamedTuple):
@@ -71,9 +72,36 @@ def test_steps_count_globally_across_scales_and_speed_and_eta_follow_the_clock()
     assert s["elapsed_s"] == pytest.approx(2.0)
     assert s["settings"] == {"size": 32, "seed": 1} and s["status"] == "running"
     assert s["losses"] == {"content": 1.0, "style": 2.0, "tv": 0.0, "total": 3.0}
-    live.end(run, Outcome(FINISHED, 4, run.image))
+    live.end(run, Outcome(RunStatus.FINISHED, 4, run.image))
     s = live.snapshot()
-    assert s["final"] and s["status"] == FINISHED and s["eta_s"] is None
+    assert s["final"] and s["status"] == "finished" and s["eta_s"] is None
+
+
+ENDINGS = ["finished", "stopped by an observer", "interrupted", "stopped: loss not finite",
+           "failed"]  # the words a run loop's Outcome may hold, as users read them
+
+
+@pytest.mark.parametrize("words", ENDINGS)
+def test_every_way_a_run_ends_is_final_in_the_views(words):
+    """The preview page polls until ``final``; the notebook drops the ETA then. Each ending,
+    given as the loop gives it (a RunStatus) or as its words, is final and reads as its words."""
+    for status in (RunStatus(words), words):
+        live, run = LiveRun(clock=Clock()), FakeRun()
+        before = live.snapshot()
+        assert before["status"] == "waiting for the run to start" and not before["final"]
+        live.start(run)
+        assert live.snapshot()["status"] == "running" and not live.final
+        live.end(run, Outcome(status, 0, run.image))
+        s = live.snapshot()
+        assert live.final and s["final"] is True and s["status"] == words
+        assert type(s["status"]) is str  # JSON and HTML get the words themselves
+
+
+def test_a_status_that_is_no_ending_is_refused():
+    live, run = LiveRun(clock=Clock()), FakeRun()
+    live.start(run)
+    with pytest.raises(ValueError, match="done"):
+        live.end(run, Outcome("done", 0, run.image))  # a reworded ending would never be final
 
 
 def test_one_step_speed_comes_from_its_record_and_records_without_scale_show_none():
@@ -110,7 +138,7 @@ def test_the_image_is_referenced_not_copied_and_looked_at_every_interval():
     version, image = live.image()
     assert run.asked == 1 + 1 and version == 2  # at start, then at 1.2 s (step 2)
     assert image[0, 0, 0, 0] == pytest.approx(2 / 4)
-    live.end(run, Outcome(INTERRUPTED, 4, run.image))  # the end shows the last image
+    live.end(run, Outcome(RunStatus.INTERRUPTED, 4, run.image))  # the end shows the last image
     version, image = live.image()
     assert image is run.image and version == 3
 
