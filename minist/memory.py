@@ -29,7 +29,6 @@ README's Performance section has the numbers).
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import NamedTuple
@@ -45,16 +44,12 @@ from minist.vgg import plan_steps
 # The planner replays what the layers do under an execution config (minist.execution): the same
 # algorithm choice, tile size, block sizes and threads. `config` below is one.
 
-SKIP_ENV = "MINIST_SKIP_MEMORY_CHECK"  # set to 1 to run without the check
-SAFETY = 1.30  # modelled peak x this: allocator rounding, temporaries not modelled (the model
-# alone measured 12-17% low at 1024-4096 px with im2col on 2026-11-27; kept for the GPU, whose
-# convolutions are still im2col; on the CPU the estimate is now generous)
-OVERHEAD = {"cpu": 64 * 2**20, "cuda": 256 * 2**20}  # interpreter/cuBLAS work space, bytes
-# Image-sized (3 x H x W) arrays alive during a step besides the optimizer's own state: the
-# content image, the image, the last finite image, the last gradient, the new gradient and the
-# optimizer's temporaries.
-IMAGE_ARRAYS = {"gd": 8, "adam": 10, "lbfgs": 12}
-OPTIMIZER_STATE = {"gd": 1, "adam": 2}  # image-sized state arrays (L-BFGS: 2 * history)
+# The model replays the arrays minist allocates; what it leaves out (allocator rounding, small
+# temporaries, Python objects) is the margin: modelled peak x SAFETY + OVERHEAD. On the CPU the
+# replay is tested against the measured peak RSS (tests/test_memory.py: never below it, at most
+# 15% + OVERHEAD above); on the GPU against CuPy's pool high-water mark.
+SAFETY = {"cpu": 1.0, "cuda": 1.30}
+OVERHEAD = {"cpu": 16 * 2**20, "cuda": 256 * 2**20}  # interpreter/cuBLAS work space, bytes
 
 
 class _Ledger:
@@ -174,17 +169,19 @@ def _forward(ledger: _Ledger, plan, height, width, i, wanted, config) -> None:
             ledger.free(C * hi * wi * i)
 
 
-def _backward(ledger, plan, height, width, i, wanted, config) -> None:
+def _backward(ledger, plan, height, width, i, wanted, config, regions: int = 0) -> None:
     """Replay :func:`minist.vgg.vgg_backward` (caches already counted). Each layer's loss
-    gradient is made when the backward reaches it and added in place."""
+    gradient is made when the backward reaches it and added in place: at most two more arrays
+    of the layer's size while it is made (content: ``F - P`` and its scaled copy; guided, one
+    term per region: ``F o T``, ``dF`` and the running sum)."""
     dx = 0  # bytes of the current gradient
     for step in reversed(plan):
         c, h, w = step.shape
         C, hi, wi = step.before
         n, m = c * h * w, C * hi * wi
         if step.name in wanted:
-            ledger.alloc(n * i)  # dF (scaled in place; content: dF * c is a second one)
-            ledger.transient(n * i)
+            ledger.alloc(n * i)  # the layer's loss gradient
+            ledger.transient((2 if regions > 1 else 1) * n * i)
             if dx:  # dx += g
                 ledger.free(n * i)
             else:
@@ -232,77 +229,130 @@ def _run_steps(architecture, layers, block_channels):
     return table[: deepest + 1]
 
 
+def optimizer_bytes(optimizer, n_elements: int, itemsize: int) -> int:
+    """What ``optimizer`` (an :class:`~minist.optim.Optimizer` instance, or a name for the
+    default one, :func:`minist.optim.make_optimizer`) holds and allocates in a step for an
+    iterate of ``n_elements`` numbers: its own ``state_bytes``."""
+    from minist.optim import Optimizer, make_optimizer
+
+    if not isinstance(optimizer, Optimizer):
+        optimizer = make_optimizer(optimizer)
+    return optimizer.state_bytes(n_elements, itemsize)
+
+
+def _feature_bytes(steps, height, width, names, i) -> dict[str, int]:
+    """Bytes of the features of each of ``names`` for an image of ``height x width``."""
+    shapes = dict(zip([s.name for s in steps], _shapes(steps, height, width), strict=True))
+    return {name: math.prod(shapes[name]) * i for name in names}
+
+
+def _forward_peak(ledger: _Ledger, steps, height, width, i, wanted, pooling, config) -> None:
+    """A forward pass whose cache is dropped at once (``net.forward(...)[0]``): its peak on
+    ``ledger``, then only the requested features stay (the caller keeps what it derives)."""
+    start = ledger.live
+    wanted = set(wanted)
+    names = [s.name for s in steps]
+    steps = steps[: max(names.index(name) for name in wanted) + 1]
+    _forward(ledger, _plan(steps, height, width, wanted, pooling), height, width, i, wanted,
+             config)
+    ledger.live = start
+    ledger.alloc(sum(_feature_bytes(steps, height, width, wanted, i).values()))
+
+
 def estimate_peak_bytes(
     architecture: str,
     layers: Sequence[str],
     height: int,
     width: int,
     dtype=np.float32,
-    optimizer: str = "adam",
+    optimizer="adam",
     device: str = "cpu",
     block_channels: Sequence[int] = BLOCK_CHANNELS,
     *,
     content_layers: Sequence[str] = (),
-    style_size: tuple[int, int] | None = None,
-    lbfgs_history: int = 20,
-    weight_bytes: int | None = None,
+    style_sizes: Sequence[tuple[int, int]] | None = None,
+    regions: int = 0,
+    color: str | None = None,
+    weight_bytes: int = 0,
     pooling: str = "max",
     config: ExecutionConfig | None = None,
 ) -> int:
-    """Peak memory of a style transfer run at ``height x width`` (bytes; module docstring).
+    """Peak memory a style transfer run at ``height x width`` adds to the process (bytes;
+    module docstring): what it allocates once its network is loaded.
 
     ``layers``: every requested layer (content and style); ``content_layers``: those whose
-    features are kept as targets. ``style_size``: (h, w) of the style image (default the content
-    size). ``weight_bytes``: the loaded weights (default: all convolutions of ``architecture``).
-    The peak is the larger of the targets' forward passes and one optimizer step, on top of the
-    run's state, times ``SAFETY``, plus the device's fixed ``OVERHEAD``. ``config``: the
-    execution config of the run (default: the defaults for ``device``).
+    features are kept as targets (the other layers are style layers). ``style_sizes``: (h, w)
+    of each style image at the run's size (default: one, the content's size). ``regions``:
+    with spatial control, the number of masked regions (one per style image; their guided
+    Grams and guides, :mod:`minist.masks`); ``color``: ``--original-colors`` (``"luminance"``
+    optimises a one-channel image and shows the network its gray RGB; ``"histogram"`` adds
+    each style's colour-matched copy). ``optimizer``: an :class:`~minist.optim.Optimizer` or
+    a name (its default settings); its ``state_bytes`` count. ``weight_bytes``: weights not
+    yet loaded (0: the network is loaded already). ``config``: the execution config of the run
+    (default: the defaults for ``device``).
+
+    The peak is the larger of the targets' forward passes and one iteration (forward and
+    backward), on top of the run's state, times ``SAFETY[device]``, plus ``OVERHEAD[device]``.
     """
     if device not in OVERHEAD:
         raise MinistError(f"--device: unknown device {device!r}")
     if config is None:
         config = default_config(device)
     device = config.device
-    if optimizer not in IMAGE_ARRAYS:
-        raise MinistError(f"--optimizer: unknown optimizer {optimizer!r}")
     layers = list(dict.fromkeys(layers))
     if not layers:
         raise MinistError("no layers requested")
+    content_layers = [name for name in dict.fromkeys(content_layers) if name in layers]
+    style_layers = [name for name in layers if name not in content_layers]
     i = np.dtype(dtype).itemsize
-    table = layer_table(architecture, tuple(block_channels))
-    if weight_bytes is None:
-        weight_bytes = sum(9 * s.in_channels * s.out_channels + s.out_channels
-                           for s in table if s.kind == "conv") * i
     steps = _run_steps(architecture, layers, block_channels)
     shapes = dict(zip([s.name for s in steps], _shapes(steps, height, width), strict=True))
-    sh, sw = style_size or (height, width)
+    style_sizes = list(style_sizes or [(height, width)])
+    pixels = height * width
+    rgb = 3 * pixels * i
+    channels = 1 if color == "luminance" else 3  # of the image the optimizer updates
 
-    # State: weights, targets (content features, Grams), image-sized arrays, optimizer state.
-    image = 3 * height * width * i
-    n_state = OPTIMIZER_STATE.get(optimizer, 2 * lbfgs_history)
-    content = sum(math.prod(shapes[name]) for name in content_layers if name in shapes) * i
-    grams = sum(shapes[name][0] ** 2 for name in layers) * i
+    # The targets: content features P^l, one Gram A^l per style layer (with spatial control
+    # one per region, and the region's guide T^l at the layer).
+    content = sum(math.prod(shapes[name]) for name in content_layers) * i
+    grams = sum(shapes[name][0] ** 2 for name in style_layers) * i * max(1, regions)
+    guides = sum(math.prod(shapes[name][1:]) for name in style_layers) * i * regions
     transforms = _transform_bytes(steps, config, i)
-    state = (weight_bytes + transforms + content + grams
-             + (IMAGE_ARRAYS[optimizer] + n_state) * image)
+    fixed = weight_bytes + transforms
+
+    # One iteration: the content image, the image, the last finite one, the last gradient
+    # (a luminance run: one channel each, and the gray RGB the network sees), the optimizer.
+    variable = channels * pixels * i
+    images = rgb + 3 * variable + (rgb if color == "luminance" else 0)
+    state = (fixed + content + grams + guides + images
+             + optimizer_bytes(optimizer, channels * pixels, i))
     wanted = set(layers)
-
-    # One optimizer step: forward, then backward with each layer's loss gradient on the way.
-    step = _Ledger(state)
+    iteration = _Ledger(state)
     plan = _plan(steps, height, width, wanted, pooling)
-    _forward(step, plan, height, width, i, wanted, config)
-    _backward(step, plan, height, width, i, wanted, config)
+    _forward(iteration, plan, height, width, i, wanted, config)
+    _backward(iteration, plan, height, width, i, wanted, config, regions)
 
-    # The targets: a forward pass on the style image (content's is never larger at style_scale
-    # >= 1), with the content image and the content features alive.
-    init = _Ledger(weight_bytes + transforms + content + 2 * image + 3 * sh * sw * i)
-    style_plan = _plan(steps, sh, sw, wanted, pooling)
-    _forward(init, style_plan, sh, sw, i, wanted, config)
-    if (sh, sw) != (height, width):  # a smaller style image: the content forward may dominate
-        again = _Ledger(weight_bytes + transforms + 2 * image + 3 * sh * sw * i)
-        _forward(again, plan, height, width, i, wanted, config)
-        init.peak = max(init.peak, again.peak)
-    return int(SAFETY * max(step.peak, init.peak)) + OVERHEAD[device]
+    # Building the targets: the images at the run's size (and their colour views), a forward
+    # pass on the content image, then one on each style image whose Grams are kept (with
+    # spatial control, with the region's content and style guides, and F o T at each layer).
+    style_rgb = sum(3 * h * w * i for h, w in style_sizes)
+    views = {"luminance": rgb + style_rgb, "histogram": style_rgb}.get(color, 0)
+    targets = _Ledger(fixed + rgb + style_rgb + views)
+    if content_layers:
+        _forward_peak(targets, steps, height, width, i, content_layers, pooling, config)
+    for h, w in style_sizes:
+        if not style_layers:
+            break
+        start = targets.live
+        if regions:
+            targets.alloc(2 * (pixels + h * w) * i)
+        _forward_peak(targets, steps, h, w, i, style_layers, pooling, config)
+        if regions:
+            targets.transient(max(_feature_bytes(steps, h, w, style_layers, i).values()))
+        targets.live = start
+        targets.alloc(grams // max(1, regions) + guides // max(1, regions))
+    peak = max(iteration.peak, targets.peak)
+    return int(SAFETY[device] * peak) + OVERHEAD[device]
 
 
 # --------------------------------------------------------------------------- what is available
@@ -394,31 +444,36 @@ def check_fits(
     height: int,
     width: int,
     dtype=np.float32,
-    optimizer: str = "adam",
+    optimizer="adam",
     device: str = "cpu",
     block_channels: Sequence[int] = BLOCK_CHANNELS,
     *,
     available: int | None = None,
     size: int | None = None,
-    style_scale: float = 1.0,
+    style_sizes: Sequence[tuple[int, int]] | None = None,
     minimum: int = 1,
     **estimate_options,
 ) -> int:
     """Raise :class:`MinistError` when the run would not fit; return the estimated peak.
 
     ``size`` is the ``--size`` the user gave (the longest side; default ``max(height,
-    width)``); the message names the largest size that fits, found by bisection with the same
-    aspect ratio and style scale. ``available`` defaults to :func:`available_bytes`.
+    width)``); ``style_sizes``: (h, w) of each style image at that size (default: one, the
+    content's size). The message names the largest size that fits, found by bisection with
+    every image scaled alike. ``available`` defaults to :func:`available_bytes`;
+    ``estimate_options`` go to :func:`estimate_peak_bytes`.
     """
     size = size or max(height, width)
+    style_sizes = list(style_sizes or [(height, width)])
+
+    def scaled(n: int, s: int) -> int:
+        return max(1, round(n * s / size))
 
     def needs(s: int) -> int:
-        h = max(1, round(height * s / size))
-        w = max(1, round(width * s / size))
-        ss = max(1, round(s * style_scale))
-        style = (max(1, round(h * ss / s)), max(1, round(w * ss / s)))
-        return estimate_peak_bytes(architecture, layers, h, w, dtype, optimizer, device,
-                                   block_channels, style_size=style, **estimate_options)
+        return estimate_peak_bytes(
+            architecture, layers, scaled(height, s), scaled(width, s), dtype, optimizer,
+            device, block_channels,
+            style_sizes=[(scaled(h, s), scaled(w, s)) for h, w in style_sizes],
+            **estimate_options)
 
     need = needs(size)
     if available is None:
@@ -434,25 +489,29 @@ def check_fits(
     )
 
 
-def check_transfer_fits(net, options, content_shape, style_shape,
-                        style_layers=None) -> int | None:
-    """The check :class:`minist.stylize.StyleTransfer` runs before it builds its targets.
-
-    ``net``: the :class:`~minist.vgg.VGG`; ``options``: its ``StylizeOptions``;
-    ``content_shape``/``style_shape``: the resized images' shapes (1, 3, H, W);
-    ``style_layers``: the layers the run uses at this size (default: ``options.style_layers``,
-    which must then name them). Skipped (returns
-    ``None``) when the environment variable ``MINIST_SKIP_MEMORY_CHECK`` is ``1``.
-    """
-    if os.environ.get(SKIP_ENV, "") == "1":
-        return None
+def _block_channels(net) -> tuple[int, ...]:
+    """The widths of the five blocks ``net`` has (tiny test networks differ from VGG's)."""
     widths = dict(enumerate(BLOCK_CHANNELS, start=1))
-    for spec in net.steps:  # the widths of the blocks this network has (tiny test nets differ)
+    for spec in net.steps:
         if spec.kind == "conv" and spec.name.endswith("_1"):
             widths[int(spec.name[4])] = spec.out_channels
-    layers = list(options.content_layers) + list(
-        options.style_layers if style_layers is None else style_layers)
-    weight_bytes = sum(int(w.nbytes + b.nbytes) for w, b in net.params.values())
+    return tuple(widths[b] for b in range(1, 6))
+
+
+def check_transfer_fits(net, options, content_shape, style_shapes, style_layers, optimizer, *,
+                        available: int | None = None) -> int:
+    """The check :class:`minist.stylize.StyleTransfer` runs before it builds its targets (a
+    run with ``memory_check=False`` does not call it): raise :class:`MinistError` in one line
+    when the run would not fit; return the estimated peak.
+
+    ``net``: the loaded :class:`~minist.vgg.VGG`; ``options``: the run's options (read:
+    ``content_layers``, ``size``, ``original_colors``, ``content_masks``);
+    ``content_shape``/``style_shapes``: the shapes (1, 3, H, W) of the content image and of
+    every style image at this size; ``style_layers``: the style layers at this size;
+    ``optimizer``: the :class:`~minist.optim.Optimizer` the run uses (or its name).
+    ``available``: bytes free (default: :func:`available_bytes` of the network's device).
+    """
+    layers = list(options.content_layers) + list(style_layers)
     H, W = content_shape[2], content_shape[3]
     return check_fits(
         net.architecture,
@@ -460,14 +519,16 @@ def check_transfer_fits(net, options, content_shape, style_shape,
         H,
         W,
         net.dtype,
-        options.optimizer,
+        optimizer,
         net.device,
-        tuple(widths[b] for b in range(1, 6)),
+        _block_channels(net),
+        available=available,
         size=options.size,
-        style_scale=max(style_shape[2:]) / max(H, W),
+        style_sizes=[(shape[2], shape[3]) for shape in style_shapes],
         minimum=net.minimum_input_size(layers),
         content_layers=list(options.content_layers),
-        weight_bytes=weight_bytes,
+        regions=len(style_shapes) if options.content_masks is not None else 0,
+        color=options.original_colors,
         pooling=net.pooling,
         config=net.config,
     )
