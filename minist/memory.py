@@ -1,29 +1,40 @@
 r"""How much memory a style transfer needs, estimated before the run, and the check that uses it.
 
 A run that does not fit should fail in its first second with one clear line, not after minutes
-with a killed process. The peak of a style transfer step is easy to predict because minist's
+with a killed process. The peak of a style transfer iteration is easy to predict because minist's
 layers allocate in a fixed pattern; :func:`estimate_peak_bytes` replays that pattern on a ledger
 of live bytes instead of arrays. For an image of :math:`S = HW` pixels, ``i`` bytes per number:
 
 * **Forward** (kept for the backward, :mod:`minist.vgg`): each convolution's input (its cache
   holds a reference), each ReLU's output where it is the mask :math:`[x > 0]` (not before a max
   pooling, whose output supplies the mask), each max-pool's argmax (1 byte per *output*
-  element), the requested features. A convolution and its ReLU are one step with one output.
+  element), the requested features. A convolution and its ReLU are one operation with one output.
   Transient: Winograd's blocks of :math:`V, M` (:func:`minist.layers.winograd.block_plan`), or
   im2col's padded input and one block of columns (``im2col_block_bytes``).
 * **Backward**: the caches stay alive throughout; at each layer the incoming gradient and the
   outgoing one coexist, and a requested layer's loss gradient is made when the backward reaches
   it and added in place. The peak is reached in block 1, where the 64-channel maps live.
-* **State**: the weights and their Winograd transforms (:math:`(m+2)^2/9` times the weights,
-  for the forward and the input-gradient kernels), the content/style images and targets, the
-  image, its gradient and the optimizer's arrays (Adam: :math:`m, v`; L-BFGS:
-  :math:`2\,\text{history}` pairs).
+* **State**: the Winograd transforms of the weights (:math:`(m+2)^2/9` times the weights, for
+  the forward and the input-gradient kernels; while a layer's are made, on its first call, two
+  float64 copies more), the targets (content features; one Gram per style layer, or with
+  spatial control one per region, and the region's guide at each layer), the content image,
+  the image, the last finite one, the last gradient, and what the optimizer actually used
+  holds (:meth:`minist.optim.Optimizer.state_bytes`: Adam :math:`m, v` and its temporaries;
+  L-BFGS :math:`2\,\text{history}` pairs and its line search's arrays). A luminance run
+  (``--original-colors luminance``) optimises a one-channel image and shows the network its
+  gray RGB.
+* **Targets**: before the first iteration, a forward pass on the content image and one on each
+  style image (at its own size: ``--style-scale``, several styles) keep their features, Grams
+  and guides; this is the peak when the paintings are larger than the photo.
 
-For VGG-19 with the default layers the estimate is about 2.4 kB per pixel in float32 (2.9 GiB at
-1024 px, 9.7 GiB at 2048 px, 37 GiB at 4096 px), dominated by the block-1 maps (64 channels at
-full resolution), plus about 0.6 GiB of weights and transforms. The result is scaled by
-``SAFETY`` so it stays an over-estimate of the measured peak (``minist bench`` measures it; the
-README's Performance section has the numbers).
+The weights themselves are loaded before the check runs, so they are not counted (the memory
+available then is what is left beside them). For VGG-19 with the default layers and L-BFGS the
+estimate is about 2.25 kB per pixel in float32 (2.6 GiB at 1024 px, 9.2 GiB at 2048 px, 36 GiB
+at 4096 px), dominated by the block-1 maps (64 channels at full resolution), plus about
+0.4 GiB of transforms. The modelled peak is multiplied by ``SAFETY`` and ``OVERHEAD`` is added:
+on the CPU the estimate is tested against the measured peak resident set of runs across sizes,
+several styles, masks and colour modes (``tests/test_memory.py``): never below it, at most 15%
+plus ``OVERHEAD`` above it.
 """
 
 from __future__ import annotations
@@ -47,7 +58,9 @@ from minist.vgg import plan_steps
 # The model replays the arrays minist allocates; what it leaves out (allocator rounding, small
 # temporaries, Python objects) is the margin: modelled peak x SAFETY + OVERHEAD. On the CPU the
 # replay is tested against the measured peak RSS (tests/test_memory.py: never below it, at most
-# 15% + OVERHEAD above); on the GPU against CuPy's pool high-water mark.
+# 15% + OVERHEAD above). On the GPU (Winograd too, as on the CPU) the 30% margin measured
+# 1.4x CuPy's pool high-water mark at 4096 px (README); tests/test_memory.py compares the two
+# where a GPU is present.
 SAFETY = {"cpu": 1.0, "cuda": 1.30}
 OVERHEAD = {"cpu": 16 * 2**20, "cuda": 256 * 2**20}  # interpreter/cuBLAS work space, bytes
 
@@ -72,7 +85,7 @@ class _Ledger:
 
 
 def _shapes(steps: list[LayerSpec], height: int, width: int) -> list[tuple[int, int, int]]:
-    """(channels, h, w) of each step's output; 2x2 stride-2 pooling floors odd sizes."""
+    """(channels, h, w) of each layer's output; 2x2 stride-2 pooling floors odd sizes."""
     out, h, w = [], height, width
     for spec in steps:
         if spec.kind == "pool":
@@ -81,9 +94,9 @@ def _shapes(steps: list[LayerSpec], height: int, width: int) -> list[tuple[int, 
     return out
 
 
-class _Step(NamedTuple):
-    """A step of :func:`minist.vgg.plan_steps` with its shapes: ``shape`` its output,
-    ``before`` its input (c, h, w)."""
+class _PlannedOp(NamedTuple):
+    """One operation of :func:`minist.vgg.plan_steps` (a layer, or a convolution and its ReLU)
+    with its shapes: ``shape`` its output, ``before`` its input (c, h, w)."""
 
     kind: str
     name: str  # the name of its output
@@ -92,14 +105,14 @@ class _Step(NamedTuple):
     mask_kept: bool  # conv_relu: the ReLU's output is kept as its mask (not before max pooling)
 
 
-def _plan(steps, height, width, wanted, pooling: str) -> list[_Step]:
+def _plan(steps, height, width, wanted, pooling: str) -> list[_PlannedOp]:
     """The steps of :func:`minist.vgg.vgg_forward` (:func:`minist.vgg.plan_steps`), sized."""
     shapes = dict(zip([s.name for s in steps], _shapes(steps, height, width), strict=True))
     plan, prev = [], (3, height, width)
-    for step in plan_steps(steps, wanted, pooling):
-        shape = shapes[step.spec.name]
-        mask_kept = not (step.kind == "conv_relu" and step.pool_mask)
-        plan.append(_Step(step.kind, step.spec.name, shape, prev, mask_kept))
+    for op in plan_steps(steps, wanted, pooling):
+        shape = shapes[op.spec.name]
+        mask_kept = not (op.kind == "conv_relu" and op.pool_mask)
+        plan.append(_PlannedOp(op.kind, op.spec.name, shape, prev, mask_kept))
         prev = shape
     return plan
 
@@ -115,9 +128,19 @@ def _winograd_blocks(C: int, F: int, h: int, w: int, i: int, config: ExecutionCo
     return total + (winograd.block_bytes(C, F, w, i, m, last) if last else 0)
 
 
-def _conv_forward(ledger, C, hi, wi, c, h, w, i, config) -> None:
-    """One convolution's forward: its output is allocated (and kept by the caller's logic)."""
+def _transforming(C: int, F: int, config: ExecutionConfig) -> int:
+    """Bytes live, besides the result, while :func:`minist.layers.winograd.weight_transform`
+    makes the transform of a layer's ``F x C x 3 x 3`` kernel: ``G w G^T`` and its transposed
+    copy, :math:`\alpha^2 F C` numbers each, in float64 (a layer's first call)."""
+    return 2 * (config.winograd_tile + 2) ** 2 * C * F * 8
+
+
+def _conv_forward(ledger, C, hi, wi, c, h, w, i, config, first=False) -> None:
+    """One convolution's forward: its output is allocated (and kept by the caller's logic).
+    ``first``: the layer's first call, which transforms its weights."""
     if config.uses_winograd(C):
+        if first:
+            ledger.transient(_transforming(C, c, config))
         ledger.alloc(c * h * w * i)  # y (the kernels read the image unpadded)
         ledger.transient(_winograd_blocks(C, c, h, w, i, config))
         return
@@ -130,9 +153,12 @@ def _conv_forward(ledger, C, hi, wi, c, h, w, i, config) -> None:
     ledger.free(work)
 
 
-def _conv_backward(ledger, C, hi, wi, c, h, w, i, config) -> None:
-    """One convolution's input gradient: allocates dx (the caller frees the incoming one)."""
+def _conv_backward(ledger, C, hi, wi, c, h, w, i, config, first=False) -> None:
+    """One convolution's input gradient: allocates dx (the caller frees the incoming one).
+    ``first``: the layer's first backward, which transforms its flipped weights."""
     if config.uses_winograd(c):  # dx = dy * flip(w)^T: a convolution with c input channels
+        if first:
+            ledger.transient(_transforming(c, C, config))
         ledger.alloc(C * hi * wi * i)
         ledger.transient(_winograd_blocks(c, C, hi, wi, i, config))
         return
@@ -145,41 +171,43 @@ def _conv_backward(ledger, C, hi, wi, c, h, w, i, config) -> None:
     ledger.free(work)
 
 
-def _forward(ledger: _Ledger, plan, height, width, i, wanted, config) -> None:
-    """Replay :func:`minist.vgg.vgg_forward` on ``ledger`` (what its caches keep stays live)."""
+def _forward(ledger: _Ledger, plan, height, width, i, wanted, config, first=False) -> None:
+    """Replay :func:`minist.vgg.vgg_forward` on ``ledger`` (what its caches keep stays live);
+    ``first``: the network's first forward pass (it transforms the weights)."""
     x_bytes = 3 * height * width * i
     ledger.transient(x_bytes)  # s I, before - mu / sigma
     ledger.alloc(x_bytes)  # x_0 = T(I), kept by conv1_1's cache
-    for k, step in enumerate(plan):
-        c, h, w = step.shape
-        C, hi, wi = step.before
-        n = c * h * w  # elements of this step's output
-        if step.kind in ("conv", "conv_relu"):
-            _conv_forward(ledger, C, hi, wi, c, h, w, i, config)  # ReLU fused/in place
-        elif step.kind == "relu":
+    for k, op in enumerate(plan):
+        c, h, w = op.shape
+        C, hi, wi = op.before
+        n = c * h * w  # elements of this operation's output
+        if op.kind in ("conv", "conv_relu"):
+            _conv_forward(ledger, C, hi, wi, c, h, w, i, config, first)  # ReLU fused
+        elif op.kind == "relu":
             ledger.alloc(n * i)  # y = max(x, 0), kept; the cache's mask [x > 0] is y itself
         else:
             ledger.alloc(n)  # argmax, kept
             ledger.alloc(n * i)  # y
         # The input stays alive if a convolution's cache holds it, a ReLU's mask is it, or it
         # is a requested feature.
-        kept = (step.kind in ("conv", "conv_relu") or k == 0 or plan[k - 1].name in wanted
+        kept = (op.kind in ("conv", "conv_relu") or k == 0 or plan[k - 1].name in wanted
                 or (plan[k - 1].kind == "conv_relu" and plan[k - 1].mask_kept))
         if not kept:
             ledger.free(C * hi * wi * i)
 
 
-def _backward(ledger, plan, height, width, i, wanted, config, regions: int = 0) -> None:
+def _backward(ledger, plan, height, width, i, wanted, config, regions: int = 0,
+              first: bool = False) -> None:
     """Replay :func:`minist.vgg.vgg_backward` (caches already counted). Each layer's loss
     gradient is made when the backward reaches it and added in place: at most two more arrays
     of the layer's size while it is made (content: ``F - P`` and its scaled copy; guided, one
     term per region: ``F o T``, ``dF`` and the running sum)."""
     dx = 0  # bytes of the current gradient
-    for step in reversed(plan):
-        c, h, w = step.shape
-        C, hi, wi = step.before
+    for op in reversed(plan):
+        c, h, w = op.shape
+        C, hi, wi = op.before
         n, m = c * h * w, C * hi * wi
-        if step.name in wanted:
+        if op.name in wanted:
             ledger.alloc(n * i)  # the layer's loss gradient
             ledger.transient((2 if regions > 1 else 1) * n * i)
             if dx:  # dx += g
@@ -188,13 +216,13 @@ def _backward(ledger, plan, height, width, i, wanted, config, regions: int = 0) 
                 dx = n * i
         if not dx:
             continue
-        if step.kind in ("conv", "conv_relu"):
-            if step.kind == "conv_relu" and not config.uses_winograd(c) and step.mask_kept:
+        if op.kind in ("conv", "conv_relu"):
+            if op.kind == "conv_relu" and not config.uses_winograd(c) and op.mask_kept:
                 ledger.alloc(n * i)  # dz = dy * [y > 0]
                 ledger.free(dx)
                 dx = n * i
-            _conv_backward(ledger, C, hi, wi, c, h, w, i, config)
-        elif step.kind == "relu":
+            _conv_backward(ledger, C, hi, wi, c, h, w, i, config, first)
+        elif op.kind == "relu":
             ledger.transient(m)  # [y > 0]
             ledger.alloc(m * i)  # dy * [y > 0]
         else:
@@ -219,7 +247,7 @@ def _transform_bytes(steps, config: ExecutionConfig, i: int) -> int:
     return total
 
 
-def _run_steps(architecture, layers, block_channels):
+def _run_layers(architecture, layers, block_channels):
     table = layer_table(architecture, tuple(block_channels))
     names = [spec.name for spec in table]
     unknown = [name for name in layers if name not in names]
@@ -254,7 +282,7 @@ def _forward_peak(ledger: _Ledger, steps, height, width, i, wanted, pooling, con
     names = [s.name for s in steps]
     steps = steps[: max(names.index(name) for name in wanted) + 1]
     _forward(ledger, _plan(steps, height, width, wanted, pooling), height, width, i, wanted,
-             config)
+             config, first=True)
     ledger.live = start
     ledger.alloc(sum(_feature_bytes(steps, height, width, wanted, i).values()))
 
@@ -305,7 +333,7 @@ def estimate_peak_bytes(
     content_layers = [name for name in dict.fromkeys(content_layers) if name in layers]
     style_layers = [name for name in layers if name not in content_layers]
     i = np.dtype(dtype).itemsize
-    steps = _run_steps(architecture, layers, block_channels)
+    steps = _run_layers(architecture, layers, block_channels)
     shapes = dict(zip([s.name for s in steps], _shapes(steps, height, width), strict=True))
     style_sizes = list(style_sizes or [(height, width)])
     pixels = height * width
@@ -330,7 +358,7 @@ def estimate_peak_bytes(
     iteration = _Ledger(state)
     plan = _plan(steps, height, width, wanted, pooling)
     _forward(iteration, plan, height, width, i, wanted, config)
-    _backward(iteration, plan, height, width, i, wanted, config, regions)
+    _backward(iteration, plan, height, width, i, wanted, config, regions, first=True)
 
     # Building the targets: the images at the run's size (and their colour views), a forward
     # pass on the content image, then one on each style image whose Grams are kept (with
@@ -418,8 +446,8 @@ def _round_down(px: int) -> int:
     """Two significant figures, rounded down: 4372 -> 4300, 517 -> 510, 64 -> 64."""
     if px < 100:
         return px
-    step = 10 ** (len(str(px)) - 2)
-    return px // step * step
+    unit = 10 ** (len(str(px)) - 2)
+    return px // unit * unit
 
 
 def largest_fitting_size(needs, available: int, low: int, high: int) -> int | None:

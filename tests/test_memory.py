@@ -327,3 +327,52 @@ def test_masks_styles_and_colours_add_to_the_estimate():
     assert est(regions=2, style_sizes=[(256, 256)] * 2) > plain
     assert est(style_sizes=[(512, 512)]) > plain  # the targets' forward on a larger painting
     assert est(color="luminance") < plain  # a one-channel image and optimizer state
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("case", [{"size": 512}, {"size": 1024},
+                                  {"size": 512, "styles": 2, "masks": True,
+                                   "color": "luminance"}],
+                         ids=["512 px", "1024 px", "512 px, 2 masks, luminance"])
+def test_estimate_bounds_the_gpu_pool_high_water_mark(case):
+    """On the GPU, the full-width VGG-19: the estimate is never below the high-water mark of
+    CuPy's pool (bytes in live arrays, above those before the run was built), and at most
+    1.5 x it + 256 MiB (the GPU's margins: 30% and 256 MiB)."""
+    import cupy
+
+    from minist.bench import CupyMemory
+    from minist.execution import ExecutionConfig
+
+    size = case["size"]
+    content = synthetic_images(size)[0]
+    styles = [synthetic_images(size, seed=k)[1] for k in range(case.get("styles", 1))]
+    options = {"size": size, "optimizer": "adam", "device": "cuda"}
+    if case.get("masks"):
+        bands = np.array_split(np.arange(size), len(styles))
+        options["content_masks"] = [np.zeros((size, size), np.float32) for _ in styles]
+        for mask, band in zip(options["content_masks"], bands, strict=True):
+            mask[:, band] = 1
+    if "color" in case:
+        options["original_colors"] = case["color"]
+    net = VGG(synthetic_weights("vgg19"), config=ExecutionConfig(device="cuda"))
+    estimates = []
+    check = memory.check_transfer_fits
+
+    def recording_check(*args, **kwargs):
+        estimates.append(check(*args, **kwargs))
+        return estimates[-1]
+
+    probe = CupyMemory()
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(memory, "check_transfer_fits", recording_check)
+            transfer = StyleTransfer(content, styles, network=net, **options)
+        for _ in range(3):
+            transfer.step()
+        cupy.cuda.Device().synchronize()
+        measured = probe.peak
+    finally:
+        probe.close()
+    estimate = max(estimates)
+    assert measured > 0
+    assert measured <= estimate <= 1.5 * measured + 256 * 2**20, (estimate, measured)
