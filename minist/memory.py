@@ -298,6 +298,7 @@ def estimate_peak_bytes(
     block_channels: Sequence[int] = BLOCK_CHANNELS,
     *,
     content_layers: Sequence[str] = (),
+    style_layers: Sequence[str] | None = None,
     style_sizes: Sequence[tuple[int, int]] | None = None,
     regions: int = 0,
     color: str | None = None,
@@ -309,7 +310,8 @@ def estimate_peak_bytes(
     module docstring): what it allocates once its network is loaded.
 
     ``layers``: every requested layer (content and style); ``content_layers``: those whose
-    features are kept as targets (the other layers are style layers). ``style_sizes``: (h, w)
+    features are kept as targets; ``style_layers``: those with Gram targets (default: the
+    layers that are not content layers). ``style_sizes``: (h, w)
     of each style image at the run's size (default: one, the content's size). ``regions``:
     with spatial control, the number of masked regions (one per style image; their guided
     Grams and guides, :mod:`minist.masks`); ``color``: ``--original-colors`` (``"luminance"``
@@ -331,7 +333,9 @@ def estimate_peak_bytes(
     if not layers:
         raise MinistError("no layers requested")
     content_layers = [name for name in dict.fromkeys(content_layers) if name in layers]
-    style_layers = [name for name in layers if name not in content_layers]
+    if style_layers is None:
+        style_layers = [name for name in layers if name not in content_layers]
+    style_layers = [name for name in dict.fromkeys(style_layers) if name in layers]
     i = np.dtype(dtype).itemsize
     steps = _run_layers(architecture, layers, block_channels)
     shapes = dict(zip([s.name for s in steps], _shapes(steps, height, width), strict=True))
@@ -555,6 +559,7 @@ def check_transfer_fits(net, options, content_shape, style_shapes, style_layers,
         style_sizes=[(shape[2], shape[3]) for shape in style_shapes],
         minimum=net.minimum_input_size(layers),
         content_layers=list(options.content_layers),
+        style_layers=list(style_layers),
         regions=len(style_shapes) if options.content_masks is not None else 0,
         color=options.original_colors,
         pooling=net.pooling,
