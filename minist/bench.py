@@ -48,7 +48,7 @@ from minist.errors import MinistError
 from minist.layer_choice import PAPER_STYLE_LAYERS
 from minist.preprocessing import TORCHVISION
 from minist.stylize import DEFAULT_CONTENT_LAYERS
-from minist.threads import blas_threads
+from minist.threads import blas_scope, blas_threads
 from minist.weights.store import VGGWeights
 
 ARCHITECTURE = "vgg19"
@@ -316,16 +316,26 @@ def measure(
 # --------------------------------------------------------------------------- threads, machine
 
 
-def set_threads(n: int) -> None:
-    """Use ``n`` threads in NumPy's BLAS, Numba's parallel loops and PyTorch (if loaded)."""
+@contextlib.contextmanager
+def thread_counts(n: int | None):
+    """Run the block with NumPy's BLAS, the calling thread's Numba loops
+    (:func:`minist.threads.blas_scope`) and PyTorch, if loaded, on ``n`` threads; every count
+    is put back after. ``None``: the counts as they are."""
+    if n is None:
+        yield
+        return
     import sys
 
-    blas_threads(n)
-    import numba
-
-    numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
-    if "torch" in sys.modules:
-        sys.modules["torch"].set_num_threads(n)
+    torch = sys.modules.get("torch")
+    torch_before = torch.get_num_threads() if torch is not None else None
+    with blas_scope(n):
+        if torch is not None:
+            torch.set_num_threads(n)
+        try:
+            yield
+        finally:
+            if torch is not None:
+                torch.set_num_threads(torch_before)
 
 
 def _cpu_model() -> str:
@@ -453,37 +463,36 @@ def run_bench(
         torch_side = bench_torch
         torch_side.require_torch()
     devices = [resolve_device(d) for d in devices]
-    if threads is not None:
-        set_threads(threads)
-    channels = TINY_CHANNELS if tiny else BLOCK_CHANNELS
-    weights = synthetic_weights(ARCHITECTURE, channels)
     torch_module = torch_side.require_torch() if torch_side else None
-    for line in machine_description(devices, torch_module):
-        out(line)
-    net = "VGG-19" + (f" (tiny, widths {channels})" if tiny else "")
-    out(f"step: {net} forward to relu5_1, content relu4_2 + style relu1_1..relu5_1 losses, "
-        f"backward to the image, Adam; median of {repeat} after {warmup} warm-up")
-    out(f"minist convolutions: {conv_algorithms(devices)}")
-    results = []
-    for device in devices:  # first use of each code path (JIT, BLAS buffers) is not measured
-        tiny_weights = synthetic_weights(ARCHITECTURE, TINY_CHANNELS)
-        MinistStep(tiny_weights, 32, device, threads=threads).step()
-        if torch_side is not None:
-            torch_side.TorchStep(tiny_weights, 32, device).step()
-        for size in sizes:
-            flops = conv_flops(ARCHITECTURE, LAYERS, size, size, channels).total
-            try:
-                results.append(measure(
-                    lambda s=size, d=device: MinistStep(weights, s, d, threads=threads),
-                    "minist", device, size, flops, repeat, warmup))
-            except MinistError as exc:  # the memory planner refused: say so, go on
-                out(f"{device} {size}: skipped: {exc}")
-                continue
+    with thread_counts(threads):  # put back when the bench ends
+        channels = TINY_CHANNELS if tiny else BLOCK_CHANNELS
+        weights = synthetic_weights(ARCHITECTURE, channels)
+        for line in machine_description(devices, torch_module):
+            out(line)
+        net = "VGG-19" + (f" (tiny, widths {channels})" if tiny else "")
+        out(f"step: {net} forward to relu5_1, content relu4_2 + style relu1_1..relu5_1 losses, "
+            f"backward to the image, Adam; median of {repeat} after {warmup} warm-up")
+        out(f"minist convolutions: {conv_algorithms(devices)}")
+        results = []
+        for device in devices:  # first use of each code path (JIT, BLAS buffers) is not measured
+            tiny_weights = synthetic_weights(ARCHITECTURE, TINY_CHANNELS)
+            MinistStep(tiny_weights, 32, device, threads=threads).step()
             if torch_side is not None:
-                results.append(measure(
-                    lambda s=size, d=device: torch_side.TorchStep(weights, s, d),
-                    "torch", device, size, flops, repeat, warmup,
-                    probe_factory=lambda d=device: torch_side.memory_probe(d)))
-    out("")
-    out(format_table(results))
-    return results
+                torch_side.TorchStep(tiny_weights, 32, device).step()
+            for size in sizes:
+                flops = conv_flops(ARCHITECTURE, LAYERS, size, size, channels).total
+                try:
+                    results.append(measure(
+                        lambda s=size, d=device: MinistStep(weights, s, d, threads=threads),
+                        "minist", device, size, flops, repeat, warmup))
+                except MinistError as exc:  # the memory planner refused: say so, go on
+                    out(f"{device} {size}: skipped: {exc}")
+                    continue
+                if torch_side is not None:
+                    results.append(measure(
+                        lambda s=size, d=device: torch_side.TorchStep(weights, s, d),
+                        "torch", device, size, flops, repeat, warmup,
+                        probe_factory=lambda d=device: torch_side.memory_probe(d)))
+        out("")
+        out(format_table(results))
+        return results

@@ -1,35 +1,45 @@
 r"""How much memory a style transfer needs, estimated before the run, and the check that uses it.
 
 A run that does not fit should fail in its first second with one clear line, not after minutes
-with a killed process. The peak of a style transfer step is easy to predict because minist's
+with a killed process. The peak of a style transfer iteration is easy to predict because minist's
 layers allocate in a fixed pattern; :func:`estimate_peak_bytes` replays that pattern on a ledger
 of live bytes instead of arrays. For an image of :math:`S = HW` pixels, ``i`` bytes per number:
 
 * **Forward** (kept for the backward, :mod:`minist.vgg`): each convolution's input (its cache
   holds a reference), each ReLU's output where it is the mask :math:`[x > 0]` (not before a max
   pooling, whose output supplies the mask), each max-pool's argmax (1 byte per *output*
-  element), the requested features. A convolution and its ReLU are one step with one output.
+  element), the requested features. A convolution and its ReLU are one operation with one output.
   Transient: Winograd's blocks of :math:`V, M` (:func:`minist.layers.winograd.block_plan`), or
   im2col's padded input and one block of columns (``im2col_block_bytes``).
 * **Backward**: the caches stay alive throughout; at each layer the incoming gradient and the
   outgoing one coexist, and a requested layer's loss gradient is made when the backward reaches
   it and added in place. The peak is reached in block 1, where the 64-channel maps live.
-* **State**: the weights and their Winograd transforms (:math:`(m+2)^2/9` times the weights,
-  for the forward and the input-gradient kernels), the content/style images and targets, the
-  image, its gradient and the optimizer's arrays (Adam: :math:`m, v`; L-BFGS:
-  :math:`2\,\text{history}` pairs).
+* **State**: the Winograd transforms of the weights (:math:`(m+2)^2/9` times the weights, for
+  the forward and the input-gradient kernels; while a layer's are made, on its first call, two
+  float64 copies more), the targets (content features; one Gram per style layer, or with
+  spatial control one per region, and the region's guide at each layer), the content image,
+  the image, the last finite one, the last gradient, and what the optimizer actually used
+  holds (:meth:`minist.optim.Optimizer.state_bytes`: Adam :math:`m, v` and its temporaries;
+  L-BFGS :math:`2\,\text{history}` pairs and its line search's arrays). A luminance run
+  (``--original-colors luminance``) optimises a one-channel image and shows the network its
+  gray RGB.
+* **Targets**: before the first iteration, a forward pass on the content image and one on each
+  style image (at its own size: ``--style-scale``, several styles) keep their features, Grams
+  and guides; this is the peak when the paintings are larger than the photo.
 
-For VGG-19 with the default layers the estimate is about 2.4 kB per pixel in float32 (2.9 GiB at
-1024 px, 9.7 GiB at 2048 px, 37 GiB at 4096 px), dominated by the block-1 maps (64 channels at
-full resolution), plus about 0.6 GiB of weights and transforms. The result is scaled by
-``SAFETY`` so it stays an over-estimate of the measured peak (``minist bench`` measures it; the
-README's Performance section has the numbers).
+The weights themselves are loaded before the check runs, so they are not counted (the memory
+available then is what is left beside them). For VGG-19 with the default layers and L-BFGS the
+estimate is about 2.25 kB per pixel in float32 (2.6 GiB at 1024 px, 9.2 GiB at 2048 px, 36 GiB
+at 4096 px), dominated by the block-1 maps (64 channels at full resolution), plus about
+0.4 GiB of transforms. The modelled peak is multiplied by ``SAFETY`` and ``OVERHEAD`` is added:
+on the CPU the estimate is tested against the measured peak resident set of runs across sizes,
+several styles, masks and colour modes (``tests/test_memory.py``): never below it, at most 15%
+plus ``OVERHEAD`` above it.
 """
 
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import NamedTuple
@@ -45,16 +55,14 @@ from minist.vgg import plan_steps
 # The planner replays what the layers do under an execution config (minist.execution): the same
 # algorithm choice, tile size, block sizes and threads. `config` below is one.
 
-SKIP_ENV = "MINIST_SKIP_MEMORY_CHECK"  # set to 1 to run without the check
-SAFETY = 1.30  # modelled peak x this: allocator rounding, temporaries not modelled (the model
-# alone measured 12-17% low at 1024-4096 px with im2col on 2026-11-27; kept for the GPU, whose
-# convolutions are still im2col; on the CPU the estimate is now generous)
-OVERHEAD = {"cpu": 64 * 2**20, "cuda": 256 * 2**20}  # interpreter/cuBLAS work space, bytes
-# Image-sized (3 x H x W) arrays alive during a step besides the optimizer's own state: the
-# content image, the image, the last finite image, the last gradient, the new gradient and the
-# optimizer's temporaries.
-IMAGE_ARRAYS = {"gd": 8, "adam": 10, "lbfgs": 12}
-OPTIMIZER_STATE = {"gd": 1, "adam": 2}  # image-sized state arrays (L-BFGS: 2 * history)
+# The model replays the arrays minist allocates; what it leaves out (allocator rounding, small
+# temporaries, Python objects) is the margin: modelled peak x SAFETY + OVERHEAD. On the CPU the
+# replay is tested against the measured peak RSS (tests/test_memory.py: never below it, at most
+# 15% + OVERHEAD above). On the GPU (Winograd too, as on the CPU) the 30% margin measured
+# 1.4x CuPy's pool high-water mark at 4096 px (README); tests/test_memory.py compares the two
+# where a GPU is present.
+SAFETY = {"cpu": 1.0, "cuda": 1.30}
+OVERHEAD = {"cpu": 16 * 2**20, "cuda": 256 * 2**20}  # interpreter/cuBLAS work space, bytes
 
 
 class _Ledger:
@@ -77,7 +85,7 @@ class _Ledger:
 
 
 def _shapes(steps: list[LayerSpec], height: int, width: int) -> list[tuple[int, int, int]]:
-    """(channels, h, w) of each step's output; 2x2 stride-2 pooling floors odd sizes."""
+    """(channels, h, w) of each layer's output; 2x2 stride-2 pooling floors odd sizes."""
     out, h, w = [], height, width
     for spec in steps:
         if spec.kind == "pool":
@@ -86,9 +94,9 @@ def _shapes(steps: list[LayerSpec], height: int, width: int) -> list[tuple[int, 
     return out
 
 
-class _Step(NamedTuple):
-    """A step of :func:`minist.vgg.plan_steps` with its shapes: ``shape`` its output,
-    ``before`` its input (c, h, w)."""
+class _PlannedOp(NamedTuple):
+    """One operation of :func:`minist.vgg.plan_steps` (a layer, or a convolution and its ReLU)
+    with its shapes: ``shape`` its output, ``before`` its input (c, h, w)."""
 
     kind: str
     name: str  # the name of its output
@@ -97,14 +105,14 @@ class _Step(NamedTuple):
     mask_kept: bool  # conv_relu: the ReLU's output is kept as its mask (not before max pooling)
 
 
-def _plan(steps, height, width, wanted, pooling: str) -> list[_Step]:
+def _plan(steps, height, width, wanted, pooling: str) -> list[_PlannedOp]:
     """The steps of :func:`minist.vgg.vgg_forward` (:func:`minist.vgg.plan_steps`), sized."""
     shapes = dict(zip([s.name for s in steps], _shapes(steps, height, width), strict=True))
     plan, prev = [], (3, height, width)
-    for step in plan_steps(steps, wanted, pooling):
-        shape = shapes[step.spec.name]
-        mask_kept = not (step.kind == "conv_relu" and step.pool_mask)
-        plan.append(_Step(step.kind, step.spec.name, shape, prev, mask_kept))
+    for op in plan_steps(steps, wanted, pooling):
+        shape = shapes[op.spec.name]
+        mask_kept = not (op.kind == "conv_relu" and op.pool_mask)
+        plan.append(_PlannedOp(op.kind, op.spec.name, shape, prev, mask_kept))
         prev = shape
     return plan
 
@@ -120,9 +128,19 @@ def _winograd_blocks(C: int, F: int, h: int, w: int, i: int, config: ExecutionCo
     return total + (winograd.block_bytes(C, F, w, i, m, last) if last else 0)
 
 
-def _conv_forward(ledger, C, hi, wi, c, h, w, i, config) -> None:
-    """One convolution's forward: its output is allocated (and kept by the caller's logic)."""
+def _transforming(C: int, F: int, config: ExecutionConfig) -> int:
+    """Bytes live, besides the result, while :func:`minist.layers.winograd.weight_transform`
+    makes the transform of a layer's ``F x C x 3 x 3`` kernel: ``G w G^T`` and its transposed
+    copy, :math:`\alpha^2 F C` numbers each, in float64 (a layer's first call)."""
+    return 2 * (config.winograd_tile + 2) ** 2 * C * F * 8
+
+
+def _conv_forward(ledger, C, hi, wi, c, h, w, i, config, first=False) -> None:
+    """One convolution's forward: its output is allocated (and kept by the caller's logic).
+    ``first``: the layer's first call, which transforms its weights."""
     if config.uses_winograd(C):
+        if first:
+            ledger.transient(_transforming(C, c, config))
         ledger.alloc(c * h * w * i)  # y (the kernels read the image unpadded)
         ledger.transient(_winograd_blocks(C, c, h, w, i, config))
         return
@@ -135,9 +153,12 @@ def _conv_forward(ledger, C, hi, wi, c, h, w, i, config) -> None:
     ledger.free(work)
 
 
-def _conv_backward(ledger, C, hi, wi, c, h, w, i, config) -> None:
-    """One convolution's input gradient: allocates dx (the caller frees the incoming one)."""
+def _conv_backward(ledger, C, hi, wi, c, h, w, i, config, first=False) -> None:
+    """One convolution's input gradient: allocates dx (the caller frees the incoming one).
+    ``first``: the layer's first backward, which transforms its flipped weights."""
     if config.uses_winograd(c):  # dx = dy * flip(w)^T: a convolution with c input channels
+        if first:
+            ledger.transient(_transforming(c, C, config))
         ledger.alloc(C * hi * wi * i)
         ledger.transient(_winograd_blocks(c, C, hi, wi, i, config))
         return
@@ -150,54 +171,58 @@ def _conv_backward(ledger, C, hi, wi, c, h, w, i, config) -> None:
     ledger.free(work)
 
 
-def _forward(ledger: _Ledger, plan, height, width, i, wanted, config) -> None:
-    """Replay :func:`minist.vgg.vgg_forward` on ``ledger`` (what its caches keep stays live)."""
+def _forward(ledger: _Ledger, plan, height, width, i, wanted, config, first=False) -> None:
+    """Replay :func:`minist.vgg.vgg_forward` on ``ledger`` (what its caches keep stays live);
+    ``first``: the network's first forward pass (it transforms the weights)."""
     x_bytes = 3 * height * width * i
     ledger.transient(x_bytes)  # s I, before - mu / sigma
     ledger.alloc(x_bytes)  # x_0 = T(I), kept by conv1_1's cache
-    for k, step in enumerate(plan):
-        c, h, w = step.shape
-        C, hi, wi = step.before
-        n = c * h * w  # elements of this step's output
-        if step.kind in ("conv", "conv_relu"):
-            _conv_forward(ledger, C, hi, wi, c, h, w, i, config)  # ReLU fused/in place
-        elif step.kind == "relu":
+    for k, op in enumerate(plan):
+        c, h, w = op.shape
+        C, hi, wi = op.before
+        n = c * h * w  # elements of this operation's output
+        if op.kind in ("conv", "conv_relu"):
+            _conv_forward(ledger, C, hi, wi, c, h, w, i, config, first)  # ReLU fused
+        elif op.kind == "relu":
             ledger.alloc(n * i)  # y = max(x, 0), kept; the cache's mask [x > 0] is y itself
         else:
             ledger.alloc(n)  # argmax, kept
             ledger.alloc(n * i)  # y
         # The input stays alive if a convolution's cache holds it, a ReLU's mask is it, or it
         # is a requested feature.
-        kept = (step.kind in ("conv", "conv_relu") or k == 0 or plan[k - 1].name in wanted
+        kept = (op.kind in ("conv", "conv_relu") or k == 0 or plan[k - 1].name in wanted
                 or (plan[k - 1].kind == "conv_relu" and plan[k - 1].mask_kept))
         if not kept:
             ledger.free(C * hi * wi * i)
 
 
-def _backward(ledger, plan, height, width, i, wanted, config) -> None:
+def _backward(ledger, plan, height, width, i, wanted, config, regions: int = 0,
+              first: bool = False) -> None:
     """Replay :func:`minist.vgg.vgg_backward` (caches already counted). Each layer's loss
-    gradient is made when the backward reaches it and added in place."""
+    gradient is made when the backward reaches it and added in place: at most two more arrays
+    of the layer's size while it is made (content: ``F - P`` and its scaled copy; guided, one
+    term per region: ``F o T``, ``dF`` and the running sum)."""
     dx = 0  # bytes of the current gradient
-    for step in reversed(plan):
-        c, h, w = step.shape
-        C, hi, wi = step.before
+    for op in reversed(plan):
+        c, h, w = op.shape
+        C, hi, wi = op.before
         n, m = c * h * w, C * hi * wi
-        if step.name in wanted:
-            ledger.alloc(n * i)  # dF (scaled in place; content: dF * c is a second one)
-            ledger.transient(n * i)
+        if op.name in wanted:
+            ledger.alloc(n * i)  # the layer's loss gradient
+            ledger.transient((2 if regions > 1 else 1) * n * i)
             if dx:  # dx += g
                 ledger.free(n * i)
             else:
                 dx = n * i
         if not dx:
             continue
-        if step.kind in ("conv", "conv_relu"):
-            if step.kind == "conv_relu" and not config.uses_winograd(c) and step.mask_kept:
+        if op.kind in ("conv", "conv_relu"):
+            if op.kind == "conv_relu" and not config.uses_winograd(c) and op.mask_kept:
                 ledger.alloc(n * i)  # dz = dy * [y > 0]
                 ledger.free(dx)
                 dx = n * i
-            _conv_backward(ledger, C, hi, wi, c, h, w, i, config)
-        elif step.kind == "relu":
+            _conv_backward(ledger, C, hi, wi, c, h, w, i, config, first)
+        elif op.kind == "relu":
             ledger.transient(m)  # [y > 0]
             ledger.alloc(m * i)  # dy * [y > 0]
         else:
@@ -222,7 +247,7 @@ def _transform_bytes(steps, config: ExecutionConfig, i: int) -> int:
     return total
 
 
-def _run_steps(architecture, layers, block_channels):
+def _run_layers(architecture, layers, block_channels):
     table = layer_table(architecture, tuple(block_channels))
     names = [spec.name for spec in table]
     unknown = [name for name in layers if name not in names]
@@ -232,77 +257,134 @@ def _run_steps(architecture, layers, block_channels):
     return table[: deepest + 1]
 
 
+def optimizer_bytes(optimizer, n_elements: int, itemsize: int) -> int:
+    """What ``optimizer`` (an :class:`~minist.optim.Optimizer` instance, or a name for the
+    default one, :func:`minist.optim.make_optimizer`) holds and allocates in a step for an
+    iterate of ``n_elements`` numbers: its own ``state_bytes``."""
+    from minist.optim import Optimizer, make_optimizer
+
+    if not isinstance(optimizer, Optimizer):
+        optimizer = make_optimizer(optimizer)
+    return optimizer.state_bytes(n_elements, itemsize)
+
+
+def _feature_bytes(steps, height, width, names, i) -> dict[str, int]:
+    """Bytes of the features of each of ``names`` for an image of ``height x width``."""
+    shapes = dict(zip([s.name for s in steps], _shapes(steps, height, width), strict=True))
+    return {name: math.prod(shapes[name]) * i for name in names}
+
+
+def _forward_peak(ledger: _Ledger, steps, height, width, i, wanted, pooling, config) -> None:
+    """A forward pass whose cache is dropped at once (``net.forward(...)[0]``): its peak on
+    ``ledger``, then only the requested features stay (the caller keeps what it derives)."""
+    start = ledger.live
+    wanted = set(wanted)
+    names = [s.name for s in steps]
+    steps = steps[: max(names.index(name) for name in wanted) + 1]
+    _forward(ledger, _plan(steps, height, width, wanted, pooling), height, width, i, wanted,
+             config, first=True)
+    ledger.live = start
+    ledger.alloc(sum(_feature_bytes(steps, height, width, wanted, i).values()))
+
+
 def estimate_peak_bytes(
     architecture: str,
     layers: Sequence[str],
     height: int,
     width: int,
     dtype=np.float32,
-    optimizer: str = "adam",
+    optimizer="adam",
     device: str = "cpu",
     block_channels: Sequence[int] = BLOCK_CHANNELS,
     *,
     content_layers: Sequence[str] = (),
-    style_size: tuple[int, int] | None = None,
-    lbfgs_history: int = 20,
-    weight_bytes: int | None = None,
+    style_layers: Sequence[str] | None = None,
+    style_sizes: Sequence[tuple[int, int]] | None = None,
+    regions: int = 0,
+    color: str | None = None,
+    weight_bytes: int = 0,
     pooling: str = "max",
     config: ExecutionConfig | None = None,
 ) -> int:
-    """Peak memory of a style transfer run at ``height x width`` (bytes; module docstring).
+    """Peak memory a style transfer run at ``height x width`` adds to the process (bytes;
+    module docstring): what it allocates once its network is loaded.
 
     ``layers``: every requested layer (content and style); ``content_layers``: those whose
-    features are kept as targets. ``style_size``: (h, w) of the style image (default the content
-    size). ``weight_bytes``: the loaded weights (default: all convolutions of ``architecture``).
-    The peak is the larger of the targets' forward passes and one optimizer step, on top of the
-    run's state, times ``SAFETY``, plus the device's fixed ``OVERHEAD``. ``config``: the
-    execution config of the run (default: the defaults for ``device``).
+    features are kept as targets; ``style_layers``: those with Gram targets (default: the
+    layers that are not content layers). ``style_sizes``: (h, w)
+    of each style image at the run's size (default: one, the content's size). ``regions``:
+    with spatial control, the number of masked regions (one per style image; their guided
+    Grams and guides, :mod:`minist.masks`); ``color``: ``--original-colors`` (``"luminance"``
+    optimises a one-channel image and shows the network its gray RGB; ``"histogram"`` adds
+    each style's colour-matched copy). ``optimizer``: an :class:`~minist.optim.Optimizer` or
+    a name (its default settings); its ``state_bytes`` count. ``weight_bytes``: weights not
+    yet loaded (0: the network is loaded already). ``config``: the execution config of the run
+    (default: the defaults for ``device``).
+
+    The peak is the larger of the targets' forward passes and one iteration (forward and
+    backward), on top of the run's state, times ``SAFETY[device]``, plus ``OVERHEAD[device]``.
     """
     if device not in OVERHEAD:
         raise MinistError(f"--device: unknown device {device!r}")
     if config is None:
         config = default_config(device)
     device = config.device
-    if optimizer not in IMAGE_ARRAYS:
-        raise MinistError(f"--optimizer: unknown optimizer {optimizer!r}")
     layers = list(dict.fromkeys(layers))
     if not layers:
         raise MinistError("no layers requested")
+    content_layers = [name for name in dict.fromkeys(content_layers) if name in layers]
+    if style_layers is None:
+        style_layers = [name for name in layers if name not in content_layers]
+    style_layers = [name for name in dict.fromkeys(style_layers) if name in layers]
     i = np.dtype(dtype).itemsize
-    table = layer_table(architecture, tuple(block_channels))
-    if weight_bytes is None:
-        weight_bytes = sum(9 * s.in_channels * s.out_channels + s.out_channels
-                           for s in table if s.kind == "conv") * i
-    steps = _run_steps(architecture, layers, block_channels)
+    steps = _run_layers(architecture, layers, block_channels)
     shapes = dict(zip([s.name for s in steps], _shapes(steps, height, width), strict=True))
-    sh, sw = style_size or (height, width)
+    style_sizes = list(style_sizes or [(height, width)])
+    pixels = height * width
+    rgb = 3 * pixels * i
+    channels = 1 if color == "luminance" else 3  # of the image the optimizer updates
 
-    # State: weights, targets (content features, Grams), image-sized arrays, optimizer state.
-    image = 3 * height * width * i
-    n_state = OPTIMIZER_STATE.get(optimizer, 2 * lbfgs_history)
-    content = sum(math.prod(shapes[name]) for name in content_layers if name in shapes) * i
-    grams = sum(shapes[name][0] ** 2 for name in layers) * i
+    # The targets: content features P^l, one Gram A^l per style layer (with spatial control
+    # one per region, and the region's guide T^l at the layer).
+    content = sum(math.prod(shapes[name]) for name in content_layers) * i
+    grams = sum(shapes[name][0] ** 2 for name in style_layers) * i * max(1, regions)
+    guides = sum(math.prod(shapes[name][1:]) for name in style_layers) * i * regions
     transforms = _transform_bytes(steps, config, i)
-    state = (weight_bytes + transforms + content + grams
-             + (IMAGE_ARRAYS[optimizer] + n_state) * image)
+    fixed = weight_bytes + transforms
+
+    # One iteration: the content image, the image, the last finite one, the last gradient
+    # (a luminance run: one channel each, and the gray RGB the network sees), the optimizer.
+    variable = channels * pixels * i
+    images = rgb + 3 * variable + (rgb if color == "luminance" else 0)
+    state = (fixed + content + grams + guides + images
+             + optimizer_bytes(optimizer, channels * pixels, i))
     wanted = set(layers)
-
-    # One optimizer step: forward, then backward with each layer's loss gradient on the way.
-    step = _Ledger(state)
+    iteration = _Ledger(state)
     plan = _plan(steps, height, width, wanted, pooling)
-    _forward(step, plan, height, width, i, wanted, config)
-    _backward(step, plan, height, width, i, wanted, config)
+    _forward(iteration, plan, height, width, i, wanted, config)
+    _backward(iteration, plan, height, width, i, wanted, config, regions, first=True)
 
-    # The targets: a forward pass on the style image (content's is never larger at style_scale
-    # >= 1), with the content image and the content features alive.
-    init = _Ledger(weight_bytes + transforms + content + 2 * image + 3 * sh * sw * i)
-    style_plan = _plan(steps, sh, sw, wanted, pooling)
-    _forward(init, style_plan, sh, sw, i, wanted, config)
-    if (sh, sw) != (height, width):  # a smaller style image: the content forward may dominate
-        again = _Ledger(weight_bytes + transforms + 2 * image + 3 * sh * sw * i)
-        _forward(again, plan, height, width, i, wanted, config)
-        init.peak = max(init.peak, again.peak)
-    return int(SAFETY * max(step.peak, init.peak)) + OVERHEAD[device]
+    # Building the targets: the images at the run's size (and their colour views), a forward
+    # pass on the content image, then one on each style image whose Grams are kept (with
+    # spatial control, with the region's content and style guides, and F o T at each layer).
+    style_rgb = sum(3 * h * w * i for h, w in style_sizes)
+    views = {"luminance": rgb + style_rgb, "histogram": style_rgb}.get(color, 0)
+    targets = _Ledger(fixed + rgb + style_rgb + views)
+    if content_layers:
+        _forward_peak(targets, steps, height, width, i, content_layers, pooling, config)
+    for h, w in style_sizes:
+        if not style_layers:
+            break
+        start = targets.live
+        if regions:
+            targets.alloc(2 * (pixels + h * w) * i)
+        _forward_peak(targets, steps, h, w, i, style_layers, pooling, config)
+        if regions:
+            targets.transient(max(_feature_bytes(steps, h, w, style_layers, i).values()))
+        targets.live = start
+        targets.alloc(grams // max(1, regions) + guides // max(1, regions))
+    peak = max(iteration.peak, targets.peak)
+    return int(SAFETY[device] * peak) + OVERHEAD[device]
 
 
 # --------------------------------------------------------------------------- what is available
@@ -368,8 +450,8 @@ def _round_down(px: int) -> int:
     """Two significant figures, rounded down: 4372 -> 4300, 517 -> 510, 64 -> 64."""
     if px < 100:
         return px
-    step = 10 ** (len(str(px)) - 2)
-    return px // step * step
+    unit = 10 ** (len(str(px)) - 2)
+    return px // unit * unit
 
 
 def largest_fitting_size(needs, available: int, low: int, high: int) -> int | None:
@@ -394,31 +476,36 @@ def check_fits(
     height: int,
     width: int,
     dtype=np.float32,
-    optimizer: str = "adam",
+    optimizer="adam",
     device: str = "cpu",
     block_channels: Sequence[int] = BLOCK_CHANNELS,
     *,
     available: int | None = None,
     size: int | None = None,
-    style_scale: float = 1.0,
+    style_sizes: Sequence[tuple[int, int]] | None = None,
     minimum: int = 1,
     **estimate_options,
 ) -> int:
     """Raise :class:`MinistError` when the run would not fit; return the estimated peak.
 
     ``size`` is the ``--size`` the user gave (the longest side; default ``max(height,
-    width)``); the message names the largest size that fits, found by bisection with the same
-    aspect ratio and style scale. ``available`` defaults to :func:`available_bytes`.
+    width)``); ``style_sizes``: (h, w) of each style image at that size (default: one, the
+    content's size). The message names the largest size that fits, found by bisection with
+    every image scaled alike. ``available`` defaults to :func:`available_bytes`;
+    ``estimate_options`` go to :func:`estimate_peak_bytes`.
     """
     size = size or max(height, width)
+    style_sizes = list(style_sizes or [(height, width)])
+
+    def scaled(n: int, s: int) -> int:
+        return max(1, round(n * s / size))
 
     def needs(s: int) -> int:
-        h = max(1, round(height * s / size))
-        w = max(1, round(width * s / size))
-        ss = max(1, round(s * style_scale))
-        style = (max(1, round(h * ss / s)), max(1, round(w * ss / s)))
-        return estimate_peak_bytes(architecture, layers, h, w, dtype, optimizer, device,
-                                   block_channels, style_size=style, **estimate_options)
+        return estimate_peak_bytes(
+            architecture, layers, scaled(height, s), scaled(width, s), dtype, optimizer,
+            device, block_channels,
+            style_sizes=[(scaled(h, s), scaled(w, s)) for h, w in style_sizes],
+            **estimate_options)
 
     need = needs(size)
     if available is None:
@@ -434,25 +521,29 @@ def check_fits(
     )
 
 
-def check_transfer_fits(net, options, content_shape, style_shape,
-                        style_layers=None) -> int | None:
-    """The check :class:`minist.stylize.StyleTransfer` runs before it builds its targets.
-
-    ``net``: the :class:`~minist.vgg.VGG`; ``options``: its ``StylizeOptions``;
-    ``content_shape``/``style_shape``: the resized images' shapes (1, 3, H, W);
-    ``style_layers``: the layers the run uses at this size (default: ``options.style_layers``,
-    which must then name them). Skipped (returns
-    ``None``) when the environment variable ``MINIST_SKIP_MEMORY_CHECK`` is ``1``.
-    """
-    if os.environ.get(SKIP_ENV, "") == "1":
-        return None
+def _block_channels(net) -> tuple[int, ...]:
+    """The widths of the five blocks ``net`` has (tiny test networks differ from VGG's)."""
     widths = dict(enumerate(BLOCK_CHANNELS, start=1))
-    for spec in net.steps:  # the widths of the blocks this network has (tiny test nets differ)
+    for spec in net.steps:
         if spec.kind == "conv" and spec.name.endswith("_1"):
             widths[int(spec.name[4])] = spec.out_channels
-    layers = list(options.content_layers) + list(
-        options.style_layers if style_layers is None else style_layers)
-    weight_bytes = sum(int(w.nbytes + b.nbytes) for w, b in net.params.values())
+    return tuple(widths[b] for b in range(1, 6))
+
+
+def check_transfer_fits(net, options, content_shape, style_shapes, style_layers, optimizer, *,
+                        available: int | None = None) -> int:
+    """The check :class:`minist.stylize.StyleTransfer` runs before it builds its targets (a
+    run with ``memory_check=False`` does not call it): raise :class:`MinistError` in one line
+    when the run would not fit; return the estimated peak.
+
+    ``net``: the loaded :class:`~minist.vgg.VGG`; ``options``: the run's options (read:
+    ``content_layers``, ``size``, ``original_colors``, ``content_masks``);
+    ``content_shape``/``style_shapes``: the shapes (1, 3, H, W) of the content image and of
+    every style image at this size; ``style_layers``: the style layers at this size;
+    ``optimizer``: the :class:`~minist.optim.Optimizer` the run uses (or its name).
+    ``available``: bytes free (default: :func:`available_bytes` of the network's device).
+    """
+    layers = list(options.content_layers) + list(style_layers)
     H, W = content_shape[2], content_shape[3]
     return check_fits(
         net.architecture,
@@ -460,14 +551,17 @@ def check_transfer_fits(net, options, content_shape, style_shape,
         H,
         W,
         net.dtype,
-        options.optimizer,
+        optimizer,
         net.device,
-        tuple(widths[b] for b in range(1, 6)),
+        _block_channels(net),
+        available=available,
         size=options.size,
-        style_scale=max(style_shape[2:]) / max(H, W),
+        style_sizes=[(shape[2], shape[3]) for shape in style_shapes],
         minimum=net.minimum_input_size(layers),
         content_layers=list(options.content_layers),
-        weight_bytes=weight_bytes,
+        style_layers=list(style_layers),
+        regions=len(style_shapes) if options.content_masks is not None else 0,
+        color=options.original_colors,
         pooling=net.pooling,
         config=net.config,
     )

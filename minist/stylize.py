@@ -107,6 +107,7 @@ class StylizeOptions:
     seed: int = 0
     device: str = "cpu"
     normalize: bool = True  # divide each layer's loss by its target's energy (see module doc)
+    memory_check: bool = True  # refuse a run that would not fit in memory (minist.memory)
 
     def validated(self) -> StylizeOptions:
         """Check every value; one-line :class:`MinistError` naming the option otherwise."""
@@ -309,12 +310,12 @@ class StyleTransfer:
         self.schedule = self._schedule(layers)
         self.iteration = 0
         self.history: list[IterationRecord] = []
+        self.optimizer = optimizer if optimizer is not None else make_optimizer(o.optimizer, o.lr)
         if len(self.schedule.sizes) > 1:  # refuse now, in one line, if the largest won't fit
             largest = self.schedule.sizes[-1]
             self._check_memory(largest, *self._images_at(largest))
         self._scale_index, self._scale_step = 0, 0
         self._prepare(self.schedule.sizes[0], o.init)
-        self.optimizer = optimizer if optimizer is not None else make_optimizer(o.optimizer, o.lr)
 
     def _load_masks(self):
         """Spatial control: ``(content masks, style masks)`` loaded once (None without)."""
@@ -363,10 +364,11 @@ class StyleTransfer:
 
     def _check_memory(self, size: int, content_image, style_images) -> None:
         """Refuse, in one line, a run at these images' size that would not fit in memory
-        (:mod:`minist.memory`; the largest style image counts)."""
-        largest = max((img.shape for img in style_images), key=lambda sh: sh[2] * sh[3])
-        memory.check_transfer_fits(self.net, self.options, content_image.shape, largest,
-                                   style_layers=self.style_layers_at(size))
+        (:mod:`minist.memory`), unless the option ``memory_check`` is off."""
+        if self.options.memory_check:
+            memory.check_transfer_fits(self.net, self.options, content_image.shape,
+                                       [img.shape for img in style_images],
+                                       self.style_layers_at(size), self.optimizer)
 
     def _prepare(self, size: int, init) -> None:
         """Images at ``size``, the checks, the objective's targets, the image to start from."""

@@ -44,8 +44,19 @@ def test_bench_runs_vgg19_and_prints_a_table(capsys):
     (row,) = _table_rows(out)
     assert row[:3] == ["cpu", "32", "minist"]
     ms, gflops = float(row[3]), float(row[4])
-    assert ms > 0 and gflops == pytest.approx(
-        conv_flops("vgg19", LAYERS, 32, 32).total / (ms * 1e-3) / 1e9, rel=0.02)
+    # GFLOP/s x ms = the FLOPs of one iteration / 10^6: VGG-19 to relu5_1 at 32 px does
+    # 2 x 739,639,296 FLOPs (test_flop_count_of_vgg19_at_32_px)
+    assert ms > 0 and gflops * ms == pytest.approx(1_479.278592, rel=0.02)
+
+
+def test_flop_count_of_vgg19_at_32_px():
+    """By hand, 2 * 9 * C_in * C_out * H * W per convolution: conv1_1 3,538,944; conv1_2
+    75,497,472; (16 px) conv2_1 37,748,736, conv2_2 75,497,472; (8 px) conv3_1 37,748,736,
+    conv3_2..4 3 x 75,497,472; (4 px) conv4_1 37,748,736, conv4_2..4 3 x 75,497,472; (2 px)
+    conv5_1 18,874,368: 739,639,296 forward, as many for the input gradients."""
+    flops = conv_flops("vgg19", LAYERS, 32, 32)
+    assert (flops.forward, flops.input_grad, flops.total) == (739_639_296, 739_639_296,
+                                                              1_479_278_592)
 
 
 def test_bench_options_are_checked(capsys):
@@ -57,11 +68,9 @@ def test_bench_options_are_checked(capsys):
 
 def test_flop_count_by_hand():
     """VGG-16 up to relu2_1 on a 9 x 7 image: conv1_1, conv1_2 at 9x7, pool -> 4x3, conv2_1."""
-    c1, c2 = 4, 6
-    flops = conv_flops("vgg16", ["relu2_1"], 9, 7, (c1, c2, 8, 8, 8))
-    by_hand = 2 * 9 * (3 * c1 * 63 + c1 * c1 * 63 + c1 * c2 * 12)
-    assert flops.forward == by_hand and flops.input_grad == by_hand
-    assert flops.total == 2 * by_hand
+    flops = conv_flops("vgg16", ["relu2_1"], 9, 7, (4, 6, 8, 8, 8))
+    # 2 * 9 * (3 * 4 * 63 + 4 * 4 * 63 + 4 * 6 * 12) = 18 * (756 + 1008 + 288) = 36,936
+    assert (flops.forward, flops.input_grad, flops.total) == (36_936, 36_936, 73_872)
 
 
 def test_flop_count_is_what_the_network_runs(monkeypatch):
@@ -170,15 +179,56 @@ def test_bench_on_the_gpu_measures_device_memory(capsys):
     ours = results[0]
     assert ours.impl == "minist" and ours.device == "cuda"
     assert ours.peak_bytes is not None and ours.peak_bytes > 0 and ours.ms > 0
-    if len(results) > 1:
-        assert results[1].loss == pytest.approx(ours.loss, rel=1e-3)
-        assert results[1].peak_bytes > 0
+    assert len(results) == (2 if HAS_TORCH and _torch_cuda() else 1)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not HAS_TORCH, reason="PyTorch is not installed")
+def test_bench_on_the_gpu_compares_with_torch(capsys):
+    if not _torch_cuda():
+        pytest.skip("PyTorch has no CUDA here")
+    ours, theirs = bench.run_bench([64], ["cuda"], repeat=1, warmup=1, tiny=True,
+                                   compare_torch=True, out=lambda line: None)
+    assert (ours.impl, theirs.impl) == ("minist", "torch")
+    assert theirs.loss == pytest.approx(ours.loss, rel=1e-3)
+    assert theirs.peak_bytes > 0
 
 
 def _torch_cuda() -> bool:
     import torch
 
     return torch.cuda.is_available()
+
+
+def test_thread_counts_are_put_back(monkeypatch):
+    """The bench's thread counts hold for its block only: BLAS, Numba and PyTorch (a stand-in
+    here) are back to their counts after it, also when the block raises."""
+    import numba
+
+    from minist.threads import blas_threads
+
+    before = blas_threads()
+    if before is None:
+        pytest.skip("NumPy's BLAS thread count cannot be read or set here")
+    numba_before = numba.get_num_threads()
+    n = 1 if before > 1 or numba_before > 1 else 2  # another count than now
+
+    class Torch:
+        threads = 5
+
+        def get_num_threads(self):
+            return self.threads
+
+        def set_num_threads(self, k):
+            self.threads = k
+
+    torch = Torch()
+    monkeypatch.setitem(sys.modules, "torch", torch)
+    with pytest.raises(KeyboardInterrupt), bench.thread_counts(n):
+        assert blas_threads() == n and torch.threads == n
+        assert numba.get_num_threads() == min(n, numba.config.NUMBA_NUM_THREADS)
+        raise KeyboardInterrupt
+    assert (blas_threads(), numba.get_num_threads(), torch.threads) == (before, numba_before, 5)
 
 
 def test_a_probe_that_costs_time_is_read_in_an_untimed_run():

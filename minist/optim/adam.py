@@ -65,3 +65,7 @@ class Adam(Optimizer):
         update = xp.divide(m_hat, denom, out=m_hat)
         update *= self.lr
         return self.project_(x - update)  # x <- P(x - eta m_hat / (sqrt(v_hat) + eps))
+
+    def state_bytes(self, n_elements: int, itemsize: int) -> int:
+        """:math:`m, v`, then :math:`\\hat m, \\hat v` and ``x - update``: five copies."""
+        return 5 * n_elements * itemsize

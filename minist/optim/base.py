@@ -135,3 +135,9 @@ class Optimizer:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(lr={self.lr:g}, lower={self.lower}, upper={self.upper})"
+
+    def state_bytes(self, n_elements: int, itemsize: int) -> int:
+        """The most memory this optimizer holds during a step on an iterate of ``n_elements``
+        numbers of ``itemsize`` bytes: its state and the step's temporaries (the memory check,
+        :mod:`minist.memory`, counts it). An optimizer that does not say: four copies."""
+        return 4 * n_elements * itemsize

@@ -46,3 +46,7 @@ class GradientDescent(Optimizer):
         v *= self.momentum  # v <- mu v
         v -= self.lr * grad  # v <- mu v - eta g
         return self.project_(x + v)  # x <- P(x + v)
+
+    def state_bytes(self, n_elements: int, itemsize: int) -> int:
+        """:math:`v`, then ``lr * grad`` and ``x + v``: three copies of the iterate."""
+        return 3 * n_elements * itemsize

@@ -209,6 +209,12 @@ class LBFGS(Optimizer):
         else:
             self.skipped_pairs += 1
 
+    def state_bytes(self, n_elements: int, itemsize: int) -> int:
+        """:math:`2m` arrays :math:`s_i, y_i`, and during a step :math:`\\tilde g`, :math:`d`,
+        :math:`x(t)`, :math:`s`, :math:`y` and one temporary (six copies), plus the boolean
+        ``stuck`` mask and its two operands (one byte per number each)."""
+        return (2 * self.history_size + 6) * n_elements * itemsize + 3 * n_elements
+
 
 def _backtrack(t: float, f0: float, f_t: float, decrease: float) -> float:
     """Next trial step after an Armijo failure at ``t``.
