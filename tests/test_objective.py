@@ -17,8 +17,8 @@ from minist.objective import (
     StyleTerm,
     TermKey,
     build_terms,
-    content_scale,
-    style_scale,
+    content_normaliser,
+    style_normaliser,
 )
 from minist.preprocessing import TORCHVISION
 from minist.vgg import VGG
@@ -55,7 +55,7 @@ def test_engine_equals_the_taught_style_loss_and_total_loss(net, normalize):
     style_terms = [t for t in terms if t.kind == "style"]
     (content_term,) = [t for t in terms if t.kind == "content"]
     targets = {t.layer: t.target for t in style_terms}
-    layer_weights = {t.layer: t.weight * t.scale for t in style_terms}
+    layer_weights = {t.layer: t.weight * t.normaliser for t in style_terms}
     L_style, style_grads = losses.style_loss(feats, targets, layer_weights)  # Eq. 5, taught
     L_content, dF = losses.content_loss(losses.feature_matrix(feats["relu3_1"]),
                                         content_term.target)
@@ -66,7 +66,7 @@ def test_engine_equals_the_taught_style_loss_and_total_loss(net, normalize):
     assert e.content == pytest.approx(L_content, rel=1e-12)
     assert e.total == pytest.approx(total, rel=1e-12)
     if not normalize:
-        assert all(t.scale == 1.0 for t in terms)
+        assert all(t.normaliser == 1.0 for t in terms)
 
     grads = {name: beta * g for name, g in style_grads.items()}
     grads["relu3_1"] = grads["relu3_1"] + alpha * content_term.coefficient * dF.reshape(
@@ -85,10 +85,11 @@ def test_terms_carry_the_papers_weights_scales_and_targets(net):
         A = reference.gram_matrix(feats[term.layer])
         np.testing.assert_allclose(term.target, A, rtol=1e-12)
         assert term.weight == pytest.approx(1 / 3)
-        assert term.scale == pytest.approx(4 * A.shape[0] ** 2 / (A * A).sum())
-        assert style_scale(A) == term.scale and style_scale(A, normalize=False) == 1.0
+        assert term.normaliser == pytest.approx(4 * A.shape[0] ** 2 / (A * A).sum())
+        assert style_normaliser(A) == term.normaliser
+        assert style_normaliser(A, normalize=False) == 1.0
     P = terms[0].target
-    assert terms[0].scale == pytest.approx(content_scale(P)) and terms[0].weight == 1.0
+    assert terms[0].normaliser == pytest.approx(content_normaliser(P)) and terms[0].weight == 1.0
 
 
 def test_several_terms_on_one_layer_add_up(net):
