@@ -43,6 +43,7 @@ from typing import Any, NamedTuple
 from minist import losses
 from minist.backend import get_array_module
 from minist.errors import MinistError
+from minist.losses import reference
 from minist.losses.dispatch import get_loss_backend
 
 
@@ -272,8 +273,9 @@ class LayerGradients:
     computed when the backward reaches its layer, only one exists at a time instead of all of
     them at once. The terms of one layer add up in their order (content before style). The loss
     values are kept as they come, as arrays on the device, and read (:attr:`content`,
-    :attr:`style`, summed by :func:`minist.losses.weighted_sum`) only after the backward: on a
-    GPU, reading a value waits for the device, which would stall the backward at every layer.
+    :attr:`style`, summed by the taught :func:`minist.losses.reference.weighted_sum`) only
+    after the backward: on a GPU, reading a value waits for the device, which would stall the
+    backward at every layer.
     :meth:`finish` computes the losses of layers the backward did not reach.
     """
 
@@ -316,12 +318,12 @@ class LayerGradients:
     @property
     def content(self) -> float:
         """The content loss of the layers reached so far (Eq. 1, weighted and normalised)."""
-        return losses.weighted_sum(self._weighted["content"])
+        return reference.weighted_sum(self._weighted["content"])
 
     @property
     def style(self) -> float:
         """The style loss of the layers reached so far (Eq. 5, normalised)."""
-        return losses.weighted_sum(self._weighted["style"])
+        return reference.weighted_sum(self._weighted["style"])
 
     def finish(self) -> None:
         """Compute the loss values of the layers the backward did not reach."""

@@ -393,6 +393,11 @@ class StyleTransfer:
         self.state.restart(carry_over(self.state.image, start, self.options.scale_detail))
         self.optimizer.forget_evaluation()  # a new function to minimise
 
+    def _next_scale_if_due(self) -> None:
+        """Move on to the next scale of the schedule when this one's iterations are done."""
+        while (size := self._scales.next_size()) is not None:
+            self.retarget(size)
+
     # --- the parts, by the names the callers know ----------------------------------------
     @property
     def image(self):
@@ -432,8 +437,7 @@ class StyleTransfer:
         """One iteration (:meth:`minist.loop.RunState.iterate`: the losses at the current image,
         the NaN check, the optimizer's update), first moving on to the next scale of a
         coarse-to-fine run when one is due."""
-        while (size := self._scales.next_size()) is not None:
-            self.retarget(size)
+        self._next_scale_if_due()
         with self.net.config.scope():  # BLAS and Numba threads: this run's, for the whole step
             record = self.state.iterate(self.problem, self.optimizer, self._scales.done,
                                         self.size)
