@@ -283,7 +283,7 @@ def stylise(mode):
     st = StyleTransfer(content, paintings, network=net, size=size, iters=iters,
                        content_masks=masks, mask_mode=mode, content_layers=content_layers,
                        style_layers=style_layers, optimizer="lbfgs", init="content")
-    kept = {r: [t.layer for t in st.objective.terms if t.region == r] for r in (0, 1)}
+    kept = {r: [t.key.layer for t in st.objective.terms if t.key.region == r] for r in (0, 1)}
     image = st.run()
     return image, kept, st.evaluate(st.image).loss
 
