@@ -14,14 +14,20 @@ This module only wires the parts together; each lives in its own module:
 
 * :mod:`minist.inputs` -- the network (weights found or fetched), the images (loaded once,
   resized on request, checked), the first image;
-* :mod:`minist.objective` -- Eq. 7 as a list of loss terms (targets, weights, normalising
-  scales) and its evaluation: one forward pass, each layer's loss gradient as the backward pass
+* :mod:`minist.objective` -- Eq. 7 as a list of loss terms (targets, weights, normalisers)
+  and its evaluation: one forward pass, each layer's loss gradient as the backward pass
   reaches it, one backward pass, the total-variation term;
+* :mod:`minist.problem` -- the function minimised at one size, ``problem(x) ->
+  Evaluation(loss, grad, parts)``: the objective, seen through the colour view of a
+  luminance-only run;
 * :mod:`minist.optim` -- the optimiser that updates the image, which stays an RGB image in
-  [0, 1] (the weights' preprocessing happens inside the differentiated forward);
-* :mod:`minist.loop` -- the one run loop and its observers (progress, logs, snapshots, the
-  end of a run on Ctrl-C or a non-finite loss); :mod:`minist.memory` -- the check that a run
-  fits before it starts; :mod:`minist.execution` -- how the layers run.
+  [0, 1] (the weights' preprocessing happens inside the differentiated forward):
+  ``x_new = optimizer.step(x, problem)``, evaluating the problem where it needs to;
+* :mod:`minist.scales` -- the sizes of a coarse-to-fine run and the image carried between
+  them; :mod:`minist.loop` -- where a run stands (:class:`~minist.loop.RunState`: one
+  iteration, the non-finite-loss check), the one run loop and its observers (progress, logs,
+  snapshots, the end of a run on Ctrl-C or a non-finite loss); :mod:`minist.memory` -- the
+  check that a run fits before it starts; :mod:`minist.execution` -- how the layers run.
 
 Tutorial: ``tutorials/06_total_loss``.
 """

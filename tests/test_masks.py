@@ -372,15 +372,13 @@ def test_each_half_takes_the_style_of_its_own_painting(real_vgg16_file, shared_d
     start = distances(content)
     assert start[0][0] < start[0][1] and start[1][0] < start[1][1]  # the photo: Starry Night
 
-    def evaluate(x):
-        e = objective.evaluate(net, x)
-        return e.total, e.grad
+    def f(x):
+        return objective.evaluate(net, x)  # unpacks as (loss, grad)
 
     optimizer = make_optimizer("lbfgs")
     x = content.copy()
     for _ in range(15):
-        loss, grad = evaluate(x)
-        x = optimizer.step(x, loss, grad, evaluate)
+        x = optimizer.step(x, f)
     d = distances(x)
     assert d[0][0] < 0.8 * d[0][1], d  # left: closer to The Starry Night
     assert d[1][1] < 0.8 * d[1][0], d  # right: closer to The Scream
