@@ -16,6 +16,8 @@ Observers get the current image on the CPU only when they ask for it
 
 from __future__ import annotations
 
+import math
+import time
 from typing import Any, NamedTuple
 
 from minist.errors import MinistError
@@ -43,6 +45,54 @@ class NonFiniteLossError(MinistError):
 
     def __reduce__(self):  # pickles with its message and image (a Dask client sees the error)
         return type(self), (str(self), self.image)
+
+
+class RunState:
+    """Where a run stands: the current ``image`` (the optimised variable, on the device), the
+    ``iteration`` count, the ``history`` (one :class:`IterationRecord` per iteration) and the
+    ``last_finite_image``, the last image whose loss was finite (what a run that ends on a
+    non-finite loss keeps). ``version`` counts the images it has held (each assignment of
+    ``image``), for those that keep something derived from the current image."""
+
+    def __init__(self, image):
+        self.iteration = 0
+        self.history: list[IterationRecord] = []
+        self.version = 0
+        self.restart(image)
+
+    @property
+    def image(self):
+        return self._image
+
+    @image.setter
+    def image(self, image) -> None:
+        self._image = image
+        self.version += 1
+
+    def restart(self, image) -> None:
+        """Go on from ``image`` (a start image, or the image carried over to a new size)."""
+        self.image = self.last_finite_image = image
+
+    def iterate(self, problem, optimizer, at_scale: int = 0, size: int = 0) -> IterationRecord:
+        """One iteration: the loss at the current image -- which must be finite, else
+        :class:`NonFiniteLossError` with the last image whose loss was -- then the
+        ``optimizer``'s update on ``problem``; returns (and keeps) the record of the losses of
+        the image the iteration started from. ``at_scale``: the iteration's number at its scale
+        of a coarse-to-fine run; ``size``: that scale's size, px (both for the record)."""
+        start = time.perf_counter()
+        e = optimizer.evaluate(self.image, problem)  # the optimizer keeps it for its step
+        if not all(math.isfinite(v) for v in (e.loss, *e.parts)):
+            raise NonFiniteLossError(
+                f"the loss became {e.loss} at iteration {self.iteration}; kept the last "
+                "image with a finite loss; lower --lr (or --style-weight / --content-weight)",
+                self.last_finite_image,
+            )
+        self.last_finite_image = self.image
+        self.image = optimizer.step(self.image, problem)
+        record = IterationRecord(at_scale, *e.parts, e.loss, time.perf_counter() - start, size)
+        self.history.append(record)
+        self.iteration += 1
+        return record
 
 
 class Outcome(NamedTuple):

@@ -85,8 +85,8 @@ with no layer at all is a :class:`~minist.errors.MinistError` naming its mask.
 **Terms** (:func:`guided_style_terms`): one :class:`minist.objective.StyleTerm` per region and
 style layer, with ``style = region = i``, the guided Gram of style image :math:`i` as the target,
 the content-side guide of region :math:`i` as the term's ``guide``, the layer's weight, and the
-scale :func:`minist.objective.style_scale` of its target. Terms that share a layer add up in the
-:class:`~minist.objective.Objective`: that sum is :math:`E_l` above.
+normaliser :func:`minist.objective.style_normaliser` of its target. Terms that share a layer add
+up in the :class:`~minist.objective.Objective`: that sum is :math:`E_l` above.
 
 Tutorial: ``tutorials/11_spatial_control``.
 """
@@ -105,7 +105,7 @@ from minist import losses
 from minist.backend import to_device
 from minist.errors import MinistError
 from minist.images import load_image
-from minist.objective import StyleTerm, style_scale
+from minist.objective import StyleTerm, style_normaliser
 
 MASK_MODES = ("simple", "inside")
 DEFAULT_MASK_MODE = "simple"  # see the module docstring, "Which default"
@@ -282,10 +282,10 @@ def guided_style_terms(net, style_images: Sequence[Any], content_masks: Sequence
     style image :math:`i` to take statistics from (resized to that image), or None for all of
     it (``style_masks=None``: None for every region); ``layers``, ``layer_weights`` (one per
     layer, or a mapping; default equal, :math:`1/L`): Eq. 5's :math:`w_l`; ``normalize``: the
-    scale of each term (:func:`minist.objective.style_scale`); ``mode``: ``"simple"`` or
-    ``"inside"`` (:func:`propagate_mask`).
+    normaliser of each term (:func:`minist.objective.style_normaliser`); ``mode``:
+    ``"simple"`` or ``"inside"`` (:func:`propagate_mask`).
 
-    Each term: ``StyleTerm(layer, A, w_l, style_scale(A), style=i, region=i, guide=T)`` with
+    Each term: ``StyleTerm(layer, A, w_l, style_normaliser(A), style=i, region=i, guide=T)``, with
     :math:`A = G_{T'}` the guided Gram of style image :math:`i`'s features under its normalised
     style guide :math:`T'`, and :math:`T` region :math:`i`'s normalised content guide at that
     layer, flattened to :math:`(M_l,)`; arrays on the network's device in its dtype. A layer at
@@ -322,7 +322,8 @@ def guided_style_terms(net, style_images: Sequence[Any], content_masks: Sequence
             T_style = to_device(T_style.reshape(-1), device, dtype)
             A = losses.guided_gram_matrix(losses.feature_matrix(feats[name]), T_style)
             T_content = to_device(T_content.reshape(-1), device, dtype)
-            region_terms.append(StyleTerm(name, A, weights[name], style_scale(A, normalize),
+            region_terms.append(StyleTerm(name, A, weights[name],
+                                          style_normaliser(A, normalize),
                                           style=i, region=i, guide=T_content))
         if not region_terms:
             raise MinistError(

@@ -9,39 +9,41 @@ Gatys et al. (2015) optimise the image :math:`\vec x` for
         \qquad \text{(Eq. 1, 5, 7)}
 
 Each summand is a **term**: a layer, a target (:math:`P^l` for content, :math:`A^l` for style),
-a weight (:math:`w_l`), a normalising scale (see below) and a :meth:`loss_and_grad` that calls
+a weight (:math:`w_l`), a normaliser (see below) and a :meth:`loss_and_grad` that calls
 the paper's per-layer losses in :mod:`minist.losses` (Eq. 1-2, Eq. 4 and 6). An
 :class:`Objective` holds the terms and :math:`\alpha, \beta, \lambda_{TV}` and evaluates Eq. 7
 and its gradient with one forward and one backward pass through the network. Terms are keyed by
 more than a layer (:class:`TermKey`): several terms may share a layer -- one per style image or
 per masked region -- and their gradients add where the backward pass meets the layer.
 
-**Feature scales.** Networks trained on 0-255 BGR input (Caffe/Keras) have activations roughly
+**Normalisers.** Networks trained on 0-255 BGR input (Caffe/Keras) have activations roughly
 two orders of magnitude larger than torchvision's, so the raw losses differ by ~10^4 (content)
 and ~10^8 (style) and no single :math:`(\alpha, \beta)` would suit both. With ``normalize=True``
-(the default) each term's scale divides it by the energy of its own target, once, before the
-run (:func:`content_scale`, :func:`style_scale`):
+(the default) each term's normaliser divides it by the energy of its own target, once, before
+the run (:func:`content_normaliser`, :func:`style_normaliser`):
 
 .. math::
 
     \hat{\mathcal{L}}^l_{content} = \frac{\tfrac12 \sum (F^l - P^l)^2}{\sum (P^l)^2}, \qquad
     \hat{E}_l = \frac{E_l}{\sum (A^l)^2 / (4 N_l^2)} = \frac{\sum (G^l - A^l)^2}{\sum (A^l)^2},
 
-which makes every term dimensionless (a relative squared error). ``normalize=False`` (scale 1)
-gives the paper's raw values, and then :meth:`Objective.evaluate`'s style part *is*
-:func:`minist.losses.style_loss` of the same features (the tests check both ways).
+which makes every term dimensionless (a relative squared error). ``normalize=False``
+(normaliser 1) gives the paper's raw values, and then :meth:`Objective.evaluate`'s style part
+*is* :func:`minist.losses.style_loss` of the same features (the tests check both ways): both
+add their layers with :func:`minist.losses.weighted_sum`, Eq. 5 written once.
 Tutorials: ``tutorials/05_gram_and_style`` (Eq. 5), ``tutorials/06_total_loss`` (Eq. 7).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from minist import losses
 from minist.backend import get_array_module
 from minist.errors import MinistError
+from minist.losses import reference
 from minist.losses.dispatch import get_loss_backend
 
 
@@ -63,13 +65,13 @@ def _normaliser(energy: float, paper_factor: float, normalize: bool) -> float:
     return paper_factor / max(energy, 1e-30)
 
 
-def content_scale(P, normalize: bool = True) -> float:
+def content_normaliser(P, normalize: bool = True) -> float:
     r""":math:`1 / \sum (P^l)^2`: the content term of layer :math:`l` as a relative squared
     error (module docstring); 1 with ``normalize=False``."""
     return _normaliser(float((P * P).sum()), 1.0, normalize)
 
 
-def style_scale(A, normalize: bool = True) -> float:
+def style_normaliser(A, normalize: bool = True) -> float:
     r""":math:`4 N_l^2 / \sum (A^l)^2`: the style term :math:`E_l` of layer :math:`l` as a
     relative squared error of the Gram matrix (module docstring); 1 with ``normalize=False``."""
     return _normaliser(float((A * A).sum()), 4.0 * A.shape[0] ** 2, normalize)
@@ -80,13 +82,14 @@ class ContentTerm:
     r"""One layer's content loss (Eq. 1-2), :math:`w\, s\, \tfrac12 \sum (F^l - P^l)^2`.
 
     ``target``: :math:`P^l` as the feature matrix :math:`N_l \times M_l`; ``weight``:
-    :math:`w_l` (default layers: equal, summing to 1); ``scale``: :func:`content_scale`.
+    :math:`w_l` (default layers: equal, summing to 1); ``normaliser``:
+    :func:`content_normaliser`.
     """
 
     layer: str
     target: Any = field(repr=False)
     weight: float = 1.0
-    scale: float = 1.0
+    normaliser: float = 1.0
     kind = "content"
 
     @property
@@ -96,7 +99,7 @@ class ContentTerm:
     @property
     def coefficient(self) -> float:
         """:math:`w_l s_l`: what this term's loss is multiplied by inside its sum."""
-        return self.weight * self.scale
+        return self.weight * self.normaliser
 
     def loss_and_grad(self, F, backend=None):
         r"""The unweighted :math:`\mathcal{L}^l_{content}` (0-d array) and its gradient
@@ -114,8 +117,8 @@ class StyleTerm:
     :math:`A^l` (:math:`N_l \times N_l`) of style image ``style`` (an index; with several
     styles their Grams may be blended into one target) and, with spatial control, of a region.
 
-    ``weight``: :math:`w_l` of Eq. 5 (default layers: equal, summing to 1); ``scale``:
-    :func:`style_scale`. ``guide``: with spatial control, the region's guide :math:`T` at this
+    ``weight``: :math:`w_l` of Eq. 5 (default layers: equal, summing to 1); ``normaliser``:
+    :func:`style_normaliser`. ``guide``: with spatial control, the region's guide :math:`T` at this
     layer, flattened to :math:`(M_l,)` (:mod:`minist.masks`); the term is then the guided loss
     :math:`\frac{1}{4N_l^2}\sum (G_T - A)^2` (:func:`minist.losses.guided_style_layer_loss`)
     and ``target`` the guided Gram of the style image's region.
@@ -124,7 +127,7 @@ class StyleTerm:
     layer: str
     target: Any = field(repr=False)
     weight: float = 1.0
-    scale: float = 1.0
+    normaliser: float = 1.0
     style: int = 0
     region: int | None = None
     guide: Any = field(default=None, repr=False)
@@ -137,7 +140,7 @@ class StyleTerm:
     @property
     def coefficient(self) -> float:
         """:math:`w_l s_l`: what this term's :math:`E_l` is multiplied by in Eq. 5."""
-        return self.weight * self.scale
+        return self.weight * self.normaliser
 
     def loss_and_grad(self, F, backend=None):
         r"""The unweighted :math:`E_l` (0-d array) and :math:`\partial E_l / \partial F^l`
@@ -154,16 +157,47 @@ class StyleTerm:
 Term = ContentTerm | StyleTerm
 
 
-@dataclass
-class Evaluation:
-    """Loss parts and gradient of Eq. 7 at one image."""
+class LossParts(NamedTuple):
+    """The parts of Eq. 7 at one image, each before its weight (the log's names)."""
 
-    image: Any
     content: float  # sum over content terms of w s L_content, before alpha
     style: float  # sum over style terms of w s E_l (Eq. 5), before beta
     tv: float  # L_TV, before its weight
-    total: float  # Eq. 7
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    r"""Eq. 7 at one image: the ``loss`` :math:`\mathcal{L}_{total}`, its gradient ``grad``
+    (shaped like the image) and the ``parts`` it adds up (:class:`LossParts`).
+
+    It unpacks as the pair an optimizer's function returns, ``loss, grad = evaluation``
+    (:mod:`minist.optim`), so a :class:`minist.problem.Problem` is such a function itself.
+    ``content``, ``style``, ``tv`` and ``total`` read the parts and the loss under the names of
+    the log (:class:`minist.loop.IterationRecord`).
+    """
+
+    loss: float
     grad: Any = field(repr=False)
+    parts: LossParts = LossParts(0.0, 0.0, 0.0)
+
+    def __iter__(self):
+        return iter((self.loss, self.grad))
+
+    @property
+    def total(self) -> float:
+        return self.loss
+
+    @property
+    def content(self) -> float:
+        return self.parts.content
+
+    @property
+    def style(self) -> float:
+        return self.parts.style
+
+    @property
+    def tv(self) -> float:
+        return self.parts.tv
 
 
 @dataclass
@@ -208,94 +242,94 @@ class Objective:
         """
         with net.config.scope():
             feats, cache = net.forward(image, self.layers()) if self.terms else ({}, None)
-            grads = LayerGradients(self, feats)
-            if grads:
-                grad = net.backward(grads, cache)
+            layer_losses = LayerGradients(self, feats)
+            if layer_losses.layers:
+                grad = net.backward(layer_losses.gradient_at, cache)
             else:  # every weight is 0: nothing flows back
                 grad = get_array_module(image).zeros_like(image)
-            grads.finish()  # the losses of layers the backward did not need (none, normally)
-            content, style = grads.content, grads.style
-            del feats, cache, grads
+            layer_losses.finish()  # layers the backward did not pass (none, normally)
+            content, style = layer_losses.content, layer_losses.style
+            del feats, cache, layer_losses
             tv = 0.0
             if self.tv_weight > 0:
-                tv_value, tv_grad = self._backend(image).tv_loss(image)
+                tv_value, tv_grad = self.backend(image).tv_loss(image)
                 tv = float(tv_value)
                 grad += self.tv_weight * tv_grad
             total = losses.total_loss(content, style, tv, self.content_weight,
                                       self.style_weight, self.tv_weight)  # Eq. 7
-        return Evaluation(image, content, style, tv, total, grad)
+        return Evaluation(total, grad, LossParts(content, style, tv))
 
-    def _backend(self, array):
+    def backend(self, array):
+        """The loss functions for ``array``'s device (:func:`minist.losses.get_loss_backend`)."""
         return get_loss_backend(array, None if self.loss_backend == "auto" else "reference")
 
 
-class LayerGradients(Mapping):
-    r"""The loss gradients handed to the backward pass, :math:`\partial L / \partial F^l` for each
-    layer with an active term, computed when the backward pass asks for them.
+class LayerGradients:
+    r"""The losses' side of one backward pass: :meth:`gradient_at` gives the backward
+    :math:`\partial L / \partial F^l` at each layer it reaches (``net.backward`` calls it), and
+    the loss values add up as the layers are reached (:attr:`content`, :attr:`style`).
 
-    Each is as large as the layer's features (256 MiB for relu1_1 at 1024 px); computed on
-    demand, as the backward reaches its layer, only one exists at a time instead of all of them
-    at once. The terms of one layer add up in their order (content before style). The loss
+    Each gradient is as large as the layer's features (256 MiB for relu1_1 at 1024 px);
+    computed when the backward reaches its layer, only one exists at a time instead of all of
+    them at once. The terms of one layer add up in their order (content before style). The loss
     values are kept as they come, as arrays on the device, and read (:attr:`content`,
-    :attr:`style`) only after the backward: on a GPU, reading a value waits for the device,
-    which would stall the backward at every layer. :meth:`finish` computes the losses of layers
-    never asked for.
+    :attr:`style`, summed by the taught :func:`minist.losses.reference.weighted_sum`) only
+    after the backward: on a GPU, reading a value waits for the device, which would stall the
+    backward at every layer.
+    :meth:`finish` computes the losses of layers the backward did not reach.
     """
 
     def __init__(self, objective: Objective, feats: dict):
         self.objective, self.feats = objective, feats
-        self._values = {"content": [], "style": []}  # (coefficient, loss as a 0-d array)
+        self._weighted = {"content": [], "style": []}  # (coefficient, loss as a 0-d array)
         self._terms: dict[str, list[Term]] = {}
         for term in objective.active_terms():
             self._terms.setdefault(term.layer, []).append(term)
-        self._done: set[str] = set()
+        self._reached: set[str] = set()
         self._backend = None
 
-    def __len__(self) -> int:
-        return len(self._terms)
+    @property
+    def layers(self) -> tuple[str, ...]:
+        """The layers with an active term: where a gradient enters the backward pass."""
+        return tuple(self._terms)
 
-    def __iter__(self):
-        return iter(self._terms)
-
-    def __contains__(self, name) -> bool:  # without computing anything (Mapping's would)
-        return name in self._terms
-
-    def __getitem__(self, name: str):
-        if name not in self._terms:
-            raise KeyError(name)
-        if name in self._done:
-            raise RuntimeError(f"the gradient of layer {name} was already handed out")
-        self._done.add(name)
-        F = self.feats[name]
+    def gradient_at(self, layer: str):
+        r""":math:`\partial L / \partial F^l` of the terms at ``layer`` (shaped like its
+        features), their losses recorded; None for a layer without terms. The backward calls
+        it once per layer; a second call for a layer raises (its losses would count twice)."""
+        terms = self._terms.get(layer)
+        if terms is None:
+            return None
+        if layer in self._reached:
+            raise RuntimeError(f"the gradient of layer {layer} was already handed out")
+        self._reached.add(layer)
+        F = self.feats[layer]
         if self._backend is None:
-            self._backend = self.objective._backend(F)
+            self._backend = self.objective.backend(F)
         grad = None
-        for term in self._terms[name]:  # Eq. 1-2 (content), Eq. 4-6 (style), normalised
+        for term in terms:  # Eq. 1-2 (content), Eq. 4-6 (style), normalised
             c = term.coefficient
             loss, dF = term.loss_and_grad(F, self._backend)
-            self._values[term.kind].append((c, loss))
-            if term.kind == "content":
-                dF = dF * (self.objective.content_weight * c)
-            else:
-                dF *= self.objective.style_weight * c  # our own fresh array: scale in place
+            self._weighted[term.kind].append((c, loss))
+            dF *= self.objective.multiplier(term) * c  # our own fresh array: scale in place
             grad = dF if grad is None else grad + dF
         return grad.reshape(F.shape)
 
     @property
     def content(self) -> float:
         """The content loss of the layers reached so far (Eq. 1, weighted and normalised)."""
-        return sum((c * float(loss) for c, loss in self._values["content"]), 0.0)
+        return reference.weighted_sum(self._weighted["content"])
 
     @property
     def style(self) -> float:
         """The style loss of the layers reached so far (Eq. 5, normalised)."""
-        return sum((c * float(loss) for c, loss in self._values["style"]), 0.0)
+        return reference.weighted_sum(self._weighted["style"])
 
     def finish(self) -> None:
-        """Compute the loss values of the layers whose gradient was not asked for."""
-        for name in self._terms:
-            if name not in self._done:
-                self[name]
+        """Compute the loss values of the layers the backward did not reach."""
+        for layer in self._terms:
+            if layer not in self._reached:
+                self.gradient_at(layer)
 
 
 def blend_weights(weights: Sequence[float] | None, n_styles: int) -> tuple[float, ...]:
@@ -348,7 +382,7 @@ def build_terms(net, content_image, style_images, content_layers: Sequence[str],
                 normalize: bool = True, style_blend: Sequence[float] | None = None) -> list[Term]:
     r"""The terms of the paper's objective: the targets :math:`P^l` (features of the content
     image) and :math:`A^l` (Gram matrices of the style image, Eq. 3) at the chosen layers, each
-    with its weight and scale.
+    with its weight and normaliser.
 
     ``style_images``: one image or a list; with several, each layer's target is their blend
     :func:`blended_gram` with the weights ``style_blend`` (:func:`blend_weights`). Content
@@ -361,7 +395,7 @@ def build_terms(net, content_image, style_images, content_layers: Sequence[str],
         weight = 1.0 / len(content_layers)
         for name, F in feats.items():
             P = losses.feature_matrix(F).copy()
-            terms.append(ContentTerm(name, P, weight, content_scale(P, normalize)))
+            terms.append(ContentTerm(name, P, weight, content_normaliser(P, normalize)))
     if style_layers:
         images = style_images if isinstance(style_images, (list, tuple)) else [style_images]
         blend = blend_weights(style_blend, len(images))
@@ -378,5 +412,5 @@ def build_terms(net, content_image, style_images, content_layers: Sequence[str],
         used = [w for w in blend if w != 0]
         for name in [spec.name for spec in net.steps if spec.name in weights]:
             A = blended_gram(grams[name], used)
-            terms.append(StyleTerm(name, A, weights[name], style_scale(A, normalize)))
+            terms.append(StyleTerm(name, A, weights[name], style_normaliser(A, normalize)))
     return terms

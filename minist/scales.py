@@ -74,6 +74,28 @@ class Schedule(NamedTuple):
         return sum(self.iters)
 
 
+class ScaleCursor:
+    """Where a run is in its :class:`Schedule`: the scale ``index`` and the iterations ``done``
+    at it."""
+
+    def __init__(self, schedule: Schedule):
+        self.schedule, self.index, self.done = schedule, 0, 0
+
+    @property
+    def size(self) -> int:
+        return self.schedule.sizes[self.index]
+
+    def next_size(self) -> int | None:
+        """When this scale's iterations are done and a finer one follows: move there and
+        return its size (px); else None."""
+        sizes, iters = self.schedule
+        if self.done >= iters[self.index] and self.index + 1 < len(sizes):
+            self.index += 1
+            self.done = 0
+            return sizes[self.index]
+        return None
+
+
 def auto_sizes(size: int, smallest: int = SMALLEST) -> tuple[int, ...]:
     r"""Sizes :math:`s / \sqrt2^{\,k} \ge` ``smallest``, smallest first, ending at ``size``."""
     sizes, k = [], 0

@@ -14,14 +14,20 @@ This module only wires the parts together; each lives in its own module:
 
 * :mod:`minist.inputs` -- the network (weights found or fetched), the images (loaded once,
   resized on request, checked), the first image;
-* :mod:`minist.objective` -- Eq. 7 as a list of loss terms (targets, weights, normalising
-  scales) and its evaluation: one forward pass, each layer's loss gradient as the backward pass
+* :mod:`minist.objective` -- Eq. 7 as a list of loss terms (targets, weights, normalisers)
+  and its evaluation: one forward pass, each layer's loss gradient as the backward pass
   reaches it, one backward pass, the total-variation term;
+* :mod:`minist.problem` -- the function minimised at one size, ``problem(x) ->
+  Evaluation(loss, grad, parts)``: the objective, seen through the colour view of a
+  luminance-only run;
 * :mod:`minist.optim` -- the optimiser that updates the image, which stays an RGB image in
-  [0, 1] (the weights' preprocessing happens inside the differentiated forward);
-* :mod:`minist.loop` -- the one run loop and its observers (progress, logs, snapshots, the
-  end of a run on Ctrl-C or a non-finite loss); :mod:`minist.memory` -- the check that a run
-  fits before it starts; :mod:`minist.execution` -- how the layers run.
+  [0, 1] (the weights' preprocessing happens inside the differentiated forward):
+  ``x_new = optimizer.step(x, problem)``, evaluating the problem where it needs to;
+* :mod:`minist.scales` -- the sizes of a coarse-to-fine run and the image carried between
+  them; :mod:`minist.loop` -- where a run stands (:class:`~minist.loop.RunState`: one
+  iteration, the non-finite-loss check), the one run loop and its observers (progress, logs,
+  snapshots, the end of a run on Ctrl-C or a non-finite loss); :mod:`minist.memory` -- the
+  check that a run fits before it starts; :mod:`minist.execution` -- how the layers run.
 
 Tutorial: ``tutorials/06_total_loss``.
 """
@@ -30,7 +36,6 @@ from __future__ import annotations
 
 import math
 import os
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, fields
 from typing import Any
@@ -52,17 +57,19 @@ from minist.inputs import (
     resolve_weights_file,
 )
 from minist.layer_choice import AUTO, is_auto, resolve_style_layers
-from minist.loop import CallbackObserver, IterationRecord, NonFiniteLossError, run_loop
-from minist.masks import (
-    DEFAULT_MASK_MODE,
-    check_mask_mode,
-    check_masks,
-    guided_style_terms,
-    load_mask,
+from minist.loop import (
+    CallbackObserver,
+    IterationRecord,
+    NonFiniteLossError,
+    RunState,
+    run_loop,
 )
-from minist.objective import Evaluation, Objective, blend_weights, build_terms
+from minist.masks import DEFAULT_MASK_MODE, check_mask_mode, check_masks, load_mask
+from minist.objective import blend_weights
 from minist.optim import DEFAULT_LR, OPTIMIZERS, Optimizer, make_optimizer
+from minist.problem import Evaluation, build_problem
 from minist.scales import (
+    ScaleCursor,
     Schedule,
     carry_over,
     check_detail_mode,
@@ -270,10 +277,12 @@ class StyleTransfer:
     :class:`~minist.execution.ExecutionConfig` of the network this run loads; ``optimizer``: a
     name (the option) or an :class:`~minist.optim.Optimizer` instance to use as it is.
 
-    The run's parts are attributes: ``net``, ``images`` (:class:`~minist.inputs.SourceImages`),
-    ``objective`` (:class:`~minist.objective.Objective`: the terms and their targets),
-    ``optimizer``, ``image`` (on the device), ``history`` (one
-    :class:`~minist.loop.IterationRecord` per step). :meth:`retarget` rebuilds the targets at
+    A front over the run's parts, which are attributes: ``net``, ``images``
+    (:class:`~minist.inputs.SourceImages`), ``schedule`` (:class:`~minist.scales.Schedule`),
+    ``problem`` (:class:`~minist.problem.Problem`: what is minimised at the current size; its
+    ``objective`` holds the terms and their targets), ``optimizer``, ``state``
+    (:class:`~minist.loop.RunState`: ``image`` on the device, ``iteration``, ``history``, one
+    :class:`~minist.loop.IterationRecord` per step). :meth:`retarget` builds the problem at
     another size and carries the current image over.
     """
 
@@ -308,14 +317,13 @@ class StyleTransfer:
         blend_weights(o.style_blend, len(self.images.styles))  # one line if they do not match
         self.masks = self._load_masks()
         self.schedule = self._schedule(layers)
-        self.iteration = 0
-        self.history: list[IterationRecord] = []
         self.optimizer = optimizer if optimizer is not None else make_optimizer(o.optimizer, o.lr)
         if len(self.schedule.sizes) > 1:  # refuse now, in one line, if the largest won't fit
             largest = self.schedule.sizes[-1]
             self._check_memory(largest, *self._images_at(largest))
-        self._scale_index, self._scale_step = 0, 0
-        self._prepare(self.schedule.sizes[0], o.init)
+        self._scales = ScaleCursor(self.schedule)
+        self.state = RunState(self._prepare(self.schedule.sizes[0]))
+        self._cpu_image = None  # (state version, the output image on the CPU)
 
     def _load_masks(self):
         """Spatial control: ``(content masks, style masks)`` loaded once (None without)."""
@@ -370,95 +378,78 @@ class StyleTransfer:
                                        [img.shape for img in style_images],
                                        self.style_layers_at(size), self.optimizer)
 
-    def _prepare(self, size: int, init) -> None:
-        """Images at ``size``, the checks, the objective's targets, the image to start from."""
+    def _prepare(self, size: int):
+        """The images at ``size``, the checks, the problem there; returns the start image (the
+        variable the optimizer updates) at that size."""
         o = self.options
         content_image, style_images = self._images_at(size)
-        self.size = size
         self.content_image = content_image
         self._check_memory(size, content_image, style_images)
-        style_layers = self.style_layers_at(size)
-        # What the network is shown: the images, or their colour-matched or luminance versions
-        # (minist.color; the view maps the optimised luminance to the network and the output).
-        shown_content, shown_styles, self.view = color.color_inputs(
-            content_image, style_images, o.original_colors, o.color_transform)
-        # Targets: P^l (content features of the photo), A^l (Gram matrices of the painting(s)).
-        if self.masks is None:
-            terms = build_terms(self.net, shown_content, shown_styles, o.content_layers,
-                                style_layers, o.style_layer_weights, o.normalize,
-                                o.style_blend)
-        else:  # spatial control: each style its region, through guided Grams (minist.masks)
-            terms = build_terms(self.net, shown_content, None, o.content_layers, [],
-                                normalize=o.normalize)
-            terms += guided_style_terms(self.net, shown_styles, *self.masks, style_layers,
-                                        o.style_layer_weights, o.normalize, o.mask_mode,
-                                        content_image.shape[2:])
-        self.objective = Objective(terms, o.content_weight, o.style_weight, o.tv_weight,
-                                   self.net.config.loss_backend)
-        self.image = initial_image(init, content_image, style_images[0], o.seed, o.noise_ratio,
-                                   self.net.device)
-        if self.view is not None:  # a luminance-only run optimises Y
-            self.image = color.luminance(self.image)
-        self._last: Evaluation | None = None
-        self._last_finite_image = self.image
-        self._cpu_image = None
+        self.problem = build_problem(self.net, content_image, style_images, o,
+                                     self.style_layers_at(size), self.masks, size)
+        start = initial_image(o.init, content_image, style_images[0], o.seed, o.noise_ratio,
+                              self.net.device)
+        return self.problem.variable(start)
 
     def retarget(self, size: int) -> None:
-        """Rebuild every target at ``size`` (longest side, px) from the original images and
-        carry the current image over: upsampled (Lanczos), plus the start image's detail above
-        the previous size (:func:`minist.scales.carry_over`; ``scale_detail``). The optimiser's
-        state resets itself on the new shape. (A coarse-to-fine run does this between scales.)"""
-        current = self.image
-        self._prepare(size, self.options.init)  # self.image: the start image at this size
-        self.image = carry_over(current, self.image, self.options.scale_detail)
-        self._last_finite_image = self.image
+        """Rebuild the problem at ``size`` (longest side, px; every target from the original
+        images) and carry the current image over: upsampled (Lanczos), plus the start image's
+        detail above the previous size (:func:`minist.scales.carry_over`; ``scale_detail``).
+        The optimiser's state resets itself on the new shape. (A coarse-to-fine run does this
+        between scales.)"""
+        start = self._prepare(size)
+        self.state.restart(carry_over(self.state.image, start, self.options.scale_detail))
+        self.optimizer.forget_evaluation()  # a new function to minimise
 
     def _next_scale_if_due(self) -> None:
         """Move on to the next scale of the schedule when this one's iterations are done."""
-        sizes, iters = self.schedule
-        while self._scale_step >= iters[self._scale_index] and self._scale_index + 1 < len(sizes):
-            self._scale_index += 1
-            self._scale_step = 0
-            self.retarget(sizes[self._scale_index])
+        while (size := self._scales.next_size()) is not None:
+            self.retarget(size)
 
-    # --- one evaluation of Eq. 7 and its gradient --------------------------------------------
+    # --- the parts, by the names the callers know ----------------------------------------
+    @property
+    def image(self):
+        """The current image (the optimised variable), on the run's device."""
+        return self.state.image
+
+    @image.setter
+    def image(self, image) -> None:
+        self.state.image = image
+
+    @property
+    def iteration(self) -> int:
+        return self.state.iteration
+
+    @property
+    def history(self) -> list[IterationRecord]:
+        return self.state.history
+
+    @property
+    def size(self) -> int:
+        """The longest side of the current scale, px."""
+        return self.problem.size
+
+    @property
+    def objective(self):
+        """The terms, targets and weights of the current problem (Eq. 7)."""
+        return self.problem.objective
+
     def evaluate(self, image) -> Evaluation:
-        """Loss parts and gradient at ``image`` (memoised: the same object is computed once)."""
-        if self._last is not None and self._last.image is image:
-            return self._last
-        if self.view is None:
-            self._last = self.objective.evaluate(self.net, image)
-        else:  # the network sees the view of the image; the gradient comes back through it
-            e = self.objective.evaluate(self.net, self.view.network_input(image))
-            e.image, e.grad = image, self.view.gradient(e.grad)
-            self._last = e
-        return self._last
-
-    def _loss_and_grad(self, image):
-        e = self.evaluate(image)
-        return e.total, e.grad
+        """Loss, gradient and the loss's parts at ``image`` (the current problem; computed
+        now, each call)."""
+        with self.net.config.scope():
+            return self.problem(image)
 
     # --- the loop ---------------------------------------------------------------------------
     def step(self) -> IterationRecord:
-        """One iteration: evaluate at the current image, log it, let the optimizer update it
-        (first moving on to the next scale of a coarse-to-fine run when one is due)."""
+        """One iteration (:meth:`minist.loop.RunState.iterate`: the losses at the current image,
+        the NaN check, the optimizer's update), first moving on to the next scale of a
+        coarse-to-fine run when one is due."""
         self._next_scale_if_due()
-        start = time.perf_counter()
         with self.net.config.scope():  # BLAS and Numba threads: this run's, for the whole step
-            e = self.evaluate(self.image)
-            if not all(math.isfinite(v) for v in (e.total, e.content, e.style, e.tv)):
-                raise NonFiniteLossError(
-                    f"the loss became {e.total} at iteration {self.iteration}; kept the last "
-                    "image with a finite loss; lower --lr (or --style-weight / --content-weight)",
-                    self._last_finite_image,
-                )
-            self._last_finite_image = self.image
-            self.image = self.optimizer.step(self.image, e.total, e.grad, self._loss_and_grad)
-        record = IterationRecord(self._scale_step, e.content, e.style, e.tv, e.total,
-                                 time.perf_counter() - start, self.size)
-        self.history.append(record)
-        self.iteration += 1
-        self._scale_step += 1
+            record = self.state.iterate(self.problem, self.optimizer, self._scales.done,
+                                        self.size)
+        self._scales.done += 1
         return record
 
     def run(
@@ -486,17 +477,17 @@ class StyleTransfer:
     def output_image(self, image):
         """What the user gets for the optimised ``image``: the image itself, or for a
         luminance-only run its luminance with the content's colours (on the run's device)."""
-        return image if self.view is None else self.view.output(image)
+        return self.problem.output(image)
 
     def image_on_cpu(self) -> np.ndarray:
         """The current output image as NumPy (1, 3, H, W) float32 -- copied from the GPU at most
-        once per iteration, however many observers ask; read-only (:meth:`result` copies)."""
-        if self._cpu_image is None or self._cpu_image[0] is not self.image:
-            output = self.output_image(self.image)
-            array = to_numpy(output)
+        once per image the run holds, however many observers ask; read-only (:meth:`result`
+        copies)."""
+        if self._cpu_image is None or self._cpu_image[0] != self.state.version:
+            array = to_numpy(self.output_image(self.image))
             if array is not self.image:
                 array.flags.writeable = False
-            self._cpu_image = (self.image, array)
+            self._cpu_image = (self.state.version, array)
         return self._cpu_image[1]
 
     def result(self):

@@ -160,22 +160,28 @@ def vgg_forward(image, params, steps, preprocessing: Preprocessing, layers, pool
     return features, VGGCache(prep_cache, tuple(caches), tuple(layers))
 
 
-def vgg_backward(grads: dict, cache: VGGCache):
+def vgg_backward(grads, cache: VGGCache):
     """Gradient of ``sum_l <grads[l], x_l>`` with respect to the RGB image (equations above).
 
-    ``grads`` maps any subset of the layers the forward returned to arrays of their shapes; it
-    may be any mapping, read once per layer when the backward reaches it (``minist.stylize``
-    computes each loss gradient only then, so that one exists at a time).
+    ``grads``: the gradients handed in at the layers, either a mapping from any subset of the
+    layers the forward returned to arrays of their shapes, or a function ``gradient_at(name)``
+    that the backward calls once at each step it passes, deepest first, and that returns the
+    gradient at that layer or None (:class:`minist.objective.LayerGradients` computes each loss
+    gradient only then, so that one exists at a time).
     """
-    unknown = set(grads) - set(cache.layers)
-    if unknown:
-        raise ValueError(
-            f"gradients given for layers the forward did not return: {sorted(unknown)}"
-        )
+    if callable(grads):
+        gradient_at = grads
+    else:
+        unknown = set(grads) - set(cache.layers)
+        if unknown:
+            raise ValueError(
+                f"gradients given for layers the forward did not return: {sorted(unknown)}"
+            )
+        gradient_at = grads.get
     dx, ours = None, False  # ours: dx is an array this function made (may be added to in place)
     for spec, step_cache in reversed(cache.steps):
-        if spec.name in grads:  # accumulate where the chain passes a requested layer
-            g = grads[spec.name]  # asked for once, when needed (grads may compute it lazily)
+        g = gradient_at(spec.name)  # asked for once, when needed (it may be computed only now)
+        if g is not None:  # accumulate where the chain passes a requested layer
             if dx is None:
                 dx = g
             elif ours:

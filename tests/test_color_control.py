@@ -60,21 +60,23 @@ def test_luminance_keeps_a_real_photos_colours(real_vgg16_file, shared_dir, tmp_
 
 
 def test_luminance_gradient_matches_finite_differences():
-    """The objective seen through the luminance view, d/dY, against central differences."""
+    """The problem of a luminance-only run -- the objective seen through the luminance view --
+    d/dY against central differences."""
     net64 = VGG(synthetic_weights("vgg19", CHANNELS), dtype=np.float64)
     content, style = _images()
     st = StyleTransfer(content[:, :, :20, :20], style, network=net64, size=20, tv_weight=0.1,
                        original_colors="luminance", content_layers=["relu2_1"],
                        style_layers=["relu1_1", "relu2_1"])
+    problem = st.problem  # the function the run minimises, the view inside it
     y = np.random.default_rng(0).uniform(0.2, 0.8, size=(1, 1, 20, 20))
-    grad = st.evaluate(y).grad
+    grad = problem(y).grad
     assert grad.shape == y.shape
     rng = np.random.default_rng(1)
     for idx in [tuple(rng.integers(0, n) for n in y.shape) for _ in range(8)]:
         plus, minus = y.copy(), y.copy()
         plus[idx] += 1e-6
         minus[idx] -= 1e-6
-        numeric = (st.evaluate(plus).total - st.evaluate(minus).total) / 2e-6
+        numeric = (problem(plus).loss - problem(minus).loss) / 2e-6
         assert grad[idx] == pytest.approx(numeric, rel=1e-5, abs=1e-9)
 
 

@@ -151,7 +151,7 @@ def test_full_masks_give_the_unguided_objective(net):
     assert [t.key for t in guided] == [t.key._replace(region=0) for t in plain]
     for g, p in zip(guided, plain, strict=True):
         np.testing.assert_allclose(g.target, p.target, rtol=1e-12)
-        assert g.scale == pytest.approx(p.scale, rel=1e-12) and g.weight == p.weight
+        assert g.normaliser == pytest.approx(p.normaliser, rel=1e-12) and g.weight == p.weight
     e_guided = Objective(guided, 0.0, 7.0).evaluate(net, x)
     e_plain = Objective(plain, 0.0, 7.0).evaluate(net, x)
     assert e_guided.style == pytest.approx(e_plain.style, rel=1e-10)

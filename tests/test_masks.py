@@ -27,7 +27,7 @@ from minist.masks import (
     propagate_mask,
     resize_mask,
 )
-from minist.objective import Objective, build_terms, style_scale
+from minist.objective import Objective, build_terms, style_normaliser
 from minist.preprocessing import TORCHVISION
 from minist.vgg import VGG
 from minist.weights.store import VGGWeights
@@ -324,11 +324,11 @@ def test_terms_carry_guided_targets_guides_weights_and_scales(net):
         A = reference.guided_gram_matrix(feats[term.layer],
                                          normalise_guide(style_guides[term.layer]))
         np.testing.assert_allclose(term.target, A, rtol=1e-5, atol=1e-7)
-        assert term.weight == w and term.scale == pytest.approx(style_scale(A), rel=1e-6)
+        assert term.weight == w and term.normaliser == pytest.approx(style_normaliser(A), rel=1e-6)
         assert term.guide.dtype == np.float32 and term.target.dtype == np.float32
     unnormalised = guided_style_terms(net, styles, [top, 1 - top], None, STYLE,
                                       normalize=False, content_shape=(H, W))
-    assert all(t.scale == 1.0 for t in unnormalised)
+    assert all(t.normaliser == 1.0 for t in unnormalised)
 
 
 # --- the two-painting run on the real VGG-16 ---------------------------------------------------
@@ -369,21 +369,19 @@ def test_each_half_takes_the_style_of_its_own_painting(real_vgg16_file, shared_d
         normalised guided style loss sum (G_T - A)^2 / sum A^2."""
         feats, _ = net.forward(image, STYLE)
         return [[np.mean([float(reference.guided_style_layer_loss(feats[n], A[n], g[n])[0])
-                          * style_scale(A[n]) for n in STYLE]) for A in painting_grams]
+                          * style_normaliser(A[n]) for n in STYLE]) for A in painting_grams]
                 for g in guides]
 
     start = distances(content)
     assert start[0][0] < start[0][1] and start[1][0] < start[1][1]  # the photo: Starry Night
 
-    def evaluate(x):
-        e = objective.evaluate(net, x)
-        return e.total, e.grad
+    def f(x):
+        return objective.evaluate(net, x)  # unpacks as (loss, grad)
 
     optimizer = make_optimizer("lbfgs")
     x = content.copy()
     for _ in range(15):
-        loss, grad = evaluate(x)
-        x = optimizer.step(x, loss, grad, evaluate)
+        x = optimizer.step(x, f)
     d = distances(x)
     assert d[0][0] < 0.8 * d[0][1], d  # left: closer to The Starry Night
     assert d[1][1] < 0.8 * d[1][0], d  # right: closer to The Scream

@@ -17,8 +17,8 @@ from minist.objective import (
     StyleTerm,
     TermKey,
     build_terms,
-    content_scale,
-    style_scale,
+    content_normaliser,
+    style_normaliser,
 )
 from minist.preprocessing import TORCHVISION
 from minist.vgg import VGG
@@ -55,7 +55,7 @@ def test_engine_equals_the_taught_style_loss_and_total_loss(net, normalize):
     style_terms = [t for t in terms if t.kind == "style"]
     (content_term,) = [t for t in terms if t.kind == "content"]
     targets = {t.layer: t.target for t in style_terms}
-    layer_weights = {t.layer: t.weight * t.scale for t in style_terms}
+    layer_weights = {t.layer: t.weight * t.normaliser for t in style_terms}
     L_style, style_grads = losses.style_loss(feats, targets, layer_weights)  # Eq. 5, taught
     L_content, dF = losses.content_loss(losses.feature_matrix(feats["relu3_1"]),
                                         content_term.target)
@@ -66,7 +66,7 @@ def test_engine_equals_the_taught_style_loss_and_total_loss(net, normalize):
     assert e.content == pytest.approx(L_content, rel=1e-12)
     assert e.total == pytest.approx(total, rel=1e-12)
     if not normalize:
-        assert all(t.scale == 1.0 for t in terms)
+        assert all(t.normaliser == 1.0 for t in terms)
 
     grads = {name: beta * g for name, g in style_grads.items()}
     grads["relu3_1"] = grads["relu3_1"] + alpha * content_term.coefficient * dF.reshape(
@@ -75,7 +75,30 @@ def test_engine_equals_the_taught_style_loss_and_total_loss(net, normalize):
     np.testing.assert_allclose(e.grad, expected, rtol=1e-10, atol=1e-14)
 
 
-def test_terms_carry_the_papers_weights_scales_and_targets(net):
+def test_eq5_is_summed_once_by_the_taught_function(net, monkeypatch):
+    """The engine's style loss and the taught style_loss add their layers with one function,
+    minist.losses.reference.weighted_sum: the spy sees both sums, with the same values."""
+    content, style, x = _images()
+    terms = build_terms(net, content, style, [], STYLE, [0.2, 0.3, 0.5], normalize=False)
+    sums = []
+    real = reference.weighted_sum
+
+    def spy(weighted):
+        weighted = list(weighted)
+        sums.append([(w, float(E)) for w, E in weighted])
+        return real(weighted)
+
+    monkeypatch.setattr(reference, "weighted_sum", spy)
+    e = Objective(terms, 0.0, 1.0).evaluate(net, x)
+    engine = sums[-1]
+    feats, _ = net.forward(x, STYLE)
+    taught, _ = reference.style_loss(feats, {t.layer: t.target for t in terms},
+                                     {t.layer: t.weight for t in terms})
+    assert sorted(sums[-1]) == sorted(engine) and len(engine) == 3  # the same (w_l, E_l)
+    assert e.style == real(engine) and float(taught) == pytest.approx(e.style, rel=1e-12)
+
+
+def test_terms_carry_the_papers_weights_normalisers_and_targets(net):
     content, style, _ = _images()
     terms = build_terms(net, content, style, CONTENT, STYLE)
     keys = [t.key for t in terms]
@@ -85,10 +108,11 @@ def test_terms_carry_the_papers_weights_scales_and_targets(net):
         A = reference.gram_matrix(feats[term.layer])
         np.testing.assert_allclose(term.target, A, rtol=1e-12)
         assert term.weight == pytest.approx(1 / 3)
-        assert term.scale == pytest.approx(4 * A.shape[0] ** 2 / (A * A).sum())
-        assert style_scale(A) == term.scale and style_scale(A, normalize=False) == 1.0
+        assert term.normaliser == pytest.approx(4 * A.shape[0] ** 2 / (A * A).sum())
+        assert style_normaliser(A) == term.normaliser
+        assert style_normaliser(A, normalize=False) == 1.0
     P = terms[0].target
-    assert terms[0].scale == pytest.approx(content_scale(P)) and terms[0].weight == 1.0
+    assert terms[0].normaliser == pytest.approx(content_normaliser(P)) and terms[0].weight == 1.0
 
 
 def test_several_terms_on_one_layer_add_up(net):
@@ -101,8 +125,8 @@ def test_several_terms_on_one_layer_add_up(net):
     feats_b, _ = net.forward(style_b, ["relu2_1"])
     A1 = reference.gram_matrix(feats_a["relu2_1"])
     A2 = reference.gram_matrix(feats_b["relu2_1"])
-    t1 = StyleTerm("relu2_1", A1, weight=0.25, scale=2.0, style=0)
-    t2 = StyleTerm("relu2_1", A2, weight=0.75, scale=0.5, style=1)
+    t1 = StyleTerm("relu2_1", A1, weight=0.25, normaliser=2.0, style=0)
+    t2 = StyleTerm("relu2_1", A2, weight=0.75, normaliser=0.5, style=1)
     assert t1.key != t2.key and t1.key.layer == t2.key.layer
     both = Objective([t1, t2], 0.0, 5.0).evaluate(net, x)
     one = Objective([t1], 0.0, 5.0).evaluate(net, x)
@@ -117,7 +141,7 @@ def test_zero_weights_drop_terms_and_all_zero_gives_zero_gradient(net):
     objective = Objective(terms, 0.0, 2.0)
     assert [t.layer for t in objective.active_terms()] == ["relu2_1"]
     feats, _ = net.forward(x, objective.layers())
-    assert list(LayerGradients(objective, feats)) == ["relu2_1"]
+    assert LayerGradients(objective, feats).layers == ("relu2_1",)
     e = Objective(terms, 0.0, 0.0).evaluate(net, x)
     assert e.total == 0.0 and not e.grad.any()
 

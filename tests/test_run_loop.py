@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 
 from minist.errors import MinistError
-from minist.loop import NonFiniteLossError, Observer
+from minist.loop import CallbackObserver, NonFiniteLossError, Observer
 from minist.optim import Adam
+from minist.problem import Evaluation, Problem
 from minist.status import RunStatus
 from minist.stylize import StyleTransfer
 
@@ -112,22 +113,24 @@ def test_ctrl_c_and_non_finite_loss_end_the_run_in_the_loop(tiny_vgg_files, monk
     assert watch.events[-1] == "end" and watch.outcome.status == "interrupted"
     assert watch.outcome.image is st.image and watch.outcome.iterations == 2
 
-    real_evaluate = StyleTransfer.evaluate
+    st = _transfer(tiny_vgg_files, optimizer="adam")  # one evaluation per iteration, at its start
+    real_evaluate = Problem.__call__
+    images = []  # the image each iteration starts from
 
     def poisoned(self, image):
         e = real_evaluate(self, image)
-        if self.iteration >= 3:
-            e.total = float("nan")
-        return e
+        return e if st.iteration < 3 else Evaluation(float("nan"), e.grad, e.parts)
 
-    st = _transfer(tiny_vgg_files)
     watch = Recorder()
     with monkeypatch.context() as mp:
-        mp.setattr(StyleTransfer, "evaluate", poisoned)
+        mp.setattr(Problem, "__call__", poisoned)
         with pytest.raises(NonFiniteLossError, match="iteration 3") as info:
-            st.run(iters=6, observers=[watch])
+            st.run(iters=6, observers=[watch, CallbackObserver(
+                lambda record, run: images.append(run.state.last_finite_image))])
     assert watch.outcome.status == "stopped: loss not finite"
     assert watch.outcome.image is info.value.image
+    assert st.iteration == 3 and len(images) == 3
+    assert info.value.image is images[-1]  # the image of iteration 2, whose loss was finite
 
     class Broken(Observer):
         def on_step(self, record, run):

@@ -45,10 +45,10 @@ def test_same_seed_gives_bit_identical_images(tiny_vgg_files):
 
 def test_log_records_describe_the_starting_image(tiny_vgg_files):
     st = _transfer(tiny_vgg_files, content_weight=2.0, style_weight=5.0, tv_weight=0.5)
-    start = st.image
+    start = st.image.copy()
     record = st.step()
-    e = st.evaluate(start)  # memoised: the evaluation the step started from
-    assert record.iter == 0 and record.total == e.total
+    e = st.problem(start)  # the image the step started from, evaluated again
+    assert record.iter == 0 and record.total == e.loss
     assert record.total == pytest.approx(2.0 * e.content + 5.0 * e.style + 0.5 * e.tv)
     assert record.content == 0.0  # init = content: the content loss starts at zero
     assert record.style > 0 and record.tv > 0 and record.seconds > 0
@@ -197,27 +197,45 @@ def test_loss_gradients_are_computed_when_the_backward_reaches_them(tiny_vgg_fil
 
     st = _transfer(tiny_vgg_files)
     asked = []
-    real = LayerGradients.__getitem__
+    real = LayerGradients.gradient_at
 
-    def spy(self, name):
-        asked.append((name, self.style))
-        return real(self, name)
+    def spy(self, layer):
+        grad = real(self, layer)
+        if grad is not None:
+            asked.append((layer, self.style))
+        return grad
 
-    orig = st.evaluate(st.image)
-    st._last = None
+    orig = st.problem(st.image)
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(LayerGradients, "__getitem__", spy)
-        again = st.evaluate(st.image)
+        mp.setattr(LayerGradients, "gradient_at", spy)
+        again = st.problem(st.image)
     assert [name for name, _ in asked] == ["relu3_1", "relu2_1", "relu1_1"]
-    assert asked[0][1] == 0.0 and asked[-1][1] > 0  # losses add up as the layers are reached
-    assert again.total == orig.total and again.style == orig.style
+    assert 0 < asked[0][1] < asked[1][1] < asked[2][1]  # losses add up as layers are reached
+    assert again.loss == orig.loss and again.parts == orig.parts
     np.testing.assert_array_equal(again.grad, orig.grad)
 
     feats, _ = st.net.forward(st.image, ["relu1_1", "relu2_1", "relu3_1"])
     grads = LayerGradients(st.objective, feats)
-    assert "relu2_1" in grads and "conv1_1" not in grads and grads.style == 0.0  # no work
-    grads["relu2_1"]
+    assert grads.layers == ("relu3_1", "relu1_1", "relu2_1")  # content's first, then style's
+    assert grads.gradient_at("conv1_1") is None and grads.style == 0.0  # no work
+    assert grads.gradient_at("relu2_1").shape == feats["relu2_1"].shape
     with pytest.raises(RuntimeError, match="already"):
-        grads["relu2_1"]
+        grads.gradient_at("relu2_1")
     grads.finish()
     assert grads.style == pytest.approx(orig.style) and grads.content == orig.content
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "lbfgs"])
+def test_an_image_edited_in_place_is_evaluated_anew(tiny_vgg_files, optimizer):
+    """No memo by object identity: after ``run.image`` is changed in place, the next step logs
+    (and steps from) the losses of the edited image, not those the optimizer kept."""
+    st = _transfer(tiny_vgg_files, optimizer=optimizer, tv_weight=0.5)
+    st.step()
+    st.step()
+    kept = st.optimizer.evaluate(st.image, st.problem)  # L-BFGS: kept from its line search
+    st.image[:, :, :8, :8] = 0.5  # in place
+    edited = st.image.copy()
+    record = st.step()
+    expected = st.problem(edited)
+    assert record.total == expected.loss != kept.loss
+    assert (record.content, record.style, record.tv) == expected.parts

@@ -230,21 +230,22 @@ def test_invalid_option_values(photos, weights, tmp_path, capsys, argv, needle):
 def test_non_finite_loss_keeps_the_last_finite_image(
     photos, weights, tmp_path, capsys, monkeypatch
 ):
-    from minist.stylize import StyleTransfer
+    from minist.problem import Evaluation, Problem
 
-    real = StyleTransfer.evaluate
+    real = Problem.__call__
+    calls = []
 
-    def poisoned(self, image):
+    def poisoned(self, image):  # Adam evaluates once per iteration: call k is iteration k's
         e = real(self, image)
-        if self.iteration >= 3:
-            e.total = float("nan")
-        return e
+        calls.append(image)
+        return e if len(calls) <= 3 else Evaluation(float("nan"), e.grad, e.parts)
 
-    monkeypatch.setattr(StyleTransfer, "evaluate", poisoned)
+    monkeypatch.setattr(Problem, "__call__", poisoned)
     content, style = photos
     out = tmp_path / "o.png"
     code, err = _stylize(
-        capsys, content, style, out, weights, *FAST[:2], "--iters", "10", "--quiet"
+        capsys, content, style, out, weights, *FAST[:2], "--iters", "10", "--quiet",
+        "--optimizer", "adam",
     )
     assert code == 2
     _one_line_error(err, "iteration 3", "lower --lr")

@@ -112,9 +112,9 @@ for layer in ("relu1_1", "relu3_1"):
 # init="noise", optimizer="lbfgs")`. Two details:
 #
 # * minist divides each layer's loss by the energy of its target, $\sum (P^l)^2$
-#   (`normalize=True`, see `minist.objective.content_scale`), so the printed loss is a relative
-#   squared error: 0 is "perfect", and an image whose features are all zero scores exactly
-#   $\tfrac12$ (the $\tfrac12$ of Eq. 1).
+#   (`normalize=True`, see `minist.objective.content_normaliser`), so the printed loss is a
+#   relative squared error: 0 is "perfect", and an image whose features are all zero scores
+#   exactly $\tfrac12$ (the $\tfrac12$ of Eq. 1).
 # * `init="noise"` draws uniform noise in $[0, 1]$. We shrink it to $0.5 \pm 0.05$: a pixel
 #   pattern that a layer does not see gets no gradient, so it simply stays as it started, and
 #   full-strength noise would hide everything else. (Try `NOISE_AMPLITUDE = 1.0`: the deep

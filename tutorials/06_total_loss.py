@@ -34,7 +34,7 @@ import numpy as np
 
 from minist.images import load_image
 from minist.losses import reference
-from minist.objective import style_scale
+from minist.objective import style_normaliser
 from minist.stylize import StyleTransfer
 from minist.vgg import VGG
 from minist.weights.store import VGGWeights, load_weights
@@ -113,9 +113,9 @@ L.say(f"L_TV of a flat image = {float(reference.tv_loss(flat)[0])} (smooth image
 # Each term is now a *relative* squared error: dimensionless, 0 when matched, and fixed when
 # the features are as far from the target as the target is from zero (all features 0): then
 # $\hat{\mathcal{L}}^l_{content} = \tfrac12$ and $\hat E_l = 1$ — whatever the network's
-# scale. The scale factors are computed once from the targets (`minist.objective.content_scale`
-# and `style_scale`, kept on each loss term: `StyleTransfer.objective.terms`). `normalize=False`
-# gives the paper's raw values.
+# scale. The normalisers are computed once from the targets
+# (`minist.objective.content_normaliser` and `style_normaliser`, kept on each loss term:
+# `StyleTransfer.objective.terms`). `normalize=False` gives the paper's raw values.
 #
 # **Check.** Below, the raw and normalised style losses $E_l$ of the photo against the
 # painting's Grams, for the weights you have and — when `../shared` is there — for the real
@@ -148,8 +148,8 @@ for label, network in networks.items():
     for name in layers:
         A = reference.gram_matrix(a_feats[name])
         E, _ = reference.style_layer_loss(reference.feature_matrix(x_feats[name]), A)
-        scale = style_scale(A)  # the scale each style term of the engine carries
-        L.say(f"{label:<48}{name:>9}{float(E):>12.3e}{float(E) * scale:>12.3f}")
+        normaliser = style_normaliser(A)  # what each style term of the engine carries
+        L.say(f"{label:<48}{name:>9}{float(E):>12.3e}{float(E) * normaliser:>12.3f}")
 
 # %% [markdown]
 # The raw values differ by orders of magnitude from layer to layer and from one network to the

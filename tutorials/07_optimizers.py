@@ -43,12 +43,20 @@ plt = L.pyplot()
 # %% [markdown]
 # ## 1. The update rules
 #
-# All three share one contract, `x_new = opt.step(x, loss, grad, evaluate)`
-# (`minist.optim.base.Optimizer`), and keep the image in its box $[0, 1]$ by projecting after
-# every update: $P(x)_i = \min(\max(x_i, 0), 1)$ (`minist.optim.base.project_`). Below
+# All three share one contract, `x_new = opt.step(x, f)` (`minist.optim.base.Optimizer`): `f`
+# is the function to minimise, `f(x) -> (loss, grad)` — in a style transfer the
+# `minist.problem.Problem` of lesson 6's Eq. 7, one forward and one backward pass through VGG —
+# and the optimizer calls it where it needs a value, as `torch.optim.LBFGS` calls its closure.
+# It calls it **at most once per point** (`Optimizer.evaluate`): it keeps its own copy of the
+# last point it evaluated with the value there, and hands that back when asked about an equal
+# point — so the run, which asks for the loss at each iteration's image to log it, pays for no
+# second evaluation, and an image changed in place is a new point, evaluated anew. All three keep
+# the image in its box $[0, 1]$ by projecting after every update:
+# $P(x)_i = \min(\max(x_i, 0), 1)$ (`minist.optim.base.project_`). Below
 # $g_k = \nabla\mathcal{L}(x_k)$.
 #
-# **Gradient descent with momentum** — `minist.optim.gd.GradientDescent.step`:
+# **Gradient descent with momentum** — `minist.optim.gd.GradientDescent.step`, one evaluation
+# per step, at $x_k$:
 #
 # $$v_{k+1} = \mu v_k - \eta g_k, \qquad x_{k+1} = P(x_k + v_{k+1}), \qquad v_0 = 0.$$
 #
@@ -81,6 +89,8 @@ plt = L.pyplot()
 # holds, else shrink $t$ (by a quadratic fit) and try again. **Every trial costs one more
 # forward and backward pass** — so one L-BFGS iteration can cost more than one evaluation,
 # which is why we compare the optimizers per iteration *and* per evaluation *and* per second.
+# The accepted trial is where the next step starts: its value is the one the optimizer kept,
+# so an iteration whose first trial is accepted costs exactly one evaluation.
 #
 # ## 2. Two properties, checked
 #
@@ -114,7 +124,7 @@ if ADAM:
     x0 = np.full((1, 3, 4, 4), 0.5)
     g0 = rng.standard_normal(x0.shape)
     adam = Adam(lr=0.01)
-    moved = np.abs(adam.step(x0, 0.0, g0) - x0)
+    moved = np.abs(adam.step(x0, lambda x: (0.0, g0)) - x0)  # f: the gradient g0 everywhere
     L.say(f"Adam's first step moves every pixel by {moved.min():.6f} ... {moved.max():.6f} "
           f"(lr = {adam.lr})")
     assert np.allclose(moved, 0.01, rtol=1e-4)
@@ -154,21 +164,22 @@ size = L.lesson_size(128 if not L.FAST else 64)
 iters = L.iterations(100, 20)
 reach = [n for n in ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
          if n in net.layer_names]
-problem = dict(network=net, size=size, content_weight=1.0, style_weight=1e3, style_layers=reach,
-               content_layers=["relu4_2"] if "relu4_2" in net.layer_names else [reach[-1]],
-               init="content", seed=0)
+settings = dict(network=net, size=size, content_weight=1.0, style_weight=1e3,
+                style_layers=reach,
+                content_layers=["relu4_2"] if "relu4_2" in net.layer_names else [reach[-1]],
+                init="content", seed=0)
 content_path, style_path = L.content_image_path(), L.style_image_path()
 
 
 def race(name):
     """Run one optimizer on the problem; return its curves and final image."""
     if name == "gd":  # GD's step is lr * gradient: choose lr from the gradient at the start
-        start = StyleTransfer(content_path, style_path, **problem)
-        g0 = start.evaluate(start.image).grad
+        start = StyleTransfer(content_path, style_path, **settings)
+        g0 = start.problem(start.image).grad  # the Problem: f(x) -> (loss, grad) and its parts
         optimizer = make_optimizer("gd", lr=0.05 / float(np.abs(g0).max()), momentum=0.9)
     else:
         optimizer = make_optimizer(name)
-    st = StyleTransfer(content_path, style_path, optimizer=optimizer, **problem)
+    st = StyleTransfer(content_path, style_path, optimizer=optimizer, **settings)
     net.passes = 0  # the targets' passes are not part of the race
     evaluations, seconds = [], []
     for _ in range(iters):
@@ -189,8 +200,9 @@ for name in ("gd", "adam", "lbfgs") if ADAM else ("gd", "lbfgs"):
     L.say(f"{name:>6}: loss {r['total'][0]:.1f} -> {r['total'][-1]:.2f} in {iters} iterations, "
           f"{net.passes} evaluations, {r['seconds'][-1]:.1f} s  ({r['optimizer']!r})")
 lbfgs = runs["lbfgs"]["optimizer"]
-L.say(f"L-BFGS line search: {lbfgs.evaluations} trial points for {iters} iterations, "
-      f"{lbfgs.line_search_failures} failed searches, {lbfgs.skipped_pairs} skipped pairs")
+L.say(f"L-BFGS: {lbfgs.evaluations} evaluations of f for {iters} iterations (the start and "
+      f"each line-search trial), {lbfgs.line_search_failures} failed searches, "
+      f"{lbfgs.skipped_pairs} skipped pairs")
 
 # %% [markdown]
 # ## 4. What to see
@@ -237,8 +249,8 @@ L.save_figure(fig, LESSON, "results")
 # %% [markdown]
 # ## Exercises
 #
-# * **`ex_adam`** — implement `minist.optim.adam.Adam.step` (the moments, the bias correction,
-#   the projection). Check: `python tutorials/check.py ex_adam` (or `pytest -m ex_adam`).
+# * **`ex_adam`** — implement `minist.optim.adam.Adam.step(x, f)` (the gradient at `x` through
+#   `self.evaluate(x, f)`, the moments, the bias correction, the projection). Check: `python tutorials/check.py ex_adam` (or `pytest -m ex_adam`).
 # * **`ex_two_loop`** — implement `minist.optim.lbfgs.two_loop(g, history)`, the two-loop
 #   recursion above. Check: `python tutorials/check.py ex_two_loop` (or `pytest -m ex_two_loop`).
 #

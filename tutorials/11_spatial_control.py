@@ -38,10 +38,10 @@ import numpy as np
 
 from minist.images import load_image
 from minist.losses import reference
-from minist.masks import (DEFAULT_MASK_MODE, MASK_MODES, guided_style_terms, normalise_guide,
+from minist.masks import (DEFAULT_MASK_MODE, MASK_MODES, normalise_guide,
                           propagate_mask)
-from minist.objective import Objective, build_terms, style_scale
-from minist.optim import make_optimizer
+from minist.objective import style_normaliser
+from minist.stylize import StyleTransfer
 from minist.vgg import VGG
 from minist.weights.store import load_weights
 
@@ -227,8 +227,11 @@ L.say(f"c / (4 N^2) = {c:.6f} = sum_i w_i ||A_i - A_bar||^2 / (4 N^2) = {spread 
 # The masks are the two halves of the image (`left[:, :W//2] = 1`, `right = 1 - left`); each
 # region gets its own style terms (**`minist.masks.guided_style_terms`**: one `StyleTerm` per
 # region and layer, target the painting's Gram, guide the region's), the content term is the
-# usual one (`minist.objective.build_terms`), and L-BFGS runs on the `Objective` directly — the
-# same objects `StyleTransfer` runs. We run it with each propagation mode. minist's default is
+# usual one (`minist.objective.build_terms`). `minist.stylize.StyleTransfer` builds them from
+# its `content_masks` option (one mask per painting) and runs them in the command line's loop —
+# `minist stylize photo.jpg left.jpg right.jpg --content-masks left.png,right.png` does the
+# same — with L-BFGS, each iteration logged and its loss checked. We run it with each
+# propagation mode (`mask_mode`). minist's default is
 # **`simple`** (`minist.masks.DEFAULT_MASK_MODE`; why: the module docstring of `minist.masks`).
 #
 # At the end we measure, for each half of the result, its guided style loss against *each*
@@ -270,32 +273,19 @@ def distances(image, guides_of_regions):
             for name in style_layers:
                 A_s = reference.gram_matrix(p_feats[name])
                 E_s, _ = reference.guided_style_layer_loss(feats[name], A_s, g[name])
-                losses.append(float(E_s) * style_scale(A_s))
+                losses.append(float(E_s) * style_normaliser(A_s))
             row.append(np.mean(losses))
         out.append(row)
     return out
 
 
 def stylise(mode):
-    terms = guided_style_terms(net, paintings, masks, None, style_layers, mode=mode,
-                               content_shape=(H, W))
-    kept = {r: [t.layer for t in terms if t.region == r] for r in (0, 1)}
-    terms += build_terms(net, content, None, content_layers, [])
-    objective = Objective(terms, content_weight=1.0, style_weight=1e3)
-    optimizer = make_optimizer("lbfgs")
-    last = {}
-
-    def evaluate(image):  # memoised: L-BFGS hands back the point its line search evaluated
-        if last.get("image") is not image:
-            e = objective.evaluate(net, image)
-            last.update(image=image, value=(e.total, e.grad))
-        return last["value"]
-
-    x = content.copy()
-    for _ in range(iters):
-        loss, grad = evaluate(x)
-        x = optimizer.step(x, loss, grad, evaluate)
-    return x, kept, evaluate(x)[0]
+    st = StyleTransfer(content, paintings, network=net, size=size, iters=iters,
+                       content_masks=masks, mask_mode=mode, content_layers=content_layers,
+                       style_layers=style_layers, optimizer="lbfgs", init="content")
+    kept = {r: [t.key.layer for t in st.objective.terms if t.key.region == r] for r in (0, 1)}
+    image = st.run()
+    return image, kept, st.evaluate(st.image).loss
 
 
 # the halves, measured with the simple guides of each region (the same ruler for both modes)

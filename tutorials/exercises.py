@@ -189,12 +189,13 @@ Derive where each :math:`dy_{n,c,i,j}` goes yourself; mind overlapping windows
 Gradient of ``sum_l <grads[l], x_l>`` with respect to the RGB image.
 
 ``grads`` maps any subset of the layers the forward returned (``cache.layers``) to arrays of
-their shapes; it may be any mapping, read once per layer when the backward reaches it
-(``minist.stylize`` computes each loss gradient only then). ``cache`` is the forward's
-:class:`VGGCache`: ``cache.steps`` holds ``(spec, step_cache)`` for every step that ran, in
-order, and ``cache.preprocess`` the preprocessing's cache. Each kind of step cache has its
-backward in :mod:`minist.layers` (a fused convolution + ReLU, a convolution, a ReLU, a pooling
-with the ReLU below it, a pooling). Do not modify the arrays in ``grads``. Raise
+their shapes -- or it is a function ``gradient_at(name)``: then call it once at each step you
+pass, deepest first, and take what it returns (an array, or None for no gradient there) as
+that layer's gradient (``minist.objective`` computes each loss gradient only then). ``cache``
+is the forward's :class:`VGGCache`: ``cache.steps`` holds ``(spec, step_cache)`` for every
+step that ran, in order, and ``cache.preprocess`` the preprocessing's cache. Each kind of step
+cache has its backward in :mod:`minist.layers` (a fused convolution + ReLU, a convolution, a
+ReLU, a pooling with the ReLU below it, a pooling). Do not modify the arrays in ``grads``. Raise
 ``ValueError`` for a gradient given at a layer the forward did not return, or for no gradient
 at all. Returns an array shaped like the image.
 """,
@@ -328,15 +329,18 @@ is 4-D. NumPy or CuPy alike.
         section="1. The update rules",
         statements={
             "minist.optim.adam:Adam.step": r"""
-One Adam step: return the next iterate from ``x``, the ``loss`` there and its ``grad``.
+One Adam step: return the next iterate from ``x``, for the function ``f(x) -> (loss, grad)``.
 
-The update rules are in the module docstring and in the lesson. The moments live in
-``self.m`` and ``self.v`` (``None`` until the first step: start them at zero), the step
-count in ``self.t``; ``self.beta1``, ``self.beta2``, ``self.eps``, ``self.lr`` are the
-settings. Call ``self._prepare(x)`` first: it resets the state when ``x`` changes shape,
-dtype or device. End with the projection onto the box, ``self.project_(...)``, on an array
-you made. Return a new array of ``x``'s shape, dtype and device; never modify ``x`` or
-``grad``. ``evaluate`` is not needed (Adam asks for no extra points).
+The optimizer owns its evaluations: ask for the gradient at ``x`` with
+``loss, grad = self.evaluate(x, f)`` -- never ``f(x)`` directly: ``self.evaluate`` calls ``f``
+at most once per point, so a step from a point the caller already asked about (to log its
+loss) costs no second evaluation. Adam needs no other point. The update rules are in the
+module docstring and in the lesson. The moments live in ``self.m`` and ``self.v`` (``None``
+until the first step: start them at zero), the step count in ``self.t``; ``self.beta1``,
+``self.beta2``, ``self.eps``, ``self.lr`` are the settings. Call ``self._prepare(x)`` first: it
+resets the state when ``x`` changes shape, dtype or device. End with the projection onto the
+box, ``self.project_(...)``, on an array you made. Return a new array of ``x``'s shape, dtype
+and device; never modify ``x`` or the gradient.
 """,
         },
     ),
@@ -351,9 +355,11 @@ you made. Return a new array of ``x``'s shape, dtype and device; never modify ``
 :math:`H g` by the two-loop recursion (module docstring); ``history`` oldest first.
 
 ``history`` is a sequence of :class:`CurvaturePair` ``(s, y, rho, gamma)``, each ``s``, ``y``
-shaped like ``g``; with no pairs :math:`H = I`. Returns a new array like ``g`` (same shape,
-dtype, device); ``g`` is not modified. Keep the scalars on the device (0-d arrays from
-``xp.vdot``), so on a GPU the recursion never waits for the host.
+shaped like ``g``; with no pairs :math:`H = I`. :meth:`LBFGS.step` (``x_new = opt.step(x,
+f)``) calls it for its direction, :math:`d = -H g`, at the gradient it asked ``f`` for.
+Returns a new array like ``g`` (same shape, dtype, device); ``g`` is not modified. Keep the
+scalars on the device (0-d arrays from ``xp.vdot``), so on a GPU the recursion never waits for
+the host.
 """,
         },
         stand_ins={"minist.optim.lbfgs:two_loop": "minist.classroom:two_loop_compact"},

@@ -12,6 +12,7 @@ function                  computes                                            pa
 ``gram_matrix(F)``        :math:`G = F F^\top / M_l`                           Eq. 3
 ``style_layer_loss(F,A)`` :math:`E_l = \frac{1}{4N_l^2}\sum (G - A)^2`, grad   Eq. 4, 6
 ``style_loss(...)``       :math:`\sum_l w_l E_l` and each layer's gradient     Eq. 5
+``weighted_sum(pairs)``   :math:`\sum_l w_l E_l` of ``(w_l, E_l)`` pairs       Eq. 5
 ``tv_loss(x)``            squared total variation and its gradient             --
 ``total_loss(...)``       :math:`\alpha L_c + \beta L_s + \lambda_{TV} L_{TV}`  Eq. 7
 ========================  ==================================================  ============
@@ -45,7 +46,7 @@ from typing import Any
 
 from minist.losses import reference
 from minist.losses.dispatch import get_loss_backend
-from minist.losses.reference import feature_matrix, total_loss
+from minist.losses.reference import feature_matrix, total_loss, weighted_sum
 
 __all__ = [
     "content_loss",
@@ -58,6 +59,7 @@ __all__ = [
     "style_loss",
     "total_loss",
     "tv_loss",
+    "weighted_sum",
 ]
 
 

@@ -28,7 +28,7 @@ Derivations: ``tutorials/04_content_loss``, ``tutorials/05_gram_and_style``,
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from minist.backend import get_array_module
@@ -245,7 +245,8 @@ def style_loss(
     Grams :math:`A^l`, ``layer_weights`` names to :math:`w_l` (default: equal, :math:`w_l =
     1/|\mathcal{S}|` for the set :math:`\mathcal{S}` of style layers, as in the paper's
     figures). Each layer's term depends on its own
-    :math:`F^l` only, so the gradient is the layer's own scaled by :math:`w_l`.
+    :math:`F^l` only, so the gradient is the layer's own scaled by :math:`w_l`; the sum is
+    :func:`weighted_sum`, the one the engine's objective adds its layers with.
     ``layer_loss`` computes one :math:`(E_l, \partial E_l/\partial F^l)`; the package-level
     :func:`minist.losses.style_loss` passes the fastest one for the arrays' device.
     Derivation: ``tutorials/05_gram_and_style``.
@@ -264,15 +265,27 @@ def style_loss(
     if missing:
         raise MinistError(f"style layer weights: no weight for {', '.join(missing)}")
 
-    total = None
+    weighted = []  # (w_l, E_l)
     grads = {}
     for name in names:
         E, dF = layer_loss(features[name], targets[name])
         w = float(layer_weights[name])
         dF *= w  # our own fresh array: scale in place
         grads[name] = dF
-        total = w * E if total is None else total + w * E  # Eq. 5
-    return _scalar(total, features[names[-1]]), grads
+        weighted.append((w, E))
+    return _scalar(weighted_sum(weighted), features[names[-1]]), grads  # Eq. 5
+
+
+def weighted_sum(weighted: Iterable[tuple[float, Any]]) -> float:
+    r"""The sum of Eq. 5, :math:`\sum_l w_l E_l`, of ``(w_l, E_l)`` pairs, as a Python float.
+
+    Each :math:`E_l` (a 0-d array, on the GPU perhaps) is read only here, so a caller can keep
+    the losses on the device while it computes and read them all at once afterwards; the sum is
+    accumulated in float64, in the order given. :func:`style_loss` sums with it, and so does
+    the engine (:class:`minist.objective.LayerGradients`: its style terms, weights
+    :math:`w_l` times the normalising factor, and likewise its content terms).
+    """
+    return sum((w * float(E) for w, E in weighted), 0.0)
 
 
 def tv_loss(image: Any):

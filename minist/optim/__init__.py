@@ -2,11 +2,13 @@
 
 All share one contract (:class:`~minist.optim.base.Optimizer`)::
 
-    x_new = opt.step(x, loss, grad, evaluate)
+    x_new = opt.step(x, f)          # f(x) -> (loss, grad)
 
-and keep the image in its box, [0, 1] by default, by projecting after every update. Pick one by
-name with :func:`make_optimizer`, as the ``--optimizer``/``--lr`` options do. Tutorial
-``tutorials/07_optimizers`` compares them on style transfer.
+The optimizer evaluates ``f`` where it needs to, at most once per point
+(:meth:`~minist.optim.base.Optimizer.evaluate`, which a caller also asks for the value at the
+current iterate), and keeps the image in its box, [0, 1] by default, by projecting after every
+update. Pick one by name with :func:`make_optimizer`, as the ``--optimizer``/``--lr`` options
+do. Tutorial ``tutorials/07_optimizers`` compares them on style transfer.
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ Tutorial ``tutorials/07_optimizers`` compares this with gradient descent and L-B
 from __future__ import annotations
 
 from minist.backend import get_array_module
-from minist.optim.base import Evaluate, Optimizer, check_number
+from minist.optim.base import Function, Optimizer, check_number
 
 
 class Adam(Optimizer):
@@ -47,9 +47,10 @@ class Adam(Optimizer):
         self.t = 0
         self.m = self.v = None  # m_0 = v_0 = 0
 
-    def step(self, x, loss, grad, evaluate: Evaluate | None = None):
+    def step(self, x, f: Function):
         xp = get_array_module(x)
         self._prepare(x)
+        _, grad = self.evaluate(x, f)  # g_k = grad L(x_k)
         if self.m is None:
             self.m, self.v = xp.zeros_like(x), xp.zeros_like(x)
         b1, b2 = self.beta1, self.beta2
@@ -67,5 +68,6 @@ class Adam(Optimizer):
         return self.project_(x - update)  # x <- P(x - eta m_hat / (sqrt(v_hat) + eps))
 
     def state_bytes(self, n_elements: int, itemsize: int) -> int:
-        """:math:`m, v`, then :math:`\\hat m, \\hat v` and ``x - update``: five copies."""
-        return 5 * n_elements * itemsize
+        """:math:`m, v`, then :math:`\\hat m, \\hat v` and ``x - update``: five copies, and what
+        :meth:`evaluate` keeps."""
+        return 5 * n_elements * itemsize + self.kept_bytes(n_elements, itemsize)

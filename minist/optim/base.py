@@ -1,4 +1,4 @@
-"""What every optimizer shares: the ``step`` contract, the box projection, state bookkeeping.
+"""What every optimizer shares: the ``step`` contract, its evaluations, the box projection.
 
 minist optimises the RGB image itself, so the variable lives in a box, :math:`x \\in [l, u]^n`
 with :math:`[l, u] = [0, 1]` by default. Every optimizer takes an unconstrained update and then
@@ -17,13 +17,22 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 from minist.backend import get_array_module
 from minist.errors import MinistError
 
-# evaluate(x) -> (loss, grad): the loss as a Python float (or 0-d array) and dL/dx shaped like x.
-Evaluate = Callable[[Any], tuple[Any, Any]]
+# f(x) -> (loss, grad): the loss as a Python float (or 0-d array) and dL/dx shaped like x. Anything
+# that unpacks as that pair will do, such as a minist.problem.Evaluation (which also carries the
+# loss's parts).
+Function = Callable[[Any], Any]
+
+
+class Kept(NamedTuple):
+    """The optimizer's last evaluation: its own copy of the point ``x`` and ``value = f(x)``."""
+
+    x: Any
+    value: Any
 
 
 def project_(x, lower: float | None, upper: float | None):
@@ -87,17 +96,23 @@ def check_bounds(option: str, lower, upper) -> tuple[float | None, float | None]
 
 
 class Optimizer:
-    """Base class: ``x_new = opt.step(x, loss, grad, evaluate)``.
+    """Base class: ``x_new = opt.step(x, f)``, with ``f(x) -> (loss, grad)``.
 
-    * ``x`` is the current iterate (any shape, NumPy or CuPy, float32 or float64); ``loss`` and
-      ``grad`` are the loss and its gradient at ``x``, already computed by the caller.
-    * ``evaluate(x) -> (loss, grad)`` lets an optimizer ask for more points (L-BFGS's line
-      search); ``self.evaluations`` counts those calls.
-    * ``step`` returns a new array, never modifies ``x`` or ``grad``, and keeps ``x``'s dtype and
-      device. When it evaluated the point it returns, it returns that very array object, so a
-      caller that memoises ``evaluate`` on object identity does not compute it twice.
-    * Internal state (moments, curvature pairs) is reset by :meth:`reset`, and automatically
-      when ``x`` changes shape, dtype or device (e.g. the next scale of a multi-scale run).
+    * ``x`` is the current iterate (any shape, NumPy or CuPy, float32 or float64); ``f`` the
+      function to minimise: ``f(x)`` returns the loss at ``x`` and its gradient, shaped like
+      ``x`` (as :class:`torch.optim.LBFGS` takes a closure).
+    * The optimizer owns the evaluations: it calls ``f`` where it needs a value, always through
+      :meth:`evaluate`, which calls ``f`` at most once per point -- it keeps its own copy of the
+      last point it evaluated with ``f``'s value there and hands that value back when asked for
+      a point equal to it, element for element. So one iteration of gradient descent or Adam
+      costs one evaluation, and L-BFGS does not evaluate again the point its line search
+      accepted; a caller that wants the value at the current iterate (to log it, or to check
+      that it is finite) asks :meth:`evaluate` too, and pays nothing extra. A point changed in
+      place is a new point. ``self.evaluations`` counts the calls of ``f``.
+    * ``step`` returns a new array, never modifies ``x``, and keeps ``x``'s dtype and device.
+    * Internal state (moments, curvature pairs, the kept evaluation) is reset by :meth:`reset`,
+      and automatically when ``x`` changes shape, dtype or device (e.g. the next scale of a
+      multi-scale run). A new ``f`` at a point of the same shape: call :meth:`forget_evaluation`.
     """
 
     name = "optimizer"
@@ -112,19 +127,40 @@ class Optimizer:
         self.lower, self.upper = check_bounds(self.option, lower, upper)
         self.evaluations = 0
         self._state_key = None
+        self._kept: Kept | None = None
 
-    def step(self, x, loss, grad, evaluate: Evaluate | None = None):
+    def step(self, x, f: Function):
         raise NotImplementedError
 
+    def evaluate(self, x, f: Function):
+        """``f(x)``, computed at most once per point: the value kept from the last evaluation
+        when ``x`` equals that point (same shape, dtype, device and elements), else ``f(x)``
+        now, kept in turn with a copy of ``x``."""
+        kept = self._kept
+        if kept is not None and _same_point(kept.x, x):
+            return kept.value
+        value = f(x)
+        self.evaluations += 1
+        self._kept = Kept(x.copy(), value)
+        return value
+
+    def forget_evaluation(self) -> None:
+        """Drop the kept evaluation (``f`` changed; the state built up by the steps stays)."""
+        self._kept = None
+
     def reset(self) -> None:
-        """Forget all state built up by earlier steps (not the evaluation count)."""
+        """Forget all state built up by earlier steps and evaluations (not their count)."""
         self._state_key = None
+        self._kept = None
 
     def _prepare(self, x) -> bool:
         """Reset the state when ``x`` is not like the last iterate; True when state was reset."""
         key = (get_array_module(x).__name__, tuple(x.shape), str(x.dtype))
         if key != self._state_key:
+            kept = self._kept  # already evaluated at this new x, perhaps: keep that
             self.reset()
+            if kept is not None and _same_point(kept.x, x):
+                self._kept = kept
             self._state_key = key
             return True
         return False
@@ -139,5 +175,19 @@ class Optimizer:
     def state_bytes(self, n_elements: int, itemsize: int) -> int:
         """The most memory this optimizer holds during a step on an iterate of ``n_elements``
         numbers of ``itemsize`` bytes: its state and the step's temporaries (the memory check,
-        :mod:`minist.memory`, counts it). An optimizer that does not say: four copies."""
-        return 4 * n_elements * itemsize
+        :mod:`minist.memory`, counts it). An optimizer that does not say: four copies, plus
+        :meth:`kept_bytes`."""
+        return 4 * n_elements * itemsize + self.kept_bytes(n_elements, itemsize)
+
+    @staticmethod
+    def kept_bytes(n_elements: int, itemsize: int) -> int:
+        """What :meth:`evaluate` keeps of the last point evaluated: a copy of it, and the
+        boolean temporary (one byte a number) of the comparison with the next point."""
+        return n_elements * itemsize + n_elements
+
+
+def _same_point(a, b) -> bool:
+    """``a`` and ``b`` are the same point: same array module, shape, dtype and elements."""
+    xp = get_array_module(a)
+    return (xp is get_array_module(b) and a.shape == b.shape and a.dtype == b.dtype
+            and bool(xp.array_equal(a, b)))

@@ -18,7 +18,7 @@ Tutorial ``tutorials/07_optimizers`` compares this with Adam and L-BFGS.
 from __future__ import annotations
 
 from minist.backend import get_array_module
-from minist.optim.base import Evaluate, Optimizer, check_number
+from minist.optim.base import Function, Optimizer, check_number
 
 
 class GradientDescent(Optimizer):
@@ -37,9 +37,10 @@ class GradientDescent(Optimizer):
         super().reset()
         self.velocity = None  # v_0 = 0
 
-    def step(self, x, loss, grad, evaluate: Evaluate | None = None):
+    def step(self, x, f: Function):
         xp = get_array_module(x)
         self._prepare(x)
+        _, grad = self.evaluate(x, f)  # g_k = grad L(x_k)
         if self.velocity is None:
             self.velocity = xp.zeros_like(x)
         v = self.velocity
@@ -48,5 +49,6 @@ class GradientDescent(Optimizer):
         return self.project_(x + v)  # x <- P(x + v)
 
     def state_bytes(self, n_elements: int, itemsize: int) -> int:
-        """:math:`v`, then ``lr * grad`` and ``x + v``: three copies of the iterate."""
-        return 3 * n_elements * itemsize
+        """:math:`v`, then ``lr * grad`` and ``x + v``: three copies of the iterate, and
+        what :meth:`evaluate` keeps."""
+        return 3 * n_elements * itemsize + self.kept_bytes(n_elements, itemsize)

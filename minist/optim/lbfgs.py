@@ -73,7 +73,7 @@ from collections import deque
 from typing import Any, NamedTuple
 
 from minist.backend import get_array_module
-from minist.optim.base import Evaluate, Optimizer, check_int, check_number
+from minist.optim.base import Function, Optimizer, check_int, check_number
 
 DEFAULT_HISTORY = 20
 LOSS_NOISE_ULPS = 16  # losses closer than this many units in the last place count as equal
@@ -111,7 +111,7 @@ def two_loop(g, history) -> Any:
 class LBFGS(Optimizer):
     """Limited-memory BFGS on the box, with a projected Armijo backtracking line search.
 
-    Counters for reports: ``evaluations`` (calls of ``evaluate``), ``skipped_pairs``,
+    Counters for reports: ``evaluations`` (calls of ``f``), ``skipped_pairs``,
     ``steepest_descent_steps`` (fallbacks), ``line_search_failures``.
     """
 
@@ -136,11 +136,10 @@ class LBFGS(Optimizer):
         super().reset()
         self.history.clear()
 
-    def step(self, x, loss, grad, evaluate: Evaluate | None = None):
-        if evaluate is None:
-            raise TypeError("LBFGS.step needs evaluate(x) -> (loss, grad) for its line search")
+    def step(self, x, f: Function):
         xp = get_array_module(x)
         self._prepare(x)
+        loss, grad = self.evaluate(x, f)  # kept from the last step when x is the point it returned
         f0 = float(loss)
         stuck = self._stuck(x, grad)
         g_free = grad if stuck is None else xp.where(stuck, xp.zeros((), grad.dtype), grad)
@@ -158,8 +157,7 @@ class LBFGS(Optimizer):
             if not decrease < 0:
                 t *= 0.5
                 continue
-            f_t, g_t = evaluate(x_t)
-            self.evaluations += 1
+            f_t, g_t = self.evaluate(x_t, f)  # kept: the next step starts here if accepted
             f_t = float(f_t)
             if f_t <= f0 + self.c1 * decrease + slack:  # Armijo along the projected path
                 self._remember(s, g_t - grad)
@@ -212,8 +210,10 @@ class LBFGS(Optimizer):
     def state_bytes(self, n_elements: int, itemsize: int) -> int:
         """:math:`2m` arrays :math:`s_i, y_i`, and during a step :math:`\\tilde g`, :math:`d`,
         :math:`x(t)`, :math:`s`, :math:`y` and one temporary (six copies), plus the boolean
-        ``stuck`` mask and its two operands (one byte per number each)."""
-        return (2 * self.history_size + 6) * n_elements * itemsize + 3 * n_elements
+        ``stuck`` mask and its two operands (one byte per number each), and what
+        :meth:`evaluate` keeps."""
+        return ((2 * self.history_size + 6) * n_elements * itemsize + 3 * n_elements
+                + self.kept_bytes(n_elements, itemsize))
 
 
 def _backtrack(t: float, f0: float, f_t: float, decrease: float) -> float:

@@ -90,3 +90,26 @@ def test_backward_is_linear_and_leaves_the_gradients_alone():
     expect_close(one, separate, what="backward of all layers' gradients at once",
                  against="the sum of one backward per layer", inputs=inputs, rtol=1e-9,
                  atol=1e-12)
+
+
+def test_a_function_of_the_layer_gives_the_same_gradient_asked_once_deepest_first():
+    """``grads`` may be ``gradient_at(name)``, called once at each step the backward passes
+    (deepest first; None: no gradient there) -- how the engine hands in its loss gradients."""
+    params, steps = _net(seed=7)
+    rng = np.random.default_rng(8)
+    image = rng.uniform(0.0, 1.0, (1, 3, 8, 8))
+    feats, cache = vgg_forward(image, params, steps, TORCHVISION, LAYERS, "max")
+    grads = {name: rng.standard_normal(f.shape) for name, f in feats.items()}
+    asked = []
+
+    def gradient_at(name):
+        asked.append(name)
+        return grads.get(name)
+
+    from_function = vgg_backward(gradient_at, cache)
+    expect_close(from_function, vgg_backward(grads, cache), what="backward(gradient_at)",
+                 against="backward(the same gradients as a dict)", inputs={"image": image},
+                 rtol=0, atol=0)
+    passed = [spec.name for spec, _ in reversed(cache.steps)]
+    expect(asked == passed, f"gradient_at was asked {asked}; expected once per step passed, "
+           f"deepest first: {passed}")
