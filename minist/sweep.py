@@ -414,9 +414,9 @@ def load_sweep(spec: str | os.PathLike, overrides: Sequence[tuple[str, Any]] = (
     for combination in product(*axes.values()):
         point = dict(zip(axes, combination, strict=True))
         written = {k: v for k, v in point.items() if k not in SPEC_KEYS}
+        given = {k: resolved_option(k, v) for k, v in written.items()}  # names spec and key
         try:
-            resolved = declared.StylizeOptions(
-                **{k: resolved_option(k, v) for k, v in written.items()}).validated()
+            resolved = declared.StylizeOptions(**given).validated()
         except MinistError as exc:
             where = ", ".join(f"{k} = {point[k]!r}" for k in swept if k not in SPEC_KEYS)
             raise MinistError(f"{spec}: {_rewrite_option_error(str(exc))}"
