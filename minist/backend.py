@@ -50,16 +50,23 @@ def gpu_available() -> bool:
         return False
 
 
+def check_device(device: str) -> str:
+    """``device`` if it is one of :data:`DEVICES`; one line naming ``--device`` otherwise (the
+    one spelling of this check: :func:`resolve_device` and ``ExecutionConfig`` use it)."""
+    if device not in DEVICES:
+        raise MinistError(
+            f"--device: unknown device {device!r}; choose one of {', '.join(DEVICES)}"
+        )
+    return device
+
+
 def resolve_device(device: str) -> str:
     """Check a device name and that the device can be used; return ``"cpu"`` or ``"cuda"``.
 
     Raises :class:`MinistError` with one line that says what to do when ``cuda`` is asked for
     without CuPy or without a GPU.
     """
-    if device not in DEVICES:
-        raise MinistError(
-            f"--device: unknown device {device!r}; choose one of {', '.join(DEVICES)}"
-        )
+    check_device(device)
     if device == "cuda":
         if _import_cupy() is None:
             raise MinistError(

@@ -23,7 +23,7 @@ import dataclasses
 import functools
 from dataclasses import dataclass
 
-from minist.backend import DEVICES, device_of
+from minist.backend import check_device, device_of
 from minist.errors import MinistError
 
 MiB = 2**20
@@ -84,10 +84,7 @@ class ExecutionConfig:
     threads: int | None = None
 
     def __post_init__(self):
-        if self.device not in DEVICES:
-            raise MinistError(
-                f"--device: unknown device {self.device!r}; choose one of {', '.join(DEVICES)}"
-            )
+        check_device(self.device)
         if self.winograd_tile not in WINOGRAD_TILES:
             raise ValueError(f"winograd_tile must be one of {WINOGRAD_TILES}, "
                              f"got {self.winograd_tile!r}")

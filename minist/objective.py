@@ -340,13 +340,9 @@ def blend_weights(weights: Sequence[float] | None, n_styles: int) -> tuple[float
     weights = tuple(weights)
     if len(weights) != n_styles:
         raise MinistError(f"--style-blend: {len(weights)} weights for {n_styles} style images")
-    if any(not isinstance(w, (int, float)) or not w >= 0 or w == float("inf")
-           for w in weights):
-        raise MinistError(f"--style-blend: weights must be numbers >= 0, got {list(weights)}")
-    total = float(sum(weights))
-    if total <= 0:
-        raise MinistError("--style-blend: the weights sum to 0; give at least one > 0")
-    return tuple(float(w) / total for w in weights)
+    from minist.options import check_style_blend  # (here: minist.options imports this module)
+
+    return check_style_blend(weights)
 
 
 def blended_gram(grams: Sequence[Any], weights: Sequence[float]):

@@ -34,21 +34,18 @@ Tutorial: ``tutorials/06_total_loss``.
 
 from __future__ import annotations
 
-import math
-import os
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict
 from typing import Any
 
 import numpy as np
 
-from minist import color, memory
-from minist.backend import resolve_device, to_numpy
+from minist import memory
+from minist.backend import to_numpy
 from minist.errors import MinistError
 from minist.execution import ExecutionConfig
 from minist.inputs import (
     DEFAULT_WEIGHTS,
-    INITS,
     SourceImages,
     check_sizes,
     initial_image,
@@ -56,7 +53,7 @@ from minist.inputs import (
     load_network,
     resolve_weights_file,
 )
-from minist.layer_choice import AUTO, is_auto, resolve_style_layers
+from minist.layer_choice import resolve_style_layers
 from minist.loop import (
     CallbackObserver,
     IterationRecord,
@@ -64,204 +61,24 @@ from minist.loop import (
     RunState,
     run_loop,
 )
-from minist.masks import DEFAULT_MASK_MODE, check_mask_mode, check_masks, load_mask
+from minist.masks import check_masks, load_mask
 from minist.objective import blend_weights
-from minist.optim import DEFAULT_LR, OPTIMIZERS, Optimizer, make_optimizer
+from minist.optim import DEFAULT_LR, Optimizer, make_optimizer
+from minist.options import (  # noqa: F401 - re-exported: the options' home is minist.options
+    DEFAULT_CONTENT_LAYERS,
+    DEFAULT_STYLE_LAYERS,
+    OPTION_NAMES,
+    StylizeOptions,
+)
 from minist.problem import Evaluation, build_problem
 from minist.scales import (
     ScaleCursor,
     Schedule,
     carry_over,
-    check_detail_mode,
-    parse_sizes,
     schedule,
     smallest_size,
 )
-from minist.vgg import POOLINGS, VGG
-
-DEFAULT_CONTENT_LAYERS = ("relu4_2",)
-DEFAULT_STYLE_LAYERS = AUTO  # the paper's five, less those that see too much (layer_choice)
-
-
-@dataclass
-class StylizeOptions:
-    """Every setting of a style transfer run (the CLI's long options carry the same names)."""
-
-    weights: str | os.PathLike = DEFAULT_WEIGHTS
-    size: int = 512  # longest side of the output, px
-    style_scale: float = 1.0  # each style image's longest side = style_scale * size
-    style_blend: Sequence[float] | None = None  # several styles: A^l = sum_i w_i A_i^l
-    scales: Any = None  # coarse-to-fine: None (one scale), "auto" or sizes ending at size
-    scale_iters: Sequence[int] | None = None  # iterations at each coarser scale
-    scale_detail: str = "init"  # a finer scale's new detail: from the start image | none
-    original_colors: str | None = None  # keep the photo's colours: luminance | histogram
-    color_transform: str = "pca"  # histogram matching: pca | cholesky | sym
-    content_masks: Sequence[Any] | None = None  # spatial control: one mask per style image
-    style_masks: Sequence[Any] | None = None  # where in each style image (None: all of it)
-    mask_mode: str = DEFAULT_MASK_MODE  # how masks reach the layers: simple | inside
-    iters: int = 300
-    optimizer: str = "lbfgs"
-    lr: float | None = None  # None: the optimizer's default (minist.optim.DEFAULT_LR)
-    content_weight: float = 1.0  # alpha
-    style_weight: float = 1e3  # beta
-    tv_weight: float = 0.0  # lambda_TV
-    content_layers: Sequence[str] = DEFAULT_CONTENT_LAYERS
-    style_layers: Sequence[str] | str = DEFAULT_STYLE_LAYERS  # "auto" or the names
-    style_layer_weights: Sequence[float] | None = None  # default: equal, summing to 1
-    pooling: str = "max"
-    init: Any = "content"  # content | noise | style | path of an image | an image array
-    noise_ratio: float = 0.0  # x0 = (1 - r) init + r noise
-    seed: int = 0
-    device: str = "cpu"
-    normalize: bool = True  # divide each layer's loss by its target's energy (see module doc)
-    memory_check: bool = True  # refuse a run that would not fit in memory (minist.memory)
-
-    def validated(self) -> StylizeOptions:
-        """Check every value; one-line :class:`MinistError` naming the option otherwise."""
-
-        def need(ok: bool, option: str, problem: str):
-            if not ok:
-                raise MinistError(f"--{option}: {problem}")
-
-        need(
-            isinstance(self.size, int) and self.size >= 1,
-            "size",
-            f"must be a positive integer, got {self.size!r}",
-        )
-        need(_positive(self.style_scale), "style-scale", f"must be > 0, got {self.style_scale!r}")
-        need(
-            isinstance(self.iters, int) and self.iters >= 0,
-            "iters",
-            f"must be an integer >= 0, got {self.iters!r}",
-        )
-        need(
-            self.optimizer in OPTIMIZERS,
-            "optimizer",
-            f"unknown optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}",
-        )
-        need(self.lr is None or _positive(self.lr), "lr", f"must be > 0, got {self.lr!r}")
-        for option, value in (
-            ("content-weight", self.content_weight),
-            ("style-weight", self.style_weight),
-            ("tv-weight", self.tv_weight),
-        ):
-            need(_finite_nonnegative(value), option, f"must be a number >= 0, got {value!r}")
-        need(
-            self.content_weight > 0 or self.style_weight > 0,
-            "style-weight",
-            "content and style weights are both 0: nothing to optimise",
-        )
-        need(
-            not isinstance(self.style_layers, str) or is_auto(self.style_layers),
-            "style-layers",
-            f"give {AUTO!r} or a list of layer names, got {self.style_layers!r}",
-        )
-        need(
-            len(self.style_layers) > 0 or self.style_weight == 0, "style-layers", "no layers given"
-        )
-        need(
-            len(self.content_layers) > 0 or self.content_weight == 0,
-            "content-layers",
-            "no layers given",
-        )
-        if self.style_layer_weights is not None:
-            need(
-                not is_auto(self.style_layers),
-                "style-layer-weights",
-                f"need the layers named (--style-layers), not {AUTO!r}",
-            )
-            need(
-                len(self.style_layer_weights) == len(self.style_layers),
-                "style-layer-weights",
-                f"{len(self.style_layer_weights)} weights for {len(self.style_layers)} layers",
-            )
-            need(
-                all(_finite_nonnegative(w) for w in self.style_layer_weights),
-                "style-layer-weights",
-                "weights must be numbers >= 0",
-            )
-        need(
-            self.pooling in POOLINGS,
-            "pooling",
-            f"unknown pooling {self.pooling!r}; choose max or avg",
-        )
-        if is_source(self.init):
-            need(
-                str(self.init) in INITS or os.path.isfile(self.init),
-                "init",
-                f"{str(self.init)!r} is neither one of {', '.join(INITS)} nor an image file",
-            )
-        need(
-            _finite_nonnegative(self.noise_ratio) and self.noise_ratio <= 1,
-            "noise-ratio",
-            f"must be between 0 and 1, got {self.noise_ratio!r}",
-        )
-        need(
-            isinstance(self.seed, int) and self.seed >= 0,
-            "seed",
-            f"must be an integer >= 0, got {self.seed!r}",
-        )
-        if self.style_blend is not None:
-            need(
-                len(self.style_blend) > 0
-                and all(_finite_nonnegative(w) for w in self.style_blend)
-                and sum(self.style_blend) > 0,
-                "style-blend",
-                f"weights must be numbers >= 0, not all 0, got {list(self.style_blend)}",
-            )
-        need(
-            self.original_colors in (None,) + color.MODES,
-            "original-colors",
-            f"unknown mode {self.original_colors!r}; choose one of {', '.join(color.MODES)}",
-        )
-        need(
-            self.color_transform in color.METHODS,
-            "color-transform",
-            f"unknown transform {self.color_transform!r}; choose one of "
-            f"{', '.join(color.METHODS)}",
-        )
-        check_mask_mode(self.mask_mode)
-        need(self.style_masks is None or self.content_masks is not None, "style-masks",
-             "needs --content-masks (which region of the photo each style paints)")
-        need(self.content_masks is None or self.style_blend is None, "style-blend",
-             "does not apply with --content-masks: each style paints its own region")
-        if isinstance(self.scales, str):
-            self.scales = parse_sizes(self.scales)
-        schedule(self.size, self.iters, self.scales, self.scale_iters)  # one line if bad
-        check_detail_mode(self.scale_detail)
-        resolve_device(self.device)
-        return self
-
-    def as_metadata(self) -> dict[str, Any]:
-        """JSON-ready settings, for the output PNG's metadata and the log."""
-        out = asdict(self)
-        out["weights"] = str(self.weights)
-        out["init"] = str(self.init) if is_source(self.init) else "array"
-        out["content_layers"] = list(self.content_layers)
-        out["style_layers"] = AUTO if is_auto(self.style_layers) else list(self.style_layers)
-        for name in ("style_blend", "scale_iters"):
-            if getattr(self, name) is not None:
-                out[name] = list(getattr(self, name))
-        for name in ("content_masks", "style_masks"):
-            if getattr(self, name) is not None:
-                out[name] = [None if m is None else str(m) if is_source(m) else "array"
-                             for m in getattr(self, name)]
-        if self.scales is not None and self.scales != "auto":
-            out["scales"] = list(self.scales)
-        if self.style_layer_weights is not None:
-            out["style_layer_weights"] = list(self.style_layer_weights)
-        return out
-
-
-def _positive(value) -> bool:
-    return isinstance(value, (int, float)) and math.isfinite(value) and value > 0
-
-
-def _finite_nonnegative(value) -> bool:
-    return isinstance(value, (int, float)) and math.isfinite(value) and value >= 0
-
-
-OPTION_NAMES = tuple(f.name for f in fields(StylizeOptions))
+from minist.vgg import VGG
 
 
 class StyleTransfer:

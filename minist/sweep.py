@@ -23,17 +23,17 @@ dies.
     title = "Fig. 3"
 
 Keys: ``content`` and ``style`` (an image path or a list of them; a style that is itself a list
-of paths is one run with several style images), any field of
-:class:`~minist.stylize.StylizeOptions` by its name (read from the dataclass when the spec is
-read, so new options work in specs at once), and the ``[gallery]`` table. A field whose value
-is a list (``content_layers``, ``style_layers``, ``style_layer_weights``) takes a list as one
-value and a list of lists as a sweep; a field of any type (``Any``, e.g. a coarse-to-fine
-schedule that is either ``"auto"`` or a list of sizes) sweeps over a list, so a list as its one
-value is written inside a list (``[[64, 128, 256]]``). Fields that hold file paths (annotated
-``os.PathLike``, and ``init`` when it is not ``content``/``noise``/``style``) are resolved
-relative to the spec file; when ``weights`` is not given, the default ``weights/vgg19.h5`` is
-relative to the working directory, as for ``minist stylize``, and fetched once before the sweep
-when missing.
+of paths is one run with several style images), any option of
+:class:`~minist.options.StylizeOptions` by its name (checked by its declaration in
+:mod:`minist.options`, so a new option works in specs at once), and the ``[gallery]`` table. An
+option whose value is a list (``content_layers``, ``style_layers``, ``style_layer_weights``,
+``content_masks`` ...) takes a list as one value and a list of lists as a sweep; an option of
+any type (e.g. ``scales``, either ``"auto"`` or a list of sizes) sweeps over a list, so a list as
+its one value is written inside a list (``[[64, 128, 256]]``). Options that name files
+(``weights``, the masks, ``init`` when it is not ``content``/``noise``/``style``) are resolved
+relative to the spec file (an empty mask entry: none); when ``weights`` is not given, the
+default ``weights/vgg19.h5`` is relative to the working directory, as for ``minist stylize``,
+and fetched once before the sweep when missing.
 
 Everything that can be checked is checked before any work, with one line naming the spec file
 and the key (:func:`load_sweep`): unknown keys, wrong types, empty or repeated values, missing
@@ -70,7 +70,6 @@ import re
 import sys
 import time
 import traceback
-import types
 import typing
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -91,89 +90,20 @@ THREAD_ENVIRONMENT = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREAD
 
 
 # ---------------------------------------------------------------------------------------------
-# The options a spec may set: read from StylizeOptions itself
+# The options a spec may set: those of minist.options, by their declarations
 # ---------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class OptionField:
-    """What a spec needs to know about one :class:`~minist.stylize.StylizeOptions` field."""
-
-    name: str
-    sequence: bool  # its value is a list (layers, layer weights): a sweep is a list of lists
-    path: bool  # its value is a file path, relative to the spec file
-    real: bool  # a float field: integers in the spec become floats (1000 and 1e3 are one value)
-    kinds: tuple = ()  # the TOML types its values (or list items) may have; () = any
-    word: bool = False  # a list field that also takes one string as its value (``"auto"``)
-
-
-# Python types of a field's hint -> the TOML values that fit them, named for messages
-_KINDS = {bool: (bool, "true or false"), int: (int, "an integer"), float: (float, "a number"),
-          str: (str, "a string"), os.PathLike: (str, "a file path")}
-
-
-def _fits(option: OptionField, value) -> bool:
-    """Whether a scalar from the spec has a type the field accepts (bool is no integer)."""
-    if not option.kinds:
+def _fits(option, value) -> bool:
+    """Whether a scalar from the spec has a TOML type the option takes (bool is no integer)."""
+    kinds = option.kind.toml
+    if not kinds:
         return True
     if isinstance(value, bool):
-        return bool in option.kinds
+        return bool in kinds
     if isinstance(value, int):
-        return int in option.kinds or float in option.kinds
-    return isinstance(value, tuple(option.kinds))
-
-
-def _union_args(hint) -> tuple:
-    """``A | B | None`` -> (A, B, NoneType); anything else -> (hint,)."""
-    if typing.get_origin(hint) in (typing.Union, getattr(types, "UnionType", None)):
-        return typing.get_args(hint)
-    return (hint,)
-
-
-def _is_sequence_hint(hint) -> bool:
-    return any(typing.get_origin(arg) in (list, tuple, Sequence) for arg in _union_args(hint))
-
-
-def _value_types(hint) -> set:
-    """The scalar types a field holds: the union's members, and a sequence's item types."""
-    out = set()
-    for arg in _union_args(hint):
-        if typing.get_origin(arg) in (list, tuple, Sequence):
-            for item in typing.get_args(arg):
-                out.update(_union_args(item))
-        else:
-            out.add(arg)
-    return out
-
-
-def option_fields() -> dict[str, OptionField]:
-    """Every field of :class:`~minist.stylize.StylizeOptions`, as the dataclass declares it now
-    (its type hints; where one cannot be evaluated, its text and default)."""
-    from minist.stylize import StylizeOptions
-
-    try:
-        hints = typing.get_type_hints(StylizeOptions)
-    except Exception:  # noqa: BLE001 - an annotation that cannot be evaluated: use the text
-        hints = {}
-    out = {}
-    for f in dataclasses.fields(StylizeOptions):
-        hint = hints.get(f.name)
-        text = str(f.type)
-        if hint is not None:
-            sequence = _is_sequence_hint(hint)
-            types_ = _value_types(hint)
-            real = float in types_ and int not in types_
-        else:
-            default = f.default if f.default is not dataclasses.MISSING else None
-            sequence = isinstance(default, (list, tuple)) or "Sequence" in text
-            real = isinstance(default, float)
-        kinds = ()
-        if hint is not None and _value_types(hint) - {type(None)} <= set(_KINDS):
-            kinds = tuple(dict.fromkeys(_KINDS[t][0] for t in _value_types(hint)
-                                        if t is not type(None)))
-        word = hint is not None and sequence and str in _union_args(hint)
-        out[f.name] = OptionField(f.name, sequence, "PathLike" in text, real, kinds, word)
-    return out
+        return int in kinds or float in kinds
+    return isinstance(value, kinds)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -249,8 +179,9 @@ def _scalar_ok(value) -> bool:
     return isinstance(value, (str, int, float, bool))
 
 
-def _spec_values(spec: Path, key: str, raw, option: OptionField | None) -> list:
-    """The list of values of one spec key (a scalar is a list of one)."""
+def _spec_values(spec: Path, key: str, raw, option) -> list:
+    """The list of values of one spec key (a scalar is a list of one); ``option``: its
+    :class:`minist.options.Option` (None for content and style)."""
 
     def bad(problem: str):
         raise MinistError(f"{spec}: {key}: {problem}")
@@ -269,13 +200,14 @@ def _spec_values(spec: Path, key: str, raw, option: OptionField | None) -> list:
                     bad("a style that is a list must list image paths")
             elif not isinstance(v, str):
                 bad("expected an image path, a list of them, or lists of paths")
-    elif option.word and isinstance(raw, str):  # e.g. style_layers = "auto": one value
+    elif option.words and option.sequence and isinstance(raw, str):  # style_layers = "auto"
         values = [raw]
     elif option.sequence:
         if not isinstance(raw, list):
             bad(f"expected a list such as [\"relu1_1\", \"relu2_1\"] (one value) or a list of "
                 f"such lists (a sweep), got {raw!r}")
-        nested = [isinstance(v, list) or (option.word and isinstance(v, str)) for v in raw]
+        nested = [isinstance(v, list) or (bool(option.words) and isinstance(v, str))
+                  for v in raw]
         if raw and all(nested) and any(isinstance(v, list) for v in raw):
             values = raw  # a sweep: lists, and (for a word field) single strings such as "auto"
         elif any(isinstance(v, list) for v in raw):
@@ -287,25 +219,24 @@ def _spec_values(spec: Path, key: str, raw, option: OptionField | None) -> list:
                 continue
             for item in v:
                 if not _scalar_ok(item) or not _fits(option, item):
-                    bad(f"expected a list whose items are each {_kind_names(option)}, "
-                        f"got {v!r}")
+                    bad(f"{option.expected()}, got {v!r}")
     else:
         values = raw if isinstance(raw, list) else [raw]
         for v in values:
-            if isinstance(v, list) and not option.kinds:  # a field of any type (e.g. scales)
+            if isinstance(v, list) and not option.kind.toml:  # any type (e.g. scales)
                 if not all(_scalar_ok(x) for x in v):  # takes a list as one value
                     bad(f"unexpected value {v!r}")
                 continue
             if not _scalar_ok(v):
                 bad(f"expected a single value or a list of single values, got {v!r}")
             if not _fits(option, v):
-                bad(f"expected {_kind_names(option)}, got {v!r}")
+                bad(f"{option.expected()}, got {v!r}")
     if not values:
         bad("empty list: give at least one value")
     def each(function, v):  # on a value, or on each item of a list value
         return [function(x) for x in v] if isinstance(v, list) else function(v)
 
-    if option is not None and option.real:  # 1000 and 1e3 are one value
+    if option is not None and float in option.kind.toml:  # 1000 and 1e3 are one value
         values = [each(_int_to_float, v) for v in values]
     if key in SPEC_KEYS or (option is not None and option.path):
         values = [each(_posix, v) for v in values]
@@ -315,14 +246,6 @@ def _spec_values(spec: Path, key: str, raw, option: OptionField | None) -> list:
             bad(f"the value {v!r} is listed twice")
         seen.append(v)
     return values
-
-
-def _kind_names(option: OptionField) -> str:
-    if option.path:
-        return "a file path"
-    names = [name for python, (toml, name) in _KINDS.items()
-             if python is not os.PathLike and python in option.kinds]
-    return " or ".join(names) or "a value"
 
 
 def _int_to_float(value):
@@ -413,8 +336,7 @@ def load_sweep(spec: str | os.PathLike, overrides: Sequence[tuple[str, Any]] = (
     naming the spec file and the key, raised before any work. ``overrides``: ``(key, value)``
     pairs that replace the spec's (``gallery.rows`` for the gallery table), as if written in it
     (paths too are relative to the spec file)."""
-    from minist.inputs import INITS
-    from minist.stylize import StylizeOptions
+    from minist import options as declared
 
     spec = Path(spec)
     data = read_toml(spec)
@@ -426,7 +348,7 @@ def load_sweep(spec: str | os.PathLike, overrides: Sequence[tuple[str, Any]] = (
         else:
             data[key] = value
     base = spec.resolve().parent
-    options = option_fields()
+    options = declared.schema()
 
     gallery = data.pop("gallery", {})
     if not isinstance(gallery, dict):
@@ -465,13 +387,11 @@ def load_sweep(spec: str | os.PathLike, overrides: Sequence[tuple[str, Any]] = (
     def resolved_option(name: str, value):
         option = options[name]
         if name == "weights":
-            return str(base / value)  # checked (or fetched) once per file below
-        if name == "init" and isinstance(value, str) and value not in INITS:
+            return str(base / value)  # checked (or fetched) once per file by check_networks
+        if option.path and isinstance(value, str) and value not in option.words:
             return resolve(name, value)
-        if option.path and isinstance(value, str):
-            return resolve(name, value)
-        if option.path and isinstance(value, list):
-            return [resolve(name, v) for v in value]
+        if option.path and isinstance(value, list):  # an empty entry: none (as on the CLI)
+            return [resolve(name, v) if v else None for v in value]
         return value
 
     gallery_axes = {}
@@ -494,16 +414,16 @@ def load_sweep(spec: str | os.PathLike, overrides: Sequence[tuple[str, Any]] = (
     for combination in product(*axes.values()):
         point = dict(zip(axes, combination, strict=True))
         written = {k: v for k, v in point.items() if k not in SPEC_KEYS}
+        given = {k: resolved_option(k, v) for k, v in written.items()}  # names spec and key
         try:
-            resolved = StylizeOptions(**{k: resolved_option(k, v) for k, v in written.items()})
-            resolved.validated()
+            resolved = declared.StylizeOptions(**given).validated()
         except MinistError as exc:
             where = ", ".join(f"{k} = {point[k]!r}" for k in swept if k not in SPEC_KEYS)
             raise MinistError(f"{spec}: {_rewrite_option_error(str(exc))}"
                               + (f" (in the run with {where})" if where else "")) from None
         identity = resolved.as_metadata()  # every option, as the run will use it ...
         for k, v in written.items():  # ... with paths as written (relative to the spec)
-            if options[k].path or (k == "init" and isinstance(v, str) and v not in INITS):
+            if options[k].path and k in identity:
                 identity[k] = v
         settings = _canonical({"content": point["content"], "style": point["style"],
                                **identity})
@@ -643,6 +563,7 @@ def execute_run(run: Run, out_dir: str, threads: int) -> dict:
     from minist.execution import ExecutionConfig
     from minist.loop import NonFiniteLossError
     from minist.observers import JsonLog, SaveResult
+    from minist.options import png_metadata
     from minist.stylize import StyleTransfer
     from minist.weights.atomic import atomic_path
 
@@ -655,17 +576,9 @@ def execute_run(run: Run, out_dir: str, threads: int) -> dict:
         options = run.options
         config = ExecutionConfig(device=options.device, threads=threads)
 
-        def metadata(transfer, status: str) -> dict[str, str]:
-            last = transfer.history[-1]._asdict() if transfer.history else {}
-            return {
-                "Software": f"minist {__version__}",
-                "minist:settings": json.dumps(run.settings),
-                "minist:content": str(run.settings["content"]),
-                "minist:style": json.dumps(run.settings["style"]),
-                "minist:status": f"{status} after {transfer.iteration} iterations",
-                "minist:last-losses": json.dumps(last),
-                "minist:sweep-run": run.name,
-            }
+        metadata = png_metadata(run.settings, str(run.settings["content"]),
+                                json.dumps(run.settings["style"]), style_layers=False,
+                                extra={"minist:sweep-run": run.name})
 
         with contextlib.ExitStack() as stack:
             # entered image first: renamed last (ExitStack unwinds in reverse)

@@ -26,7 +26,7 @@ from minist.cli import main
 from minist.errors import MinistError
 from minist.images import load_image, read_png_metadata, save_image
 from minist.preprocessing import TORCHVISION
-from minist.stylize import StylizeOptions
+from minist.stylize import OPTION_NAMES, StylizeOptions
 from minist.sweep import (
     FAILED,
     FINISHED,
@@ -35,7 +35,6 @@ from minist.sweep import (
     execute_run,
     finished_record,
     load_sweep,
-    option_fields,
     remove_leftovers,
     run_files,
     run_sweep,
@@ -115,8 +114,9 @@ def test_spec_is_the_cartesian_product_with_readable_unique_names(inputs):
     assert first.content == str(inputs / "photo_a.png")  # what the worker reads
     assert first.options.size == 40 and list(first.options.style_layers) == ["relu1_1",
                                                                               "relu2_1"]
-    # every option is in the settings, so that a default that changes makes another run
-    assert set(first.settings) == {"content", "style"} | set(option_fields())
+    # every option that shapes the result is in the settings, so that a default that changes
+    # makes another run (memory_check does not change the image)
+    assert set(first.settings) == {"content", "style"} | set(OPTION_NAMES) - {"memory_check"}
     # the same spec read again (from another working directory) names the same runs
     cwd = os.getcwd()
     try:
@@ -161,25 +161,20 @@ def test_style_layers_auto_is_one_value_and_sweeps_beside_lists(inputs):
     assert len({run.name for run in sweep.runs}) == 2
 
 
-def test_options_come_from_the_dataclass_so_new_fields_work(inputs, monkeypatch):
-    """A field added to StylizeOptions later (by name, from dataclasses.fields) is a spec key,
-    handled by its type: a flag, a list (a sweep is a list of lists), a field of any type."""
-    import minist.stylize
+def test_a_new_option_declared_once_is_a_spec_key(inputs, monkeypatch):
+    """An option added to StylizeOptions later (one declaration, minist.options.option) is a
+    spec key, handled by its kind: a flag, a list (a sweep is a list of lists), any type."""
+    import minist.options
+    from minist.options import ANY, BOOL, INT, option
 
     extended = dataclasses.make_dataclass(
         "StylizeOptions",
-        [("demo_flag", bool, dataclasses.field(default=False)),
-         ("demo_sizes", Sequence[int], dataclasses.field(default=())),
-         ("demo_schedule", Any, dataclasses.field(default=None))],
-        bases=(StylizeOptions,),
+        [("demo_flag", bool, option(False, BOOL, "a flag")),
+         ("demo_sizes", Sequence[int], option((), INT, "sizes", sequence=True)),
+         ("demo_schedule", Any, option(None, ANY, "anything", optional=True))],
+        bases=(StylizeOptions,), frozen=True,
     )
-    monkeypatch.setattr(minist.stylize, "StylizeOptions", extended)
-    fields = option_fields()
-    assert fields["demo_sizes"].sequence and not fields["demo_flag"].sequence
-    assert not fields["demo_schedule"].sequence and fields["demo_schedule"].kinds == ()
-    assert fields["style_layers"].sequence and fields["weights"].path
-    assert fields["style_weight"].real and not fields["size"].real
-    assert fields["style_layer_weights"].real and fields["style_layer_weights"].sequence
+    monkeypatch.setattr(minist.options, "StylizeOptions", extended)
     spec = write_spec(inputs, content="photo_a.png", style="paint_a.png", weights="tiny.h5",
                       demo_flag=[True, False], demo_sizes=[[32, 40], [40]],
                       demo_schedule=["auto", [32, 40]])
@@ -192,6 +187,9 @@ def test_options_come_from_the_dataclass_so_new_fields_work(inputs, monkeypatch)
     assert "demo_flag=true__demo_sizes=32+40__demo_schedule=auto__" in first.name
     _spec_error(write_spec(inputs, content="photo_a.png", style="paint_a.png", demo_flag=1),
                 "demo_flag: expected true or false, got 1")
+    _spec_error(write_spec(inputs, content="photo_a.png", style="paint_a.png",
+                           demo_sizes=[[32, 4.5]]),
+                "demo_sizes: expected a list whose items are each an integer, got [32, 4.5]")
 
 
 @pytest.mark.parametrize("keys, needles", [

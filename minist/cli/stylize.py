@@ -1,6 +1,7 @@
 """``minist stylize CONTENT STYLE -o OUT``: paint a photo in a painting's style.
 
-Long options carry the names of :class:`minist.stylize.StylizeOptions`. The run shows a progress
+Long options carry the names of :class:`minist.options.StylizeOptions` and come from its
+declarations. The run shows a progress
 bar (iteration, losses, it/s, ETA), can save intermediate images (``--save-every N``) and write a
 JSON line per iteration (``--log FILE``: ``iter, content, style, tv, total, seconds``). The output
 PNG carries the settings in its metadata. Everything that can be checked is checked before any
@@ -21,37 +22,9 @@ EXIT_NONFINITE = 2
 EXIT_INTERRUPTED = 130
 
 
-def _layer_list(text: str) -> list[str]:
-    return [name.strip() for name in text.split(",") if name.strip()]
-
-
-def _style_layers(text: str) -> tuple[list[str], list[float] | None]:
-    """``relu1_1,relu2_1`` or ``relu1_1:0.5,relu2_1:0.5`` -> (names, weights or None);
-    ``auto`` -> (``"auto"``, None): the layers chosen by the image size (minist.layer_choice)."""
-    from minist.layer_choice import AUTO
-
-    if text.strip() == AUTO:
-        return AUTO, None
-    names, weights = [], []
-    for item in _layer_list(text):
-        name, _, weight = item.partition(":")
-        names.append(name.strip())
-        if weight:
-            try:
-                weights.append(float(weight))
-            except ValueError:
-                raise MinistError(
-                    f"--style-layers: {weight!r} is not a number (in {item!r})"
-                ) from None
-    if weights and len(weights) != len(names):
-        raise MinistError("--style-layers: give a weight for every layer (name:weight) or for none")
-    return names, (weights or None)
-
-
 def register(subparsers) -> None:
-    from minist.stylize import DEFAULT_CONTENT_LAYERS, DEFAULT_STYLE_LAYERS, StylizeOptions
+    from minist.options import CONTROLS, add_arguments
 
-    d = StylizeOptions()
     p = subparsers.add_parser(
         "stylize",
         help="paint CONTENT in the style of STYLE (or of several blended)",
@@ -62,79 +35,7 @@ def register(subparsers) -> None:
     p.add_argument("style", metavar="STYLE", nargs="+",
                    help="the painting; several: their styles blended (--style-blend)")
     p.add_argument("-o", "--output", required=True, metavar="OUT", help="output image (.png)")
-    p.add_argument(
-        "--weights",
-        default=str(d.weights),
-        help="minist HDF5 weights (default: %(default)s; fetched if missing)",
-    )
-    p.add_argument(
-        "--size",
-        type=int,
-        default=d.size,
-        help="longest side of the output in px (default: %(default)s)",
-    )
-    p.add_argument(
-        "--style-scale",
-        type=float,
-        default=d.style_scale,
-        help="style image size relative to --size (default: %(default)s)",
-    )
-    p.add_argument("--iters", type=int, default=d.iters, help="iterations (default: %(default)s)")
-    p.add_argument(
-        "--optimizer", default=d.optimizer, help="lbfgs | adam | gd (default: %(default)s)"
-    )
-    p.add_argument(
-        "--lr",
-        type=float,
-        default=None,
-        help="learning rate / initial step (default: the optimizer's)",
-    )
-    p.add_argument(
-        "--content-weight",
-        type=float,
-        default=d.content_weight,
-        help="alpha (default: %(default)s)",
-    )
-    p.add_argument(
-        "--style-weight", type=float, default=d.style_weight, help="beta (default: %(default)s)"
-    )
-    p.add_argument(
-        "--tv-weight",
-        type=float,
-        default=d.tv_weight,
-        help="total-variation weight (default: %(default)s)",
-    )
-    p.add_argument(
-        "--content-layers",
-        default=",".join(DEFAULT_CONTENT_LAYERS),
-        help="comma-separated (default: %(default)s)",
-    )
-    p.add_argument(
-        "--style-layers",
-        default=DEFAULT_STYLE_LAYERS,
-        help="comma-separated, optionally name:weight; or 'auto': relu1_1 ... relu5_1 less "
-        "those whose receptive field exceeds a fifth of the image's size -- 256 px: "
-        "relu1_1-relu3_1, 512: relu1_1-relu4_1, 1024: all five (default: %(default)s)",
-    )
-    p.add_argument("--pooling", default=d.pooling, help="max | avg (default: %(default)s)")
-    p.add_argument(
-        "--init",
-        default=d.init,
-        help="content | noise | style | an image path (default: %(default)s)",
-    )
-    p.add_argument(
-        "--noise-ratio",
-        type=float,
-        default=d.noise_ratio,
-        help="blend of noise into the initial image, 0-1 (default: %(default)s)",
-    )
-    p.add_argument("--seed", type=int, default=d.seed, help="random seed (default: %(default)s)")
-    p.add_argument("--device", default=d.device, help="cpu | cuda (default: %(default)s)")
-    p.add_argument(
-        "--no-normalize",
-        action="store_true",
-        help="use the paper's raw losses (no per-layer normalisation)",
-    )
+    add_arguments(p)  # the options of the run (minist.options), then how the run is shown
     p.add_argument(
         "--save-every",
         type=int,
@@ -160,79 +61,9 @@ def register(subparsers) -> None:
         help="address the preview listens on (default 127.0.0.1, this machine only; another "
         "address shows the run to the network, with a warning)",
     )
-    _register_controls(p)
+    # The controls of Gatys et al. (2017): several styles, coarse-to-fine, colour, space.
+    add_arguments(p.add_argument_group(CONTROLS), CONTROLS)
     p.set_defaults(func=run)
-
-
-def _register_controls(p) -> None:
-    """The controls of Gatys et al. (2017): several styles, coarse-to-fine, colour, space."""
-    g = p.add_argument_group("controls (Gatys et al. 2017, Controlling Perceptual Factors)")
-    g.add_argument("--style-blend", metavar="W1,W2,...",
-                   help="weights of several STYLE images, >= 0, normalised to sum 1 "
-                   "(default: equal): their Gram matrices are blended")
-    g.add_argument("--scales", metavar="auto|S1,S2,...",
-                   help="coarse-to-fine: 'auto' (sizes spaced by sqrt(2) from 256 px up to "
-                   "--size) or sizes in px ending at --size; each scale starts from the last, "
-                   "upsampled (Lanczos), plus the photo's finer detail (--scale-detail)")
-    g.add_argument("--scale-iters", metavar="N1,N2,...",
-                   help="iterations at each scale before the last (default: --iters each); "
-                   "--iters is the last scale's")
-    g.add_argument("--scale-detail", default="init", metavar="init|none",
-                   help="what a finer scale adds to the upsampled result: the detail of the "
-                   "start image (--init, the photo by default) that the coarser size could not "
-                   "hold ('init'), or nothing ('none') (default: %(default)s)")
-    g.add_argument("--original-colors", metavar="luminance|histogram",
-                   help="keep the photo's colours: 'luminance' transfers the style to the "
-                   "luminance only (YIQ) and keeps the photo's I, Q; 'histogram' matches each "
-                   "painting's colours to the photo's before the transfer (default: off)")
-    g.add_argument("--color-transform", default="pca", metavar="pca|cholesky|sym",
-                   help="the colour map of --original-colors histogram (default: %(default)s)")
-    g.add_argument("--content-masks", metavar="M1.png,M2.png,...",
-                   help="spatial control: one grayscale mask per STYLE, drawn on CONTENT "
-                   "(white: this style here)")
-    g.add_argument("--style-masks", metavar="S1.png,S2.png,...",
-                   help="the part of each STYLE image to take its statistics from (default: "
-                   "all of it; leave an entry empty for all of that one)")
-    g.add_argument("--mask-mode", default="simple", metavar="simple|inside",
-                   help="masks at the layers: resized ('simple'), or only the units whose "
-                   "receptive field lies inside the region ('inside') (default: %(default)s)")
-
-
-def _paths(text: str | None) -> list | None:
-    """``"a.png,,b.png"`` -> ``["a.png", None, "b.png"]`` (None stays None)."""
-    if text is None:
-        return None
-    return [part.strip() or None for part in text.split(",")]
-
-
-def _numbers(text: str | None, option: str, cast=float) -> list | None:
-    """``"1,0.5"`` -> ``[1.0, 0.5]`` (None stays None); one line naming the option if bad."""
-    if text is None:
-        return None
-    try:
-        return [cast(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        kind = "integers" if cast is int else "numbers"
-        raise MinistError(f"{option}: expected {kind} separated by commas, got {text!r}") from None
-
-
-def _options(args):
-    """The parsed arguments as validated :class:`StylizeOptions` (long options = field names)."""
-    from minist.stylize import OPTION_NAMES, StylizeOptions
-
-    style_layers, style_weights = _style_layers(args.style_layers)
-    values = {name: getattr(args, name) for name in OPTION_NAMES if hasattr(args, name)}
-    values.update(
-        content_layers=_layer_list(args.content_layers),
-        style_layers=style_layers,
-        style_layer_weights=style_weights,
-        normalize=not args.no_normalize,
-        style_blend=_numbers(args.style_blend, "--style-blend"),
-        scale_iters=_numbers(args.scale_iters, "--scale-iters", int),
-        content_masks=_paths(args.content_masks),
-        style_masks=_paths(args.style_masks),
-    )
-    return StylizeOptions(**values).validated()
 
 
 def _preview(args, options):
@@ -253,11 +84,11 @@ def _preview(args, options):
 
 
 def run(args) -> int:
-    from minist import __version__
     from minist.images import SUPPORTED_EXTENSIONS
     from minist.layer_choice import is_auto
     from minist.loop import NonFiniteLossError
     from minist.observers import JsonLog, ProgressBar, SaveResult, Snapshots
+    from minist.options import from_arguments, png_metadata
     from minist.stylize import StyleTransfer
     from minist.weights.atomic import check_writable
 
@@ -272,7 +103,7 @@ def run(args) -> int:
     for option, path in [("CONTENT", args.content)] + [("STYLE", s) for s in args.style]:
         if not Path(path).exists():
             raise MinistError(f"{path}: no such file ({option})")
-    options = _options(args)
+    options = from_arguments(args)
     preview = _preview(args, options)
     try:
         transfer = StyleTransfer(args.content, args.style, options, progress=not args.quiet)
@@ -281,18 +112,9 @@ def run(args) -> int:
             preview.close()
         raise
 
-    def metadata(run, status: str) -> dict[str, str]:
-        last = run.history[-1]._asdict() if run.history else {}
-        return {
-            "Software": f"minist {__version__}",
-            "minist:settings": json.dumps(options.as_metadata()),
-            "minist:content": str(args.content),
-            "minist:style": (str(args.style[0]) if len(args.style) == 1
-                             else json.dumps([str(s) for s in args.style])),
-            "minist:style-layers": json.dumps(list(run.style_layers_at(run.size))),
-            "minist:status": f"{status} after {run.iteration} iterations",
-            "minist:last-losses": json.dumps(last),
-        }
+    metadata = png_metadata(
+        options.as_metadata(), str(args.content),
+        str(args.style[0]) if len(args.style) == 1 else json.dumps([str(s) for s in args.style]))
 
     if not args.quiet and is_auto(options.style_layers):
         print("minist: style layers (auto: receptive field <= 1/5 of the size; --style-layers "
