@@ -56,7 +56,7 @@ class TorchStep:
         wanted = set(self.content_layers) | set(self.style_layers)
         table = layer_table(weights.architecture, weights.block_channels)
         deepest = max(i for i, spec in enumerate(table) if spec.name in wanted)
-        self.steps = table[: deepest + 1]
+        self.layer_specs = table[: deepest + 1]
 
         def tensor(a):  # the NumPy arrays themselves on the CPU (no copy), a copy on the GPU
             return torch.from_numpy(a).to(dev)
@@ -91,7 +91,7 @@ class TorchStep:
         x = (image.flip(1) if self.bgr else image) * self.scale - self.shift
         out = {}
         wanted = set(self.content_layers) | set(self.style_layers)
-        for spec in self.steps:
+        for spec in self.layer_specs:
             if spec.kind == "conv":
                 w, b = self.params[spec.name]
                 x = F.conv2d(x, w, b, padding=1)

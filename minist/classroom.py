@@ -240,15 +240,15 @@ def auto_sizes_closed_form(size: int, smallest: int = SMALLEST) -> tuple[int, ..
     return tuple(s(k) for k in range(K, -1, -1))
 
 
-def receptive_fields_top_down(steps) -> dict[str, int]:
+def receptive_fields_top_down(layer_specs) -> dict[str, int]:
     r"""Stand-in for :func:`minist.scales.receptive_fields`: for each layer, start from one unit
     (:math:`r = 1`) and walk down to the image; below a 3x3 convolution (stride 1) the unit sees
     :math:`r + 2` positions, below a 2x2 pooling (stride 2) :math:`2 r`."""
-    steps = list(steps)
+    layer_specs = list(layer_specs)
     fields = {}
-    for top, spec in enumerate(steps):
+    for top, spec in enumerate(layer_specs):
         r = 1
-        for below in reversed(steps[: top + 1]):
+        for below in reversed(layer_specs[: top + 1]):
             if below.kind == "conv":
                 r += 2
             elif below.kind == "pool":

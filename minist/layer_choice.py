@@ -50,16 +50,16 @@ def is_auto(style_layers) -> bool:
     return isinstance(style_layers, str) and style_layers == AUTO
 
 
-def style_layers_for_size(steps, size: int, candidates: Sequence[str] = PAPER_STYLE_LAYERS,
+def style_layers_for_size(layer_specs, size: int, candidates: Sequence[str] = PAPER_STYLE_LAYERS,
                           fraction: float = FIELD_FRACTION) -> tuple[str, ...]:
     r"""The layers of ``candidates`` whose receptive field :math:`r_l \le` ``fraction`` ×
     ``size`` (at least the first candidate), in the candidates' order; candidates the
     network lacks are left out.
 
-    ``steps``: the network's layer table (``VGG.steps``); ``size``: the longest side, px, of
-    the image being optimised.
+    ``layer_specs``: the network's layer table (``VGG.layer_specs``); ``size``: the longest
+    side, px, of the image being optimised.
     """
-    fields = receptive_fields(steps)
+    fields = receptive_fields(layer_specs)
     present = [name for name in candidates if name in fields]
     if not present:
         raise MinistError(f"--style-layers {AUTO}: the network has none of "
@@ -68,8 +68,8 @@ def style_layers_for_size(steps, size: int, candidates: Sequence[str] = PAPER_ST
     return chosen or tuple(present[:1])
 
 
-def resolve_style_layers(style_layers, steps, size: int) -> tuple[str, ...]:
+def resolve_style_layers(style_layers, layer_specs, size: int) -> tuple[str, ...]:
     """The style layers a run uses at ``size``: the option as given, or the rule for ``auto``."""
     if is_auto(style_layers):
-        return style_layers_for_size(steps, size)
+        return style_layers_for_size(layer_specs, size)
     return tuple(style_layers)

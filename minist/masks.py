@@ -30,7 +30,7 @@ to one, so the result stays in :math:`[0, 1]` and a full mask stays full -- unli
 which rings at a mask's edges. A mask of another aspect ratio is stretched to fit.
 
 **Propagation to the layers** (:func:`propagate_mask`) follows the network's own layer table
-(``net.steps``): 3x3 convolutions with stride 1 and zero padding 1 keep the size, ReLUs keep
+(``net.layer_specs``): 3x3 convolutions with stride 1 and zero padding 1 keep the size, ReLUs keep
 it, 2x2 poolings with stride 2 halve it, dropping an odd last row or column (floor), as
 :func:`minist.layers.pool_forward` does. Two modes:
 
@@ -174,9 +174,9 @@ def resize_mask(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return np.clip(np.asarray(resized, dtype=np.float32), 0.0, 1.0)
 
 
-def _steps(net) -> list:
+def _layer_specs(net) -> list:
     """The layer table of ``net`` (a :class:`minist.vgg.VGG`) or the table itself."""
-    return list(getattr(net, "steps", net))
+    return list(getattr(net, "layer_specs", net))
 
 
 def layer_shapes(net, shape: tuple[int, int], layers: Sequence[str]) -> dict[str, tuple[int, int]]:
@@ -184,7 +184,7 @@ def layer_shapes(net, shape: tuple[int, int], layers: Sequence[str]) -> dict[str
     and ReLUs keep the size, each pooling floors it to half."""
     H, W = (int(n) for n in shape)
     shapes, wanted = {}, set(layers)
-    for spec in _steps(net):
+    for spec in _layer_specs(net):
         if spec.kind == "pool":
             H, W = H // 2, W // 2
         if spec.name in wanted:
@@ -220,7 +220,7 @@ def propagate_mask(mask: np.ndarray, net, layers: Sequence[str],
     r"""The guide :math:`T^l` of ``mask`` at each of ``layers``: ``{name: (H_l, W_l) array}``.
 
     ``mask``: :math:`(H, W)` in :math:`[0, 1]` at the size of the image the network will see
-    (:func:`resize_mask`). ``net``: a :class:`minist.vgg.VGG` (its ``steps``) or a list of
+    (:func:`resize_mask`). ``net``: a :class:`minist.vgg.VGG` (its ``layer_specs``) or a list of
     :class:`minist.architectures.LayerSpec`. ``mode``: ``"simple"`` (each pooling averages its
     2x2 windows: the mask resized) or ``"inside"`` (each convolution takes the minimum over its
     3x3 window, padding ignored, each pooling over its 2x2 window: the units whose receptive
@@ -235,7 +235,7 @@ def propagate_mask(mask: np.ndarray, net, layers: Sequence[str],
         raise ValueError(f"propagate_mask: expected an (H, W) mask, got shape {T.shape}")
     wanted = list(dict.fromkeys(layers))
     guides: dict[str, np.ndarray] = {}
-    for spec in _steps(net):
+    for spec in _layer_specs(net):
         if len(guides) == len(wanted):
             break
         if spec.kind == "conv" and mode == "inside":

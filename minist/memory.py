@@ -50,7 +50,7 @@ from minist.architectures import BLOCK_CHANNELS, LayerSpec, layer_table
 from minist.errors import MinistError
 from minist.execution import ExecutionConfig, default_config
 from minist.layers import conv, winograd
-from minist.vgg import plan_steps
+from minist.vgg import plan_operations
 
 # The planner replays what the layers do under an execution config (minist.execution): the same
 # algorithm choice, tile size, block sizes and threads. `config` below is one.
@@ -84,10 +84,10 @@ class _Ledger:
         self.peak = max(self.peak, self.live + n)
 
 
-def _shapes(steps: list[LayerSpec], height: int, width: int) -> list[tuple[int, int, int]]:
+def _shapes(layer_specs: list[LayerSpec], height: int, width: int) -> list[tuple[int, int, int]]:
     """(channels, h, w) of each layer's output; 2x2 stride-2 pooling floors odd sizes."""
     out, h, w = [], height, width
-    for spec in steps:
+    for spec in layer_specs:
         if spec.kind == "pool":
             h, w = (h - 2) // 2 + 1, (w - 2) // 2 + 1
         out.append((spec.out_channels, h, w))
@@ -95,7 +95,7 @@ def _shapes(steps: list[LayerSpec], height: int, width: int) -> list[tuple[int, 
 
 
 class _PlannedOp(NamedTuple):
-    """One operation of :func:`minist.vgg.plan_steps` (a layer, or a convolution and its ReLU)
+    """One operation of :func:`minist.vgg.plan_operations` (a layer, or a convolution and its ReLU)
     with its shapes: ``shape`` its output, ``before`` its input (c, h, w)."""
 
     kind: str
@@ -105,11 +105,13 @@ class _PlannedOp(NamedTuple):
     mask_kept: bool  # conv_relu: the ReLU's output is kept as its mask (not before max pooling)
 
 
-def _plan(steps, height, width, wanted, pooling: str) -> list[_PlannedOp]:
-    """The steps of :func:`minist.vgg.vgg_forward` (:func:`minist.vgg.plan_steps`), sized."""
-    shapes = dict(zip([s.name for s in steps], _shapes(steps, height, width), strict=True))
+def _plan(layer_specs, height, width, wanted, pooling: str) -> list[_PlannedOp]:
+    """The operations of :func:`minist.vgg.vgg_forward` (:func:`minist.vgg.plan_operations`),
+    sized."""
+    shapes = dict(zip([s.name for s in layer_specs], _shapes(layer_specs, height, width),
+                      strict=True))
     plan, prev = [], (3, height, width)
-    for op in plan_steps(steps, wanted, pooling):
+    for op in plan_operations(layer_specs, wanted, pooling):
         shape = shapes[op.spec.name]
         mask_kept = not (op.kind == "conv_relu" and op.pool_mask)
         plan.append(_PlannedOp(op.kind, op.spec.name, shape, prev, mask_kept))
@@ -234,11 +236,11 @@ def _backward(ledger, plan, height, width, i, wanted, config, regions: int = 0,
     ledger.free(dx)
 
 
-def _transform_bytes(steps, config: ExecutionConfig, i: int) -> int:
+def _transform_bytes(layer_specs, config: ExecutionConfig, i: int) -> int:
     """The Winograd weight transforms kept for the run (forward and input-gradient kernels)."""
     alpha2 = (config.winograd_tile + 2) ** 2
     total = 0
-    for spec in steps:
+    for spec in layer_specs:
         if spec.kind == "conv":
             if config.uses_winograd(spec.in_channels):
                 total += alpha2 * spec.in_channels * spec.out_channels * i
@@ -268,23 +270,24 @@ def optimizer_bytes(optimizer, n_elements: int, itemsize: int) -> int:
     return optimizer.state_bytes(n_elements, itemsize)
 
 
-def _feature_bytes(steps, height, width, names, i) -> dict[str, int]:
+def _feature_bytes(layer_specs, height, width, names, i) -> dict[str, int]:
     """Bytes of the features of each of ``names`` for an image of ``height x width``."""
-    shapes = dict(zip([s.name for s in steps], _shapes(steps, height, width), strict=True))
+    shapes = dict(zip([s.name for s in layer_specs], _shapes(layer_specs, height, width),
+                      strict=True))
     return {name: math.prod(shapes[name]) * i for name in names}
 
 
-def _forward_peak(ledger: _Ledger, steps, height, width, i, wanted, pooling, config) -> None:
+def _forward_peak(ledger: _Ledger, layer_specs, height, width, i, wanted, pooling, config) -> None:
     """A forward pass whose cache is dropped at once (``net.forward(...)[0]``): its peak on
     ``ledger``, then only the requested features stay (the caller keeps what it derives)."""
     start = ledger.live
     wanted = set(wanted)
-    names = [s.name for s in steps]
-    steps = steps[: max(names.index(name) for name in wanted) + 1]
-    _forward(ledger, _plan(steps, height, width, wanted, pooling), height, width, i, wanted,
+    names = [s.name for s in layer_specs]
+    layer_specs = layer_specs[: max(names.index(name) for name in wanted) + 1]
+    _forward(ledger, _plan(layer_specs, height, width, wanted, pooling), height, width, i, wanted,
              config, first=True)
     ledger.live = start
-    ledger.alloc(sum(_feature_bytes(steps, height, width, wanted, i).values()))
+    ledger.alloc(sum(_feature_bytes(layer_specs, height, width, wanted, i).values()))
 
 
 def estimate_peak_bytes(
@@ -337,8 +340,9 @@ def estimate_peak_bytes(
         style_layers = [name for name in layers if name not in content_layers]
     style_layers = [name for name in dict.fromkeys(style_layers) if name in layers]
     i = np.dtype(dtype).itemsize
-    steps = _run_layers(architecture, layers, block_channels)
-    shapes = dict(zip([s.name for s in steps], _shapes(steps, height, width), strict=True))
+    layer_specs = _run_layers(architecture, layers, block_channels)
+    shapes = dict(zip([s.name for s in layer_specs], _shapes(layer_specs, height, width),
+                      strict=True))
     style_sizes = list(style_sizes or [(height, width)])
     pixels = height * width
     rgb = 3 * pixels * i
@@ -349,7 +353,7 @@ def estimate_peak_bytes(
     content = sum(math.prod(shapes[name]) for name in content_layers) * i
     grams = sum(shapes[name][0] ** 2 for name in style_layers) * i * max(1, regions)
     guides = sum(math.prod(shapes[name][1:]) for name in style_layers) * i * regions
-    transforms = _transform_bytes(steps, config, i)
+    transforms = _transform_bytes(layer_specs, config, i)
     fixed = weight_bytes + transforms
 
     # One iteration: the content image, the image, the last finite one, the last gradient
@@ -360,7 +364,7 @@ def estimate_peak_bytes(
              + optimizer_bytes(optimizer, channels * pixels, i))
     wanted = set(layers)
     iteration = _Ledger(state)
-    plan = _plan(steps, height, width, wanted, pooling)
+    plan = _plan(layer_specs, height, width, wanted, pooling)
     _forward(iteration, plan, height, width, i, wanted, config)
     _backward(iteration, plan, height, width, i, wanted, config, regions, first=True)
 
@@ -371,16 +375,16 @@ def estimate_peak_bytes(
     views = {"luminance": rgb + style_rgb, "histogram": style_rgb}.get(color, 0)
     targets = _Ledger(fixed + rgb + style_rgb + views)
     if content_layers:
-        _forward_peak(targets, steps, height, width, i, content_layers, pooling, config)
+        _forward_peak(targets, layer_specs, height, width, i, content_layers, pooling, config)
     for h, w in style_sizes:
         if not style_layers:
             break
         start = targets.live
         if regions:
             targets.alloc(2 * (pixels + h * w) * i)
-        _forward_peak(targets, steps, h, w, i, style_layers, pooling, config)
+        _forward_peak(targets, layer_specs, h, w, i, style_layers, pooling, config)
         if regions:
-            targets.transient(max(_feature_bytes(steps, h, w, style_layers, i).values()))
+            targets.transient(max(_feature_bytes(layer_specs, h, w, style_layers, i).values()))
         targets.live = start
         targets.alloc(grams // max(1, regions) + guides // max(1, regions))
     peak = max(iteration.peak, targets.peak)
@@ -524,7 +528,7 @@ def check_fits(
 def _block_channels(net) -> tuple[int, ...]:
     """The widths of the five blocks ``net`` has (tiny test networks differ from VGG's)."""
     widths = dict(enumerate(BLOCK_CHANNELS, start=1))
-    for spec in net.steps:
+    for spec in net.layer_specs:
         if spec.kind == "conv" and spec.name.endswith("_1"):
             widths[int(spec.name[4])] = spec.out_channels
     return tuple(widths[b] for b in range(1, 6))

@@ -406,7 +406,7 @@ def build_terms(net, content_image, style_images, content_layers: Sequence[str],
             for name, F in feats.items():
                 grams.setdefault(name, []).append(losses.gram_matrix(losses.feature_matrix(F)))
         used = [w for w in blend if w != 0]
-        for name in [spec.name for spec in net.steps if spec.name in weights]:
+        for name in [spec.name for spec in net.layer_specs if spec.name in weights]:
             A = blended_gram(grams[name], used)
             terms.append(StyleTerm(name, A, weights[name], style_normaliser(A, normalize)))
     return terms

@@ -155,15 +155,15 @@ def schedule(size: int, iters: int, scales, scale_iters: Sequence[int] | None = 
     return Schedule(sizes, scale_iterations(len(sizes), iters, scale_iters))
 
 
-def receptive_fields(steps) -> dict[str, int]:
+def receptive_fields(layer_specs) -> dict[str, int]:
     r"""The receptive field of each layer in input pixels (the side of the square of image
     pixels a unit can see): a 3x3 convolution adds :math:`2 j`, a 2x2 stride-2 pooling adds
     :math:`j` and doubles the jump :math:`j` between neighbouring units (:math:`r_0 = j_0 = 1`).
-    ``steps``: a network's layer table (``VGG.steps``). VGG-19: relu1_1 3 px, relu2_1 10,
-    relu3_1 24, relu4_1 68, relu4_2 84, relu5_1 156 (VGG-16: relu4_1 60, relu4_2 76, relu5_1
-    132)."""
+    ``layer_specs``: a network's layer table (``VGG.layer_specs``). VGG-19: relu1_1 3 px,
+    relu2_1 10, relu3_1 24, relu4_1 68, relu4_2 84, relu5_1 156 (VGG-16: relu4_1 60, relu4_2 76,
+    relu5_1 132)."""
     r, jump, fields = 1, 1, {}
-    for spec in steps:
+    for spec in layer_specs:
         if spec.kind == "conv":
             r += 2 * jump
         elif spec.kind == "pool":

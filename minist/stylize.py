@@ -174,7 +174,7 @@ class StyleTransfer:
         """The style layers of the scale whose longest side is ``size`` px: ``--style-layers``
         as given, or for ``auto`` the paper's five less those whose receptive field exceeds a
         fifth of ``size`` (:mod:`minist.layer_choice`)."""
-        return resolve_style_layers(self.options.style_layers, self.net.steps, size)
+        return resolve_style_layers(self.options.style_layers, self.net.layer_specs, size)
 
     def _images_at(self, size: int):
         """The content and style images at ``size``, checked against the layers."""

@@ -1,6 +1,6 @@
 """VGG-16 / VGG-19 feature extractor with a hand-written backward pass to the input image.
 
-The network is the list of steps in :func:`minist.architectures.layer_table`; each step is one of
+The network is the list of layers in :func:`minist.architectures.layer_table`; each step is one of
 minist's layers (``conv2d``, ``relu``, ``max``/``avg`` pooling), preceded by the weights' input
 preprocessing (:mod:`minist.preprocessing`). Writing ``f_k`` for step ``k`` and ``x_0`` for the
 preprocessed image ``T(I)``, the forward pass is the composition
@@ -63,7 +63,7 @@ class VGGCache(NamedTuple):
     """What the backward pass needs: the preprocessing cache and one cache per step run."""
 
     preprocess: object
-    steps: tuple  # ((LayerSpec, layer cache), ...) in forward order
+    layer_caches: tuple  # ((LayerSpec, layer cache), ...) in forward order
     layers: tuple  # the requested layer names
 
 
@@ -73,17 +73,17 @@ def check_pooling(pooling: str) -> str:
     return pooling
 
 
-def runnable_steps(table: list[LayerSpec], params: dict) -> list[LayerSpec]:
-    """The steps that ``params`` can compute: everything before the first missing convolution."""
-    steps = []
+def runnable_layers(table: list[LayerSpec], params: dict) -> list[LayerSpec]:
+    """The layers that ``params`` can compute: everything before the first missing convolution."""
+    layer_specs = []
     for spec in table:
         if spec.kind == "conv" and spec.name not in params:
             break
-        steps.append(spec)
-    return steps
+        layer_specs.append(spec)
+    return layer_specs
 
 
-class Step(NamedTuple):
+class Operation(NamedTuple):
     """One step of :func:`vgg_forward`: a layer, or a convolution and its ReLU run as one.
 
     ``kind``: ``"conv"``, ``"conv_relu"``, ``"relu"`` or ``"pool"``; ``spec``: the layer whose
@@ -98,61 +98,61 @@ class Step(NamedTuple):
     pool_mask: bool = False
 
 
-def plan_steps(steps: list[LayerSpec], wanted, pooling: str) -> list[Step]:
-    """How :func:`vgg_forward` runs ``steps``: a convolution and the ReLU after it are fused
+def plan_operations(layer_specs: list[LayerSpec], wanted, pooling: str) -> list[Operation]:
+    """How :func:`vgg_forward` runs ``layer_specs``: a convolution and the ReLU after it are fused
     unless the convolution's output is requested; the ReLU's mask comes from a following max
     pooling unless the ReLU's output is requested (then it is kept anyway)."""
     plan, k = [], 0
-    while k < len(steps):
-        spec = steps[k]
-        if (spec.kind == "conv" and k + 1 < len(steps) and steps[k + 1].kind == "relu"
+    while k < len(layer_specs):
+        spec = layer_specs[k]
+        if (spec.kind == "conv" and k + 1 < len(layer_specs) and layer_specs[k + 1].kind == "relu"
                 and spec.name not in wanted):
             k += 1
-            relu = steps[k]
-            pool_mask = (pooling == "max" and k + 1 < len(steps) and steps[k + 1].kind == "pool"
-                         and relu.name not in wanted)
-            plan.append(Step("conv_relu", relu, spec, pool_mask))
+            relu = layer_specs[k]
+            pool_mask = (pooling == "max" and k + 1 < len(layer_specs)
+                         and layer_specs[k + 1].kind == "pool" and relu.name not in wanted)
+            plan.append(Operation("conv_relu", relu, spec, pool_mask))
         else:
             after_masked = spec.kind == "pool" and bool(plan) and plan[-1].pool_mask
-            plan.append(Step(spec.kind, spec, None, after_masked))
+            plan.append(Operation(spec.kind, spec, None, after_masked))
         k += 1
     return plan
 
 
-def vgg_forward(image, params, steps, preprocessing: Preprocessing, layers, pooling="max", *,
+def vgg_forward(image, params, layer_specs, preprocessing: Preprocessing, layers, pooling="max", *,
                 config: ExecutionConfig | None = None, weight_caches: dict | None = None):
     """Run the network on ``image`` up to the deepest of ``layers``; return their activations.
 
     ``image``: (N, 3, H, W) RGB in [0, 1]. ``params``: conv name -> (weight, bias) on the image's
-    device, in its dtype. ``steps``: the layer table (the run stops at the deepest requested
+    device, in its dtype. ``layer_specs``: the layer table (the run stops at the deepest requested
     layer). ``config``: how the layers run (:mod:`minist.execution`); ``weight_caches``: conv
     name -> the dict where that layer's Winograd weight transforms are kept (weights that do not
     change). Returns ``(features, cache)`` with ``features[name]`` the activation of each
     requested layer (do not modify them in place: the cache shares their memory).
     """
     wanted = set(layers)
-    names = [spec.name for spec in steps]
+    names = [spec.name for spec in layer_specs]
     deepest = max(names.index(name) for name in wanted)
     weight_caches = weight_caches or {}
     x, prep_cache = preprocess_forward(image, preprocessing)  # x_0 = T(I)
     features, caches = {}, []
-    for step in plan_steps(steps[: deepest + 1], wanted, pooling):  # x_k = f_k(x_{k-1})
-        spec = step.spec
-        if step.kind == "conv_relu":  # conv and ReLU in one step: one array, one pass less
-            w, b = params[step.conv.name]
+    for op in plan_operations(layer_specs[: deepest + 1], wanted, pooling):  # x_k = f_k(x_{k-1})
+        spec = op.spec
+        if op.kind == "conv_relu":  # conv and ReLU in one step: one array, one pass less
+            w, b = params[op.conv.name]
             x, cache = conv2d_relu_forward(x, w, b, stride=1, pad=1, config=config,
-                                           weight_cache=weight_caches.get(step.conv.name))
-            if step.pool_mask:
+                                           weight_cache=weight_caches.get(op.conv.name))
+            if op.pool_mask:
                 cache = cache._replace(relu=None)  # the pool's backward applies the mask
-        elif step.kind == "conv":
+        elif op.kind == "conv":
             w, b = params[spec.name]
             x, cache = conv2d_forward(x, w, b, stride=1, pad=1, config=config,
                                       weight_cache=weight_caches.get(spec.name))
-        elif step.kind == "relu":
+        elif op.kind == "relu":
             x, cache = relu_forward(x)
         else:
             x, cache = pool_forward(x, pooling, kernel=2, stride=2, config=config)
-            if step.pool_mask:
+            if op.pool_mask:
                 cache = ReluMaxPoolCache(cache, x)  # the ReLU's mask, from the pool's output
         caches.append((spec, cache))
         if spec.name in wanted:
@@ -179,7 +179,7 @@ def vgg_backward(grads, cache: VGGCache):
             )
         gradient_at = grads.get
     dx, ours = None, False  # ours: dx is an array this function made (may be added to in place)
-    for spec, step_cache in reversed(cache.steps):
+    for spec, layer_cache in reversed(cache.layer_caches):
         g = gradient_at(spec.name)  # asked for once, when needed (it may be computed only now)
         if g is not None:  # accumulate where the chain passes a requested layer
             if dx is None:
@@ -191,16 +191,16 @@ def vgg_backward(grads, cache: VGGCache):
         if dx is None:  # nothing flows back from above this layer yet
             continue
         ours = True  # every backward below returns a new array
-        if isinstance(step_cache, ConvReluCache):  # a fused conv + ReLU step
-            dx, _, _ = conv2d_relu_backward(dx, step_cache)
+        if isinstance(layer_cache, ConvReluCache):  # a fused conv + ReLU step
+            dx, _, _ = conv2d_relu_backward(dx, layer_cache)
         elif spec.kind == "conv":
-            dx, _, _ = conv2d_backward(dx, step_cache)
+            dx, _, _ = conv2d_backward(dx, layer_cache)
         elif spec.kind == "relu":
-            dx = relu_backward(dx, step_cache)
-        elif isinstance(step_cache, ReluMaxPoolCache):  # pooling and the ReLU below it
-            dx = relu_max_pool_backward(dx, step_cache)
+            dx = relu_backward(dx, layer_cache)
+        elif isinstance(layer_cache, ReluMaxPoolCache):  # pooling and the ReLU below it
+            dx = relu_max_pool_backward(dx, layer_cache)
         else:
-            dx = pool_backward(dx, step_cache)
+            dx = pool_backward(dx, layer_cache)
     if dx is None:
         raise ValueError("no gradient given for any layer")
     return preprocess_backward(dx, cache.preprocess)  # \bar{I} = J_T^T \bar{x}_0
@@ -252,10 +252,10 @@ class VGG:
         # Where each layer's Winograd weight transforms are kept: beside the weights, for the
         # network's lifetime (the weights never change).
         self.weight_caches = {name: {} for name in self.params}
-        self.steps = runnable_steps(
+        self.layer_specs = runnable_layers(
             layer_table(weights.architecture, weights.block_channels), self.params
         )
-        self.layer_names = [spec.name for spec in self.steps]
+        self.layer_names = [spec.name for spec in self.layer_specs]
 
     def check_layers(self, layers) -> list[str]:
         """Validate requested layer names; one-line error for unknown or unreachable layers."""
@@ -280,7 +280,7 @@ class VGG:
         """Smallest image side (px) for which every requested layer has at least one position."""
         layers = self.check_layers(layers)
         deepest = max(self.layer_names.index(name) for name in layers)
-        pools = sum(1 for spec in self.steps[: deepest + 1] if spec.kind == "pool")
+        pools = sum(1 for spec in self.layer_specs[: deepest + 1] if spec.kind == "pool")
         return 2**pools
 
     def forward(self, image, layers):
@@ -297,7 +297,7 @@ class VGG:
             )
         image = to_device(image, self.device, self.dtype)
         with self.config.scope():
-            return vgg_forward(image, self.params, self.steps, self.preprocessing, layers,
+            return vgg_forward(image, self.params, self.layer_specs, self.preprocessing, layers,
                                self.pooling, config=self.config, weight_caches=self.weight_caches)
 
     def backward(self, grads: dict, cache: VGGCache):

@@ -46,7 +46,7 @@ LAYERS_AT = {  # size, px -> the layers auto chooses, on each side of each thres
 
 @pytest.mark.parametrize("architecture", ["vgg16", "vgg19"])
 def test_the_receptive_fields_worked_out_by_hand(architecture):
-    steps = VGG(synthetic_weights(architecture, (4, 4, 4, 4, 4))).steps
+    steps = VGG(synthetic_weights(architecture, (4, 4, 4, 4, 4))).layer_specs
     fields = receptive_fields(steps)
     assert {name: fields[name] for name in FIELDS[architecture]} == FIELDS[architecture]
 
@@ -55,14 +55,14 @@ def test_the_receptive_fields_worked_out_by_hand(architecture):
 def test_auto_keeps_the_layers_that_see_at_most_a_fifth(architecture):
     """The README's sizes (128, 256, 512, 1024 px) and both sides of each threshold; at 8 and
     14 px no layer sees a fifth of the side: relu1_1 all the same (never none)."""
-    steps = VGG(synthetic_weights(architecture, (4, 4, 4, 4, 4))).steps
+    steps = VGG(synthetic_weights(architecture, (4, 4, 4, 4, 4))).layer_specs
     chosen = {size: style_layers_for_size(steps, size) for size in LAYERS_AT[architecture]}
     assert chosen == LAYERS_AT[architecture]
 
 
 @pytest.mark.parametrize("architecture", ["vgg16", "vgg19"])
 def test_a_larger_image_never_loses_a_layer(architecture):
-    steps = VGG(synthetic_weights(architecture, (4, 4, 4, 4, 4))).steps
+    steps = VGG(synthetic_weights(architecture, (4, 4, 4, 4, 4))).layer_specs
     previous = ()
     for size in range(8, 1400, 7):
         chosen = style_layers_for_size(steps, size)
@@ -73,12 +73,12 @@ def test_a_larger_image_never_loses_a_layer(architecture):
 
 def test_explicit_layers_are_used_as_given_at_every_size(net):
     for size in (16, 256, 4096):
-        assert resolve_style_layers(["relu5_1", "relu1_1"], net.steps, size) == (
+        assert resolve_style_layers(["relu5_1", "relu1_1"], net.layer_specs, size) == (
             "relu5_1", "relu1_1")
 
 
 def test_a_network_without_the_candidates_says_so():
-    shallow = VGG(synthetic_weights("vgg19", CHANNELS)).steps[:1]  # conv1_1 only
+    shallow = VGG(synthetic_weights("vgg19", CHANNELS)).layer_specs[:1]  # conv1_1 only
     with pytest.raises(MinistError, match="--style-layers auto: the network has none of"):
         style_layers_for_size(shallow, 512)
 

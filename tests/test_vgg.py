@@ -11,7 +11,7 @@ from minist.errors import MinistError
 from minist.execution import ExecutionConfig
 from minist.layers import ConvReluCache
 from minist.preprocessing import CAFFE, TORCHVISION, postprocess, preprocess_forward
-from minist.vgg import VGG, runnable_steps, vgg_backward, vgg_forward
+from minist.vgg import VGG, runnable_layers, vgg_backward, vgg_forward
 from minist.weights.store import VGGWeights, load_weights
 
 TINY = (2, 3, 3, 4, 4)
@@ -29,7 +29,7 @@ def test_layer_tables_have_the_standard_names():
 
 def _tiny(arch="vgg19", prep=TORCHVISION, dtype=np.float64, seed=0):
     params = random_params(arch, TINY, seed=seed, dtype=dtype)
-    steps = runnable_steps(layer_table(arch, TINY), params)
+    steps = runnable_layers(layer_table(arch, TINY), params)
     return params, steps, prep
 
 
@@ -74,8 +74,9 @@ def test_forward_stops_at_the_deepest_requested_layer():
     params, steps, prep = _tiny()
     image = np.random.default_rng(0).uniform(size=(1, 3, 8, 8))
     _, cache = vgg_forward(image, params, steps, prep, ["relu2_1", "conv1_1"], "max")
-    assert [spec.name for spec, _ in cache.steps][-1] == "relu2_1"
-    layers_run = sum(2 if isinstance(c, ConvReluCache) else 1 for _, c in cache.steps)  # fused
+    assert [spec.name for spec, _ in cache.layer_caches][-1] == "relu2_1"
+    layers_run = sum(2 if isinstance(c, ConvReluCache) else 1  # a fused conv + ReLU: two
+                     for _, c in cache.layer_caches)
     assert layers_run == layer_names("vgg19").index("relu2_1") + 1
 
 

@@ -127,7 +127,7 @@ for layers in (["relu1_1"], ["relu3_1"], ["relu1_1", "relu5_1"]):
     feats, cache = net.forward(photo, layers)
     seconds = time.perf_counter() - start
     shapes = ", ".join(f"{k} {tuple(v.shape)}" for k, v in feats.items())
-    print(f"requested {layers}: ran {len(cache.steps)} of {len(net.steps)} steps "
+    print(f"requested {layers}: ran {len(cache.layer_caches)} of {len(net.layer_specs)} steps "
           f"in {seconds * 1e3:.0f} ms -> {shapes}")
 
 # %% [markdown]

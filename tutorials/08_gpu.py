@@ -197,7 +197,7 @@ def layer_times(net, image, repeats):
     xp = get_array_module(net.params["conv1_1"][0])
     x, _ = preprocess_forward(to_device(image, net.device, net.dtype), net.preprocessing)
     times = {}
-    for spec in net.steps:
+    for spec in net.layer_specs:
         if spec.kind == "conv":
             w, b = net.params[spec.name]
 
@@ -240,7 +240,7 @@ per_layer = {device: layer_times(net, timing_image, repeats) for device, net in 
 for device, times in per_layer.items():
     total = sum(times.values())
     conv = sum(v for (_, kind), v in times.items() if kind == "conv")
-    L.say(f"{device:>4}: one forward + backward through {len(nets[device].steps)} steps at "
+    L.say(f"{device:>4}: one forward + backward through {len(nets[device].layer_specs)} steps at "
           f"{size} px: {1e3 * total:.1f} ms, {100 * conv / total:.0f}% of it in convolutions")
 
 # %% [markdown]

@@ -58,7 +58,7 @@ plt = L.pyplot()
 # $$\text{conv } 3\times3:\; r \leftarrow r + 2j, \qquad
 #   \text{pool } 2\times2, \text{ stride } 2:\; r \leftarrow r + j,\; j \leftarrow 2j.$$
 #
-# Code: **`minist.scales.receptive_fields(net.steps)`**. The numbers do not depend on the image
+# Code: **`minist.scales.receptive_fields(net.layer_specs)`**. The numbers do not depend on the image
 # size: at 256 px a unit of relu5_1 sees half of the picture, at 1024 px an eighth.
 #
 # **Check.** Backpropagate 1 from a single unit of a VGG whose weights are all positive (so no
@@ -69,7 +69,7 @@ plt = L.pyplot()
 choice = L.find_weights()
 L.say(choice.note)
 net = VGG(load_weights(choice.path))
-fields = receptive_fields(net.steps)
+fields = receptive_fields(net.layer_specs)
 style_layers = [n for n in ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
                 if n in net.layer_names]
 L.say("receptive field in pixels: "
@@ -83,7 +83,7 @@ def support_of_one_unit(layer, size):
     widths = (2, 2, 2, 2, 2)
     params = {s.name: (np.full((s.out_channels, s.in_channels, 3, 3), 0.1),
                        np.ones(s.out_channels))
-              for s in net.steps if s.kind == "conv"}
+              for s in net.layer_specs if s.kind == "conv"}
     params = {name: (w[:2, : 2 if w.shape[1] > 3 else 3], b[:2]) for name, (w, b) in params.items()}
     probe = VGG(VGGWeights(net.architecture, params, net.preprocessing, "probe", "none",
                            widths), dtype=np.float64, pooling="avg")
@@ -179,7 +179,7 @@ show_side_by_side([(single[size][0], f"{size} px, one scale") for size in (small
 
 # %%
 for size in (128, 256, 512, 1024):
-    L.say(f"{size:>4} px: {', '.join(style_layers_for_size(net.steps, size))}")
+    L.say(f"{size:>4} px: {', '.join(style_layers_for_size(net.layer_specs, size))}")
 st = StyleTransfer(content_path, style_path, size=small, **{**settings, "style_layers": "auto"})
 chosen = st.style_layers_at(small)
 auto_small = st.run()

@@ -115,7 +115,7 @@ assert error < 1e-6 and not dF[:, soft == 0].any()
 # ## 2. From a mask on the image to a guide at every layer
 #
 # A mask is drawn on the image (white: this region); the guides live on the layers, whose
-# maps are smaller. minist follows the network's own layer table (`net.steps`): a 3×3
+# maps are smaller. minist follows the network's own layer table (`net.layer_specs`): a 3×3
 # convolution with stride 1 and padding 1 keeps the size, a ReLU keeps it, a 2×2 pooling with
 # stride 2 halves it (an odd last row or column is dropped). Two ways to carry the mask along
 # (**`minist.masks.propagate_mask(mask, net, layers, mode)`**):

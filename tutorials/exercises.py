@@ -192,7 +192,7 @@ Gradient of ``sum_l <grads[l], x_l>`` with respect to the RGB image.
 their shapes -- or it is a function ``gradient_at(name)``: then call it once at each step you
 pass, deepest first, and take what it returns (an array, or None for no gradient there) as
 that layer's gradient (``minist.objective`` computes each loss gradient only then). ``cache``
-is the forward's :class:`VGGCache`: ``cache.steps`` holds ``(spec, step_cache)`` for every
+is the forward's :class:`VGGCache`: ``cache.layer_caches`` holds ``(spec, layer_cache)`` for every
 step that ran, in order, and ``cache.preprocess`` the preprocessing's cache. Each kind of step
 cache has its backward in :mod:`minist.layers` (a fused convolution + ReLU, a convolution, a
 ReLU, a pooling with the ReLU below it, a pooling). Do not modify the arrays in ``grads``. Raise
@@ -506,7 +506,7 @@ The receptive field of every layer, in input pixels.
 
 The receptive field of a layer is the side of the square of image pixels on which one of its
 units depends (a pixel of the image sees itself: 1). ``steps``: a network's layer table
-(``VGG.steps``, :func:`minist.architectures.layer_table`), steps with a ``name`` and a
+(``VGG.layer_specs``, :func:`minist.architectures.layer_table`), steps with a ``name`` and a
 ``kind``: ``"conv"`` (3x3, stride 1, padding 1), ``"relu"`` or ``"pool"`` (2x2, stride 2).
 Returns ``{name: field}`` for every step, in the table's order, each field an ``int``
 (VGG's relu1_1: 3 px). Derive how each kind of step changes the field; the check measures the

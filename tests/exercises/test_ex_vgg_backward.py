@@ -17,7 +17,7 @@ from numba_threads import one_numba_thread  # noqa: F401 (autouse fixture)
 
 from minist.architectures import layer_table
 from minist.preprocessing import CAFFE, TORCHVISION
-from minist.vgg import runnable_steps, vgg_backward, vgg_forward
+from minist.vgg import runnable_layers, vgg_backward, vgg_forward
 
 pytestmark = pytest.mark.ex_vgg_backward
 
@@ -27,7 +27,7 @@ LAYERS = ["conv1_1", "relu1_2", "pool1", "relu2_1", "conv3_1"]
 
 def _net(arch="vgg16", seed=0):
     params = random_params(arch, TINY, seed=seed, dtype=np.float64)
-    return params, runnable_steps(layer_table(arch, TINY), params)
+    return params, runnable_layers(layer_table(arch, TINY), params)
 
 
 def _objective(params, steps, prep, pooling, grads):
@@ -110,6 +110,6 @@ def test_a_function_of_the_layer_gives_the_same_gradient_asked_once_deepest_firs
     expect_close(from_function, vgg_backward(grads, cache), what="backward(gradient_at)",
                  against="backward(the same gradients as a dict)", inputs={"image": image},
                  rtol=0, atol=0)
-    passed = [spec.name for spec, _ in reversed(cache.steps)]
+    passed = [spec.name for spec, _ in reversed(cache.layer_caches)]
     expect(asked == passed, f"gradient_at was asked {asked}; expected once per step passed, "
            f"deepest first: {passed}")
