@@ -26,10 +26,9 @@ from minist.cli import main
 from minist.errors import MinistError
 from minist.images import load_image, read_png_metadata, save_image
 from minist.preprocessing import TORCHVISION
+from minist.status import RunStatus
 from minist.stylize import OPTION_NAMES, StylizeOptions
 from minist.sweep import (
-    FAILED,
-    FINISHED,
     THREAD_ENVIRONMENT,
     check_networks,
     execute_run,
@@ -279,6 +278,40 @@ def test_set_replaces_spec_keys_as_if_written_there(inputs, capsys):
     assert f"{spec}: size: must be a positive integer" in capsys.readouterr().err
 
 
+def test_a_sweep_folder_written_before_resumes_under_the_same_names(inputs):
+    """The run names are what a sweep folder is resumed by: these literal names are those
+    minist wrote before the option schema, the status Enum and the sweep's split into parts
+    (the hash covers every setting, so a changed default or key shows here). A folder written
+    by a sweep is resumed whole: nothing runs again, nothing on disk changes."""
+    spec = write_spec(inputs, content="photo_a.png", style=["paint_a.png", "paint_b.jpg"],
+                      weights="tiny.h5", style_weight=[100, 1e3], **FAST)
+    sweep = check_networks(load_sweep(spec))
+    assert [run.name for run in sweep.runs] == [
+        "photo_a__paint_a__style_weight=100__349363fcab",
+        "photo_a__paint_a__style_weight=1000__84491b00e0",
+        "photo_a__paint_b__style_weight=100__58716cd0e3",
+        "photo_a__paint_b__style_weight=1000__35aa51ee6b",
+    ]
+    out = inputs / "out"
+    (out / "runs").mkdir(parents=True)
+    for run in sweep.runs:  # the folder as a sweep writes it (each run as its worker does)
+        assert execute_run(run, str(out), 1)["status"] == RunStatus.FINISHED
+    written = {path.name: path.read_bytes() for path in (out / "runs").iterdir()}
+    assert len(written) == 3 * len(sweep.runs)
+    for run in sweep.runs:  # the record holds the status's words
+        assert json.loads(written[f"{run.name}.json"])["status"] == "finished"
+
+    def no_cluster():
+        raise AssertionError("a cluster was started for a sweep with nothing to do")
+
+    report = run_sweep(check_networks(load_sweep(spec)), out, connect=no_cluster,
+                       progress=False)
+    assert report.skipped == [run.name for run in sweep.runs] and report.results == {}
+    assert report.finished == report.skipped and report.exit_status == 0
+    assert {path.name: path.read_bytes() for path in (out / "runs").iterdir()} == written
+    assert (out / "index.html").read_text().count('class="finished"') == 4
+
+
 # ---------------------------------------------------------------------------------------------
 # One run in a worker, and what interrupted runs leave
 # ---------------------------------------------------------------------------------------------
@@ -300,7 +333,7 @@ def test_execute_run_writes_image_log_and_record(inputs):
     sweep, run = _one_run(inputs)
     out = inputs / "out"
     result = execute_run(run, str(out), 1)
-    assert result["status"] == FINISHED and result["iterations"] == FAST["iters"]
+    assert result["status"] == RunStatus.FINISHED and result["iterations"] == FAST["iters"]
     files = run_files(out, run.name)
     image = load_image(files.image)
     assert image.shape == (1, 3, 33, 40)  # longest side: size
@@ -321,7 +354,7 @@ def test_a_bad_image_fails_its_run_with_one_line_and_writes_nothing(inputs):
     (inputs / "paint_a.png").write_text("not an image")
     _, run = _one_run(inputs)
     result = execute_run(run, str(inputs / "out"), 1)
-    assert result["status"] == FAILED
+    assert result["status"] == RunStatus.FAILED
     assert result["error"] == (f"{inputs / 'paint_a.png'}: not an image file Pillow can read "
                                "(expected JPEG, PNG, WebP, TIFF or BMP)")
     assert list((inputs / "out" / "runs").iterdir()) == []
@@ -341,7 +374,7 @@ def test_a_loss_that_turns_nan_fails_its_run_and_keeps_nothing(inputs, monkeypat
     monkeypatch.setattr(StyleTransfer, "step", step)
     _, run = _one_run(inputs)
     result = execute_run(run, str(inputs / "out"), 1)
-    assert result["status"] == FAILED and result["iterations"] == 3
+    assert result["status"] == RunStatus.FAILED and result["iterations"] == 3
     assert "NaN or infinite at iteration 3" in result["error"]
     assert list((inputs / "out" / "runs").iterdir()) == []
 
@@ -458,9 +491,11 @@ def test_a_worker_killed_mid_run_is_rescheduled_and_every_run_completes(inputs, 
     def no_run(*args, **kwargs):
         raise AssertionError("a finished run was run again")
 
+    # each patched where it is looked up: the CLI imports dask_client from minist.sweep when it
+    # runs; run_sweep (minist.sweep.runner) submits its module's execute_run
     monkeypatch = pytest.MonkeyPatch()
     monkeypatch.setattr("minist.sweep.dask_client", no_cluster)
-    monkeypatch.setattr("minist.sweep.execute_run", no_run)
+    monkeypatch.setattr("minist.sweep.runner.execute_run", no_run)
     try:
         code = main(["sweep", str(sweep.spec), "-o", str(out), "--quiet"])
     finally:
