@@ -270,15 +270,9 @@ def parse_override(text: str) -> tuple[str, Any]:
         return key, value.strip()
 
 
-def load_sweep(spec: str | os.PathLike, overrides: Sequence[tuple[str, Any]] = ()) -> Sweep:
-    """Read and check a spec (module docstring); every problem is one :class:`MinistError` line
-    naming the spec file and the key, raised before any work. ``overrides``: ``(key, value)``
-    pairs that replace the spec's (``gallery.rows`` for the gallery table), as if written in it
-    (paths too are relative to the spec file)."""
-    from minist import options as declared
-
-    spec = Path(spec)
-    data = read_toml(spec)
+def _with_overrides(data: dict, overrides: Sequence[tuple[str, Any]]) -> dict:
+    """The spec's table with ``overrides`` (``(key, value)``; ``gallery.KEY`` for the gallery
+    table) written into it."""
     for key, value in overrides:
         if key.startswith("gallery."):
             table = data.setdefault("gallery", {})
@@ -286,10 +280,12 @@ def load_sweep(spec: str | os.PathLike, overrides: Sequence[tuple[str, Any]] = (
                 table[key.removeprefix("gallery.")] = value
         else:
             data[key] = value
-    base = spec.resolve().parent
-    options = declared.schema()
+    return data
 
-    gallery = data.pop("gallery", {})
+
+def _check_keys(spec: Path, data: dict, gallery, options: dict) -> None:
+    """Every key of the spec and of its ``[gallery]`` table known, ``content`` and ``style``
+    there; one line naming the spec and the key otherwise."""
     if not isinstance(gallery, dict):
         raise MinistError(f"{spec}: gallery: expected a table ([gallery])")
     unknown = sorted(set(gallery) - set(GALLERY_KEYS))
@@ -304,36 +300,10 @@ def load_sweep(spec: str | os.PathLike, overrides: Sequence[tuple[str, Any]] = (
             raise MinistError(f"{spec}: {key}: unknown key; keys are content, style, [gallery] "
                               f"and the options {', '.join(options)}")
 
-    # content and style first, then the options in the spec's order
-    keys = list(SPEC_KEYS) + [k for k in data if k not in SPEC_KEYS]
-    axes = {key: _spec_values(spec, key, data[key], options.get(key)) for key in keys}
 
-    def resolve(key: str, path: str) -> str:
-        resolved = base / path
-        if not resolved.exists():
-            raise MinistError(f"{spec}: {key}: {path}: no such file (paths are relative to the "
-                              "spec file)")
-        if resolved.is_dir():
-            raise MinistError(f"{spec}: {key}: {path}: is a directory, expected a file")
-        return str(resolved)
-
-    inputs = {}
-    for key in SPEC_KEYS:
-        for value in axes[key]:
-            for path in value if isinstance(value, list) else [value]:
-                inputs[path] = resolve(key, path)
-
-    def resolved_option(name: str, value):
-        option = options[name]
-        if name == "weights":
-            return str(base / value)  # checked (or fetched) once per file by check_networks
-        if option.path and isinstance(value, str) and value not in option.words:
-            return resolve(name, value)
-        if option.path and isinstance(value, list):  # an empty entry: none (as on the CLI)
-            return [resolve(name, v) if v else None for v in value]
-        return value
-
-    gallery_axes = {}
+def _gallery_layout(spec: Path, gallery: dict, axes: dict) -> tuple[dict, str]:
+    """The gallery's ``{"rows": key, "columns": key}`` (those given) and its title."""
+    layout = {}
     for which in ("rows", "columns"):
         key = gallery.get(which)
         if key is None:
@@ -341,46 +311,105 @@ def load_sweep(spec: str | os.PathLike, overrides: Sequence[tuple[str, Any]] = (
         if not isinstance(key, str) or key not in axes:
             raise MinistError(f"{spec}: gallery.{which}: {key!r} is not a key of this spec; "
                               f"choose one of {', '.join(axes)}")
-        gallery_axes[which] = key
-    if gallery_axes and gallery_axes.get("rows") == gallery_axes.get("columns"):
-        raise MinistError(f"{spec}: gallery: rows and columns are both {gallery_axes['rows']!r}")
+        layout[which] = key
+    if layout and layout.get("rows") == layout.get("columns"):
+        raise MinistError(f"{spec}: gallery: rows and columns are both {layout['rows']!r}")
     title = gallery.get("title", spec.stem)
     if not isinstance(title, str):
         raise MinistError(f"{spec}: gallery.title: expected a string")
+    return layout, title
+
+
+class _SpecFiles:
+    """The spec's paths resolved relative to the spec file, each checked to be a file."""
+
+    def __init__(self, spec: Path, options: dict):
+        self.spec, self.base, self.options = spec, spec.resolve().parent, options
+
+    def resolve(self, key: str, path: str) -> str:
+        resolved = self.base / path
+        if not resolved.exists():
+            raise MinistError(f"{self.spec}: {key}: {path}: no such file (paths are relative to "
+                              "the spec file)")
+        if resolved.is_dir():
+            raise MinistError(f"{self.spec}: {key}: {path}: is a directory, expected a file")
+        return str(resolved)
+
+    def option(self, name: str, value):
+        """An option's value with its paths resolved (``weights`` checked later, per file)."""
+        option = self.options[name]
+        if name == "weights":
+            return str(self.base / value)  # checked (or fetched) once per file by check_networks
+        if option.path and isinstance(value, str) and value not in option.words:
+            return self.resolve(name, value)
+        if option.path and isinstance(value, list):  # an empty entry: none (as on the CLI)
+            return [self.resolve(name, v) if v else None for v in value]
+        return value
+
+
+def _run_of(spec: Path, point: dict, swept: list, files: _SpecFiles, inputs: dict) -> Run:
+    """The run of one combination of the axes: its options checked (one line naming the spec,
+    the key and the swept values of the run), its settings and name."""
+    from minist.options import StylizeOptions
+
+    written = {k: v for k, v in point.items() if k not in SPEC_KEYS}
+    given = {k: files.option(k, v) for k, v in written.items()}  # names spec and key
+    try:
+        resolved = StylizeOptions(**given).validated()
+    except MinistError as exc:
+        where = ", ".join(f"{k} = {point[k]!r}" for k in swept if k not in SPEC_KEYS)
+        raise MinistError(f"{spec}: {_rewrite_option_error(str(exc))}"
+                          + (f" (in the run with {where})" if where else "")) from None
+    identity = resolved.as_metadata()  # every option, as the run will use it ...
+    for k, v in written.items():  # ... with paths as written (relative to the spec)
+        if files.options[k].path and k in identity:
+            identity[k] = v
+    settings = _canonical({"content": point["content"], "style": point["style"], **identity})
+    style = point["style"]
+    return Run(
+        name=run_name(point, swept, settings),
+        content=inputs[point["content"]],
+        style=tuple(inputs[s] for s in style) if isinstance(style, list) else inputs[style],
+        options=resolved,
+        settings=settings,
+        point=_canonical(point),
+    )
+
+
+def load_sweep(spec: str | os.PathLike, overrides: Sequence[tuple[str, Any]] = ()) -> Sweep:
+    """Read and check a spec (module docstring); every problem is one :class:`MinistError` line
+    naming the spec file and the key, raised before any work. ``overrides``: ``(key, value)``
+    pairs that replace the spec's (``gallery.rows`` for the gallery table), as if written in it
+    (paths too are relative to the spec file)."""
+    from minist import options as declared
+
+    spec = Path(spec)
+    data = _with_overrides(read_toml(spec), overrides)
+    options = declared.schema()
+    gallery = data.pop("gallery", {})
+    _check_keys(spec, data, gallery, options)
+
+    # content and style first, then the options in the spec's order
+    keys = list(SPEC_KEYS) + [k for k in data if k not in SPEC_KEYS]
+    axes = {key: _spec_values(spec, key, data[key], options.get(key)) for key in keys}
+    files = _SpecFiles(spec, options)
+    inputs = {}
+    for key in SPEC_KEYS:
+        for value in axes[key]:
+            for path in value if isinstance(value, list) else [value]:
+                inputs[path] = files.resolve(key, path)
+    layout, title = _gallery_layout(spec, gallery, axes)
 
     swept = [key for key, values in axes.items() if len(values) > 1]
     runs, names = [], set()
     for combination in product(*axes.values()):
-        point = dict(zip(axes, combination, strict=True))
-        written = {k: v for k, v in point.items() if k not in SPEC_KEYS}
-        given = {k: resolved_option(k, v) for k, v in written.items()}  # names spec and key
-        try:
-            resolved = declared.StylizeOptions(**given).validated()
-        except MinistError as exc:
-            where = ", ".join(f"{k} = {point[k]!r}" for k in swept if k not in SPEC_KEYS)
-            raise MinistError(f"{spec}: {_rewrite_option_error(str(exc))}"
-                              + (f" (in the run with {where})" if where else "")) from None
-        identity = resolved.as_metadata()  # every option, as the run will use it ...
-        for k, v in written.items():  # ... with paths as written (relative to the spec)
-            if options[k].path and k in identity:
-                identity[k] = v
-        settings = _canonical({"content": point["content"], "style": point["style"],
-                               **identity})
-        name = run_name(point, swept, settings)
-        if name in names:  # the same settings written two ways
-            raise MinistError(f"{spec}: two runs have the same settings ({name})")
-        names.add(name)
-        style = point["style"]
-        runs.append(Run(
-            name=name,
-            content=inputs[point["content"]],
-            style=tuple(inputs[s] for s in style) if isinstance(style, list) else inputs[style],
-            options=resolved,
-            settings=settings,
-            point=_canonical(point),
-        ))
-    return Sweep(spec=spec, axes=axes, runs=runs, rows=gallery_axes.get("rows"),
-                 columns=gallery_axes.get("columns"), title=title, inputs=inputs)
+        run = _run_of(spec, dict(zip(axes, combination, strict=True)), swept, files, inputs)
+        if run.name in names:  # the same settings written two ways
+            raise MinistError(f"{spec}: two runs have the same settings ({run.name})")
+        names.add(run.name)
+        runs.append(run)
+    return Sweep(spec=spec, axes=axes, runs=runs, rows=layout.get("rows"),
+                 columns=layout.get("columns"), title=title, inputs=inputs)
 
 
 def check_networks(sweep: Sweep, progress: bool | None = None) -> Sweep:
