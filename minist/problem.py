@@ -77,7 +77,7 @@ def build_problem(net, content_image, style_images: Sequence[Any], options, styl
     features of the photo) and :math:`A^l` (Gram matrices of the painting(s)) of what the
     network is shown -- the images, or their colour-matched or luminance versions
     (:func:`minist.color.color_inputs`) -- with the weights of ``options`` (a
-    :class:`~minist.stylize.StylizeOptions`).
+    :class:`~minist.options.StylizeOptions`).
 
     ``style_layers``: the style layers at this size; ``masks``: ``(content masks, style
     masks)`` for spatial control (each style its region, through guided Grams,

@@ -298,8 +298,10 @@ class StyleTransfer:
 
     def image_on_cpu(self) -> np.ndarray:
         """The current output image as NumPy (1, 3, H, W) float32 -- copied from the GPU at most
-        once per image the run holds, however many observers ask; read-only (:meth:`result`
-        copies)."""
+        once per image the run holds (each iteration's, or one assigned to ``run.image``),
+        however many observers ask; read-only (:meth:`result` copies). Replace the image by
+        assigning ``run.image``: an edit in place is seen by the next iteration's evaluation
+        (the optimizer compares values, not objects) but not by this copy until then."""
         if self._cpu_image is None or self._cpu_image[0] != self.state.version:
             array = to_numpy(self.output_image(self.image))
             if array is not self.image:

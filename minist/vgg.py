@@ -1,8 +1,8 @@
 """VGG-16 / VGG-19 feature extractor with a hand-written backward pass to the input image.
 
-The network is the list of layers in :func:`minist.architectures.layer_table`; each step is one of
+The network is the list of layers in :func:`minist.architectures.layer_table`; each is one of
 minist's layers (``conv2d``, ``relu``, ``max``/``avg`` pooling), preceded by the weights' input
-preprocessing (:mod:`minist.preprocessing`). Writing ``f_k`` for step ``k`` and ``x_0`` for the
+preprocessing (:mod:`minist.preprocessing`). Writing ``f_k`` for layer ``k`` and ``x_0`` for the
 preprocessed image ``T(I)``, the forward pass is the composition
 
 .. math::
@@ -20,7 +20,7 @@ transfer never looks deeper. The backward pass is the chain rule run in reverse.
 i.e. the gradient handed in at layer ``k`` (if any) *plus* what flows back from above; the
 backward accumulates exactly there. Finally :math:`\\bar{I} = J_T^{\\top} \\bar{x}_0` goes through
 the preprocessing, so the result is the gradient with respect to the RGB image in [0, 1].
-A convolution and the ReLU after it run as one step (:func:`minist.layers.conv2d_relu_forward`)
+A convolution and the ReLU after it run as one operation (:func:`minist.layers.conv2d_relu_forward`)
 unless the convolution's own output is asked for: the same composition, one array and one pass
 over memory less. Before a max pooling, the ReLU's mask is taken from the pooling's output in the
 backward pass (:func:`minist.layers.relu_max_pool_backward`), so the ReLU's output is not kept.
@@ -60,7 +60,7 @@ POOLINGS = ("max", "avg")
 
 
 class VGGCache(NamedTuple):
-    """What the backward pass needs: the preprocessing cache and one cache per step run."""
+    """What the backward pass needs: the preprocessing cache and one cache per operation run."""
 
     preprocess: object
     layer_caches: tuple  # ((LayerSpec, layer cache), ...) in forward order
@@ -84,12 +84,12 @@ def runnable_layers(table: list[LayerSpec], params: dict) -> list[LayerSpec]:
 
 
 class Operation(NamedTuple):
-    """One step of :func:`vgg_forward`: a layer, or a convolution and its ReLU run as one.
+    """One operation of :func:`vgg_forward`: a layer, or a convolution and its ReLU run as one.
 
     ``kind``: ``"conv"``, ``"conv_relu"``, ``"relu"`` or ``"pool"``; ``spec``: the layer whose
-    output the step produces (the ReLU's for ``conv_relu``); ``conv``: the fused convolution.
-    ``pool_mask``: on a ``conv_relu`` step, its ReLU's mask is taken from the max pooling that
-    follows (its output is not kept); on that pooling step, it applies that mask.
+    output the operation produces (the ReLU's for ``conv_relu``); ``conv``: the fused convolution.
+    ``pool_mask``: on a ``conv_relu`` operation, its ReLU's mask is taken from the max pooling that
+    follows (its output is not kept); on that pooling operation, it applies that mask.
     """
 
     kind: str
@@ -138,7 +138,7 @@ def vgg_forward(image, params, layer_specs, preprocessing: Preprocessing, layers
     features, caches = {}, []
     for op in plan_operations(layer_specs[: deepest + 1], wanted, pooling):  # x_k = f_k(x_{k-1})
         spec = op.spec
-        if op.kind == "conv_relu":  # conv and ReLU in one step: one array, one pass less
+        if op.kind == "conv_relu":  # conv and ReLU in one operation: one array, one pass less
             w, b = params[op.conv.name]
             x, cache = conv2d_relu_forward(x, w, b, stride=1, pad=1, config=config,
                                            weight_cache=weight_caches.get(op.conv.name))
@@ -165,7 +165,7 @@ def vgg_backward(grads, cache: VGGCache):
 
     ``grads``: the gradients handed in at the layers, either a mapping from any subset of the
     layers the forward returned to arrays of their shapes, or a function ``gradient_at(name)``
-    that the backward calls once at each step it passes, deepest first, and that returns the
+    that the backward calls once at each layer it passes, deepest first, and that returns the
     gradient at that layer or None (:class:`minist.objective.LayerGradients` computes each loss
     gradient only then, so that one exists at a time).
     """
@@ -191,7 +191,7 @@ def vgg_backward(grads, cache: VGGCache):
         if dx is None:  # nothing flows back from above this layer yet
             continue
         ours = True  # every backward below returns a new array
-        if isinstance(layer_cache, ConvReluCache):  # a fused conv + ReLU step
+        if isinstance(layer_cache, ConvReluCache):  # a fused conv + ReLU operation
             dx, _, _ = conv2d_relu_backward(dx, layer_cache)
         elif spec.kind == "conv":
             dx, _, _ = conv2d_backward(dx, layer_cache)
@@ -225,6 +225,10 @@ class VGG:
     >>> net = VGG(load_weights("weights/vgg16.h5"), device="cpu", pooling="max")
     >>> feats, cache = net.forward(image, ["relu1_1", "relu4_2"])
     >>> d_image = net.backward({"relu4_2": g42, "relu1_1": g11}, cache)
+
+    ``backward`` also takes a function ``gradient_at(layer) -> array or None`` instead of the
+    mapping (:func:`vgg_backward`): :class:`minist.objective.LayerGradients` hands each loss
+    gradient over only when the backward pass reaches its layer.
     """
 
     def __init__(self, weights: VGGWeights, device: str | None = None, dtype=RUN_DTYPE,

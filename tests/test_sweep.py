@@ -191,6 +191,16 @@ def test_a_new_option_declared_once_is_a_spec_key(inputs, monkeypatch):
                 "demo_sizes: expected a list whose items are each an integer, got [32, 4.5]")
 
 
+def test_an_option_that_does_not_change_the_result_is_not_swept(inputs):
+    """memory_check is no part of a run's settings: two runs differing only in it would be one
+    run under two names. One value is fine."""
+    one = write_spec(inputs, content="photo_a.png", style="paint_a.png", memory_check=False)
+    assert [run.options.memory_check for run in load_sweep(one).runs] == [False]
+    _spec_error(write_spec(inputs, content="photo_a.png", style="paint_a.png",
+                           memory_check=[True, False]),
+                "memory_check: takes one value: it does not change a run's result")
+
+
 @pytest.mark.parametrize("keys, needles", [
     ({"stlye_weight": 1.0}, ["stlye_weight: unknown key", "style_weight"]),
     ({"style_weight": "high"}, ["style_weight: expected a number, got 'high'"]),
@@ -594,6 +604,7 @@ def test_ctrl_c_keeps_finished_runs_and_a_rerun_completes_the_rest(inputs):
         deadline = time.monotonic() + 120  # a guard against a hang, not a time limit
         while time.monotonic() < deadline and not run_files(out, short.name).image.exists():
             time.sleep(0.02)
+        assert run_files(out, short.name).image.exists(), "the short run never finished"
         driver.send_signal(signal.SIGINT)  # the driver only, as after a Ctrl-C it handles
         _, err = driver.communicate(timeout=120)
     finally:

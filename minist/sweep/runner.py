@@ -79,7 +79,9 @@ def execute_run(run: Run, out_dir: str, threads: int) -> dict:
             transfer = StyleTransfer(run.content, style, options, config=config, progress=False)
             transfer.run(observers=[JsonLog(log_tmp), SaveResult(image_tmp, metadata)])
             with transfer.net.config.scope():
-                final = transfer.evaluate(transfer.image)  # the losses of the image kept
+                # the losses of the image kept: the optimizer's own evaluation of that point
+                # when it made one (L-BFGS's line search), else computed now
+                final = transfer.optimizer.evaluate(transfer.image, transfer.problem)
             result.update(
                 status=RunStatus.FINISHED,
                 final={"content": final.content, "style": final.style, "tv": final.tv,

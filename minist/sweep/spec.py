@@ -55,7 +55,7 @@ class Run:
     """One style transfer of a sweep.
 
     ``content``/``style``: the image paths to read (resolved); ``options``: the validated
-    :class:`~minist.stylize.StylizeOptions` (paths resolved); ``settings``: what identifies the
+    :class:`~minist.options.StylizeOptions` (paths resolved); ``settings``: what identifies the
     run (JSON: the images as written in the spec and every option, as
     :meth:`StylizeOptions.as_metadata` gives them); ``point``: the value of every spec key for
     this run (what the gallery lays out).
@@ -401,6 +401,10 @@ def load_sweep(spec: str | os.PathLike, overrides: Sequence[tuple[str, Any]] = (
     layout, title = _gallery_layout(spec, gallery, axes)
 
     swept = [key for key, values in axes.items() if len(values) > 1]
+    for key in swept:
+        if key in options and not options[key].in_settings:
+            raise MinistError(f"{spec}: {key}: takes one value: it does not change a run's "
+                              "result, so runs that differ only in it would be the same run")
     runs, names = [], set()
     for combination in product(*axes.values()):
         run = _run_of(spec, dict(zip(axes, combination, strict=True)), swept, files, inputs)
