@@ -208,10 +208,14 @@ def _frame_rotation(path: Path) -> int:
     """Degrees clockwise that turn a decoded frame upright: PyAV's ``VideoFrame.rotation`` is
     FFmpeg's counter-clockwise angle of the display matrix (``av_display_rotation_get``), which
     the decoder attaches to every frame; autorotate turns by its opposite."""
+    av = require_av()
     with _open_av(path) as container:
-        for frame in container.decode(video=0):
-            return int(round(-float(frame.rotation or 0) / 90.0)) % 4 * 90
-    return 0
+        try:
+            for frame in container.decode(video=0):
+                return int(round(-float(frame.rotation or 0) / 90.0)) % 4 * 90
+        except av.FFmpegError as e:
+            raise MinistError(f"{path}: video data corrupt ({_one_line(e)})") from None
+    raise MinistError(f"{path}: the clip has no frames (none could be decoded)")
 
 
 def open_clip(path: str | os.PathLike) -> ClipSource:
@@ -253,27 +257,29 @@ def _to_frame(rgb_uint8: np.ndarray, longest_side: int | None) -> np.ndarray:
 
 
 def _decode_video(source: ClipSource, A: int, B: int, longest_side):
-    frames, times = [], []
-    end_time = None
+    av = require_av()
+    frames, times, end_time = [], [], None
     with _open_av(source.path) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
-        index = 0
-        for frame in container.decode(stream):
-            index += 1
-            if index < A:
-                continue
-            if index > B:
-                end_time = float(frame.time) if frame.time is not None else None
-                break
-            rgb = _turn(frame.to_ndarray(format="rgb24"), source.rotation)
-            frames.append(_to_frame(rgb, longest_side))
-            times.append(float(frame.time) if frame.time is not None else (index - 1) / source.fps)
+        try:
+            for index, frame in enumerate(container.decode(stream), start=1):
+                if index < A:
+                    continue
+                if index > B:  # the selection ends where the next frame starts
+                    end_time = float(frame.time) if frame.time is not None else None
+                    break
+                rgb = _turn(frame.to_ndarray(format="rgb24"), source.rotation)
+                frames.append(_to_frame(rgb, longest_side))
+                times.append(float(frame.time) if frame.time is not None
+                             else (index - 1) / source.fps)
+        except av.FFmpegError as e:
+            raise MinistError(f"{source.path}: video data corrupt ({_one_line(e)})") from None
+        if end_time is None and stream.duration:  # the last frame ends where the stream does
+            end_time = float(((stream.start_time or 0) + stream.duration) * stream.time_base)
     if len(frames) != B - A + 1:
         raise MinistError(f"{source.path}: decoded {len(frames)} of frames {A}:{B} "
                           f"(the file is cut short or corrupt)")
-        if end_time is None and stream.duration:  # the last frame ends where the stream does
-            end_time = float((stream.start_time or 0) + stream.duration) * stream.time_base
     if end_time is None or end_time <= times[-1]:
         end_time = times[-1] + 1.0 / source.fps
     return frames, times, end_time
