@@ -212,7 +212,7 @@ def _frame_rotation(path: Path) -> int:
     with _open_av(path) as container:
         try:
             for frame in container.decode(video=0):
-                return int(round(-float(frame.rotation or 0) / 90.0)) % 4 * 90
+                return int(round(-float(getattr(frame, "rotation", 0) or 0) / 90.0)) % 4 * 90
         except av.FFmpegError as e:
             raise MinistError(f"{path}: video data corrupt ({_one_line(e)})") from None
     raise MinistError(f"{path}: the clip has no frames (none could be decoded)")
