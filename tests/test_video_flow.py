@@ -206,6 +206,29 @@ def test_warping_reproduces_the_next_frame_where_the_flow_is_reliable(crossing_f
     assert c.sum() >= 0.7 * _inner().sum()
 
 
+@pytest.mark.shared
+@pytest.mark.parametrize("method", METHODS)
+def test_real_motion_people_walking(shared_dir, method):
+    """vtest.avi (a car park, people walking), frames 1-3 at 192 px: on the pixels that change
+    by more than 0.05 between frames and where the flow is reliable, warping the previous frame
+    along the backward flow cuts the mean absolute difference at least 2x (measured: 0.32-0.38
+    unwarped; warped 0.06 dis, 0.07-0.08 farneback, 0.11-0.12 deepflow)."""
+    from minist.video.frames import read_clip
+
+    frames = read_clip(shared_dir / "data" / "video" / "vtest.avi", frames=(1, 3),
+                       longest_side=192).frames
+    for previous, current in zip(frames[:-1], frames[1:], strict=True):
+        forward, backward = (optical_flow(previous, current, method),
+                             optical_flow(current, previous, method))
+        c = np.asarray(reliability(forward, backward)).astype(bool)
+        warped, _ = warp(previous, backward)
+        unwarped = np.abs(current - previous)[0].mean(axis=0)
+        moving = (unwarped > 0.05) & c
+        assert moving.sum() > 150  # people walk
+        assert np.abs(warped - current)[0].mean(axis=0)[moving].mean() <= \
+            0.5 * unwarped[moving].mean()
+
+
 # ----------------------------------------------------------------- convention, methods, pairs
 
 
