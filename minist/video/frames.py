@@ -8,9 +8,9 @@ video.
 * a **video file** (MP4, WebM, MOV, MKV, AVI, GIF, ... -- whatever FFmpeg, through PyAV,
   demuxes). Frames come in presentation order, as the decoder outputs them, whatever the
   stream's timing: a variable-frame-rate clip gives each of its frames once, and its frame rate
-  is reported as the stream's **average** rate, FFmpeg's ``avg_frame_rate`` (the frames over
-  the duration; for an AVI whose header counts dropped frames, recomputed from the timestamps,
-  see :func:`_video_fps`). The **rotation** of the
+  is reported as the stream's **average** rate, from its frames' timestamps (the mean
+  interval between the first and the last frame; see :func:`_video_fps`). The **rotation** of
+  the
   stream's display matrix (a phone's portrait video is stored sideways with a 90-degree matrix)
   is applied, so frames come upright: :math:`\theta = -\,` FFmpeg's counter-clockwise angle,
   the frame turned :math:`\theta` degrees clockwise, as the ``ffmpeg`` command's autorotate does.
@@ -150,16 +150,17 @@ def _open_frames(path: Path, kind: str, files: tuple[Path, ...]) -> ClipSource:
     return ClipSource(path, kind, len(files), height, width, DEFAULT_FPS, 0, files, False)
 
 
-def _video_fps(stream: Any, count: int, start: int | None, end: int | None) -> float:
-    r"""The stream's average rate: FFmpeg's ``avg_frame_rate`` (the frames over the stream's
-    duration), unless the header counts more frames than the stream holds -- an AVI's empty
-    chunks of dropped frames (../shared's tree.avi: 444 slots at 15 fps, 68 of them holding a
-    frame) -- where it is recomputed as :math:`T / (t_{end} - t_{start})`, the frames over the
-    span of their timestamps, the last frame's duration included (tree.avi: 2.3 fps). Without
-    either, the nominal rate, else :data:`DEFAULT_FPS`."""
-    timed = start is not None and end is not None and end > start and stream.time_base
-    if timed and (not stream.average_rate or (stream.frames or 0) > count):
-        return float(Fraction(count) / ((end - start) * stream.time_base))
+def _video_fps(stream: Any, count: int, first: int | None, last: int | None) -> float:
+    r"""The stream's average frame rate from its frames' timestamps: :math:`(T - 1) /
+    (t_T - t_1)`, the mean interval between the first and the last of its :math:`T` frames
+    (exact for a constant rate: 29.97 fps is 30000/1001 to the last digit). It does not depend
+    on the last frame's duration, which containers store differently, nor on the header's
+    nominal rate: MKV headers have no average rate (FFmpeg guesses 25 fps for a clip that
+    averages 16.7), and an AVI's counts the empty chunks of dropped frames (../shared's
+    tree.avi: 444 slots at 15 fps, 68 of them holding a frame: 2.27 fps). A clip of one frame,
+    or without timestamps, has FFmpeg's rate, else :data:`DEFAULT_FPS`."""
+    if count > 1 and first is not None and last is not None and last > first:
+        return float(Fraction(count - 1) / ((last - first) * stream.time_base))
     rate = stream.average_rate or stream.guessed_rate or stream.base_rate
     return float(rate) if rate else DEFAULT_FPS
 
@@ -181,16 +182,15 @@ def _open_video(path: Path) -> ClipSource:
             raise MinistError(f"{path}: not a video (the file has no video stream)")
         stream = container.streams.video[0]
         has_audio = bool(container.streams.audio)
-        count, start, end = 0, None, None
+        count, first, last = 0, None, None
         try:  # count the frames without decoding them: one packet per frame
             for packet in container.demux(stream):
                 if not packet.size:
                     continue
                 count += 1
                 if packet.pts is not None:
-                    start = packet.pts if start is None else min(start, packet.pts)
-                    stop = packet.pts + (packet.duration or 0)
-                    end = stop if end is None else max(end, stop)
+                    first = packet.pts if first is None else min(first, packet.pts)
+                    last = packet.pts if last is None else max(last, packet.pts)
         except av.FFmpegError as e:
             raise MinistError(f"{path}: video data corrupt ({_one_line(e)})") from None
         if count == 0:
@@ -199,7 +199,7 @@ def _open_video(path: Path) -> ClipSource:
         width, height = stream.codec_context.width, stream.codec_context.height
         if rotation in (90, 270):
             width, height = height, width
-        fps = _video_fps(stream, count, start, end)
+        fps = _video_fps(stream, count, first, last)
         return ClipSource(path, "video", count, height, width, fps, rotation, (),
                           has_audio)
 
