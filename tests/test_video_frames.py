@@ -25,6 +25,7 @@ from minist.video.frames import (  # noqa: E402  (after the extra's import check
     DEFAULT_FPS,
     check_output,
     frame_path,
+    iter_frames,
     open_clip,
     output_kind,
     read_clip,
@@ -108,6 +109,10 @@ def test_selection_is_one_based_and_inclusive_and_resizes(tmp_path):
     assert clip.first == 2 and _levels(clip) == [1, 2, 3]
     assert clip.frames[0].shape == (1, 3, 16, 24)
     assert clip.times == (0.1, 0.2, 0.3) and clip.end_time == pytest.approx(0.4)
+    streamed = list(iter_frames(clip.source, frames=(2, 4), longest_side=24))
+    assert [(index, time) for index, time, _ in streamed] == [(2, 0.1), (3, 0.2), (4, 0.3)]
+    for (_, _, image), frame in zip(streamed, clip.frames, strict=True):
+        np.testing.assert_array_equal(image, frame)
 
 
 def test_rotation_metadata_turns_frames_upright(tmp_path):

@@ -3,7 +3,8 @@ frames :math:`I_1, \dots, I_T`, each a float32 ``(1, 3, H, W)`` array, RGB in :m
 the layout of :func:`minist.images.load_image` -- and frames written back as PNG files or a
 video.
 
-**Inputs** (:func:`open_clip` inspects, :func:`read_frames` decodes):
+**Inputs** (:func:`open_clip` inspects; :func:`read_frames` decodes, :func:`iter_frames` one
+frame at a time):
 
 * a **video file** (MP4, WebM, MOV, MKV, AVI, GIF, ... -- whatever FFmpeg, through PyAV,
   demuxes). Frames come in presentation order, as the decoder outputs them, whatever the
@@ -47,6 +48,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -256,9 +258,11 @@ def _to_frame(rgb_uint8: np.ndarray, longest_side: int | None) -> np.ndarray:
     return image if longest_side is None else resize_longest(image, longest_side)
 
 
-def _decode_video(source: ClipSource, A: int, B: int, longest_side):
+def _decode_video(source: ClipSource, A: int, B: int, longest_side, ends: list):
+    """Frames A..B as (index, time, image); appends to ``ends`` when the selection ends
+    (the next frame's time, or the end of the stream)."""
     av = require_av()
-    frames, times, end_time = [], [], None
+    decoded = 0
     with _open_av(source.path) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
@@ -267,37 +271,51 @@ def _decode_video(source: ClipSource, A: int, B: int, longest_side):
                 if index < A:
                     continue
                 if index > B:  # the selection ends where the next frame starts
-                    end_time = float(frame.time) if frame.time is not None else None
+                    if frame.time is not None:
+                        ends.append(float(frame.time))
                     break
                 rgb = _turn(frame.to_ndarray(format="rgb24"), source.rotation)
-                frames.append(_to_frame(rgb, longest_side))
-                times.append(float(frame.time) if frame.time is not None
-                             else (index - 1) / source.fps)
+                time = float(frame.time) if frame.time is not None else (index - 1) / source.fps
+                decoded += 1
+                yield index, time, _to_frame(rgb, longest_side)
         except av.FFmpegError as e:
             raise MinistError(f"{source.path}: video data corrupt ({_one_line(e)})") from None
-        if end_time is None and stream.duration:  # the last frame ends where the stream does
-            end_time = float(((stream.start_time or 0) + stream.duration) * stream.time_base)
-    if len(frames) != B - A + 1:
-        raise MinistError(f"{source.path}: decoded {len(frames)} of frames {A}:{B} "
+        if not ends and stream.duration:  # the last frame ends where the stream does
+            ends.append(float(((stream.start_time or 0) + stream.duration) * stream.time_base))
+    if decoded != B - A + 1:
+        raise MinistError(f"{source.path}: decoded {decoded} of frames {A}:{B} "
                           f"(the file is cut short or corrupt)")
-    if end_time is None or end_time <= times[-1]:
-        end_time = times[-1] + 1.0 / source.fps
-    return frames, times, end_time
+
+
+def iter_frames(source: ClipSource, frames: tuple[int, int] | None = None,
+                longest_side: int | None = None) -> Iterator[tuple[int, float, np.ndarray]]:
+    """Frames ``A..B`` of a clip opened by :func:`open_clip`, one at a time (a long clip need
+    not fit in memory), as ``(index, time, image)``: the 1-based index in the source, the
+    presentation time in seconds, and the ``(1, 3, H, W)`` float32 RGB image in [0, 1],
+    upright, resized to ``longest_side`` when given."""
+    A, B = check_selection(source, frames)
+    if source.kind == "video":
+        yield from _decode_video(source, A, B, longest_side, [])
+        return
+    for index in range(A, B + 1):
+        yield index, (index - 1) / source.fps, load_image(source.files[index - 1], longest_side)
 
 
 def read_frames(source: ClipSource, frames: tuple[int, int] | None = None,
                 longest_side: int | None = None) -> Clip:
-    """Decode frames ``A..B`` (1-based, inclusive; all when ``None``) of a clip opened by
-    :func:`open_clip`, each ``(1, 3, H, W)`` float32 RGB in [0, 1], upright, resized to
-    ``longest_side`` when given."""
+    """All of frames ``A..B`` (1-based, inclusive; the whole clip when ``None``) of a clip
+    opened by :func:`open_clip`, as in :func:`iter_frames`, with their times and when the
+    last one ends (for cutting the sound)."""
     A, B = check_selection(source, frames)
+    ends: list[float] = []
     if source.kind == "video":
-        images, times, end_time = _decode_video(source, A, B, longest_side)
+        decoded = list(_decode_video(source, A, B, longest_side, ends))
     else:
-        images = [load_image(f, longest_side) for f in source.files[A - 1:B]]
-        times = [(i - 1) / source.fps for i in range(A, B + 1)]
-        end_time = B / source.fps
-    return Clip(images, source.fps, A, tuple(times), end_time, source)
+        decoded = list(iter_frames(source, (A, B), longest_side))
+        ends.append(B / source.fps)
+    times = tuple(time for _, time, _ in decoded)
+    end_time = ends[0] if ends and ends[0] > times[-1] else times[-1] + 1.0 / source.fps
+    return Clip([image for _, _, image in decoded], source.fps, A, times, end_time, source)
 
 
 def read_clip(path: str | os.PathLike, frames: tuple[int, int] | None = None,
