@@ -197,7 +197,8 @@ def test_disocclusions_of_a_crossing_object_are_found(crossing_frames, method):
 @pytest.mark.parametrize("method", METHODS)
 def test_warping_reproduces_the_next_frame_where_the_flow_is_reliable(crossing_frames, method):
     """Where c = 1 (away from the border) the warped frame 0 is frame 1 within 0.01 (mean
-    absolute; unwarped they differ by 0.038 there), and c = 1 on 70 % of those pixels."""
+    absolute; measured 0.0003 dis, 0.0013 deepflow, 0.0047 farneback; unwarped they differ
+    by 0.026-0.032 there), and c = 1 on 70 % of the pixels away from the border."""
     forward, backward = _pair(crossing_frames, method, "crossing")
     c = np.asarray(reliability(forward, backward)).astype(bool) & _inner()
     warped, _ = warp(crossing_frames[0], backward)
