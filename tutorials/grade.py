@@ -569,18 +569,23 @@ def reroute(old, new) -> list[str]:
     classes get it with ``setattr``. What cannot change in place (a tuple, a
     ``functools.partial``) is reported as ``"not rerouted: ..."``.
     """
-    module_names = {id(vars(m)): m.__name__ for m in list(sys.modules.values())
-                    if isinstance(m, types.ModuleType)}
+    # No comprehension or lambda here may use old or new: that would make them cells of this
+    # function, which gc.get_referrers would find (and this loop rewrite) as "a closure".
+    holders = gc.get_referrers(old)
+    module_names = {}
+    for module in list(sys.modules.values()):
+        if isinstance(module, types.ModuleType):
+            module_names[id(vars(module))] = module.__name__
     places = []
-    for holder in gc.get_referrers(old):
+    for holder in holders:
         if isinstance(holder, dict):
-            owners = [o for o in gc.get_referrers(holder) if isinstance(o, type)
-                      and gc.get_referents(vars(o))[:1] == [holder]]
-            keys = [k for k, v in list(holder.items()) if v is old]
-            for key in keys:
-                if owners:  # a class's namespace: only setattr keeps its caches right
-                    setattr(owners[0], key, new)
-                    places.append(f"{owners[0].__module__}.{owners[0].__qualname__}.{key}")
+            owner = _class_of(holder)
+            for key, value in list(holder.items()):
+                if value is not old:
+                    continue
+                if owner is not None:  # a class's namespace: only setattr keeps its caches right
+                    setattr(owner, key, new)
+                    places.append(f"{owner.__module__}.{owner.__qualname__}.{key}")
                 else:
                     holder[key] = new
                     places.append(_describe(holder, key, module_names))
@@ -595,6 +600,14 @@ def reroute(old, new) -> list[str]:
         elif not isinstance(holder, types.FrameType):
             places.append(f"not rerouted: a {type(holder).__name__}")
     return places
+
+
+def _class_of(namespace: dict) -> type | None:
+    """The class whose ``__dict__`` is ``namespace``, or None."""
+    for owner in gc.get_referrers(namespace):
+        if isinstance(owner, type) and any(d is namespace for d in gc.get_referents(vars(owner))):
+            return owner
+    return None
 
 
 def _describe(holder: dict, key, module_names: Mapping[int, str]) -> str:
