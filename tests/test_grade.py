@@ -179,7 +179,7 @@ def test_grading_gives_the_right_table_and_kills_the_endless_loop(submissions, t
     bob = (out / "students" / "bob.md").read_text()
     assert bob.startswith("# bob: 1.25 of 2 points")
     assert bob.count("- **FAIL**: ") == 3 and bob.count("- pass: ") == 1 + TV_CHECKS
-    assert "- pass: positions do not matter only their statistics" in bob
+    assert "- pass: positions do not matter, only their statistics" in bob
     dave = (out / "students" / "dave.md").read_text()
     assert f"did not run: timed out after {TIMEOUT_S:g} s" in dave  # killed at the limit given
     assert (out / "logs" / "bob" / "ex_gram.log").read_text().strip()

@@ -214,10 +214,11 @@ def student_report(student: Student, grades: Sequence[Grade], weights: Mapping[s
                      f"{number(weights.get(m, 1.0))} |")
     for m in student.exercises:
         g, ex = cells[student.name, m], get(m)
+        worth = number(weights.get(m, 1.0))
         lines += ["", f"## {m}: {ex.summary}", "",
                   f"{g.passed_checks} of {g.total} checks pass: {number(points(g, weights))} of "
-                  f"{number(weights.get(m, 1.0))} points. Derived in {ex.where}; the checks' "
-                  f"output: `{logs}/{student.name}/{m}.log`.", ""]
+                  f"{worth} {'point' if worth == '1' else 'points'}. Derived in {ex.where}; the "
+                  f"checks' output: `{logs}/{student.name}/{m}.log`.", ""]
         if g.words:
             lines += [f"**{_md(g.words)}**", ""]
         for check in g.checks:
