@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from diagnose import check_name, diagnose
+from diagnose import check_name, check_name_of, diagnose
 
 from minist.architectures import conv_shapes
 from minist.backend import gpu_available
@@ -91,11 +91,17 @@ def _is_exercise_check(item) -> bool:
     return any(mark.name.startswith("ex_") for mark in item.iter_markers())
 
 
+CHECK = "check"  # the user property of an exercise check's report: its name in words
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
-    """Keep one line in words (``diagnose.diagnose``) on each failed exercise check's report."""
+    """Keep one line in words (``diagnose.diagnose``) on each failed exercise check's report,
+    and the check's name in words on each of its reports."""
     outcome = yield
     report = outcome.get_result()
+    if _is_exercise_check(item) and not any(k == CHECK for k, _ in report.user_properties):
+        report.user_properties.append((CHECK, check_name_of(item)))
     if report.failed and call.excinfo is not None and _is_exercise_check(item):
         try:
             words = diagnose(call.excinfo.value, call.excinfo.tb)
@@ -119,7 +125,8 @@ def pytest_terminal_summary(terminalreporter):
         if words is not None:
             module = report.nodeid.split("::", 1)[0].rsplit("/", 1)[-1]
             exercise = module.removeprefix("test_").removesuffix(".py")
-            name = check_name(report.nodeid.rsplit("::", 1)[-1])
+            name = next((v for k, v in report.user_properties if k == CHECK),
+                        check_name(report.nodeid.rsplit("::", 1)[-1]))
             lines.append(f"FAIL {exercise}: {name}: {words}")
     if lines:
         terminalreporter.section("exercise checks in words", sep="-")

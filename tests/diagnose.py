@@ -255,8 +255,70 @@ def _student_frame(tb, source_root: str) -> str:
     return ""
 
 
-def check_name(test_name: str) -> str:
-    """``"test_gradient_matches_finite_differences[1-2]"`` -> "gradient matches finite ..."."""
+# ----------------------------------------------------------------------- naming a check
+
+# Words that an identifier spells in lower case: a check's name gives them back their case.
+PROPER_WORDS = {
+    "gram": "Gram", "numba": "Numba", "bfgs": "BFGS", "ntsc": "NTSC", "cupy": "CuPy",
+    "cuda": "CUDA", "gpu": "GPU", "cpu": "CPU", "vgg": "VGG", "yiq": "YIQ", "rgb": "RGB",
+    "adam": "Adam", "relu": "ReLU", "spd": "SPD",
+}
+PROPER_PHRASES = {"denman beavers": "Denman-Beavers"}
+
+
+def named(title: str):
+    """Give a check the name a student reads when the identifier cannot spell it (apostrophes,
+    symbols): ``@named("zero when the target is the features' own Gram")`` over the test."""
+
+    def mark(test):
+        test.check_name = title
+        return test
+
+    return mark
+
+
+def check_name(test_name: str, *, title: str | None = None, identifiers=()) -> str:
+    """A check's name in words, from its test's name (``"test_gradient_matches_..."``).
+
+    ``title`` (a test's :func:`named`) replaces the identifier's words; otherwise runs of
+    words that spell one of ``identifiers`` keep their underscores (``spd_power``, the
+    functions the check file imports from minist) and :data:`PROPER_WORDS` get their case.
+    Parameters stay: ``"... [1-2]"``.
+    """
     base, _, params = test_name.partition("[")
-    words = base.removeprefix("test_").replace("_", " ")
+    words = title or _words(base.removeprefix("test_"), set(identifiers))
     return f"{words} [{params}" if params else words
+
+
+def _words(snake: str, identifiers: set[str]) -> str:
+    parts, out, i = snake.split("_"), [], 0
+    while i < len(parts):
+        for j in range(len(parts), i + 1, -1):  # the longest run that is an identifier
+            if "_".join(parts[i:j]) in identifiers:
+                out.append("_".join(parts[i:j]))
+                i = j
+                break
+        else:
+            out.append(PROPER_WORDS.get(parts[i], parts[i]))
+            i += 1
+    text = " ".join(out)
+    for plain, proper in PROPER_PHRASES.items():
+        text = re.sub(rf"\b{plain}\b", proper, text)
+    return text
+
+
+def check_name_of(item) -> str:
+    """The name in words of the check ``item`` (a pytest item: its test's :func:`named`, or its
+    name with the identifiers its module imports from minist)."""
+    module = getattr(item, "module", None)
+    title = getattr(getattr(item, "function", None), "check_name", None)
+    return check_name(item.name, title=title,
+                      identifiers=minist_identifiers(vars(module)) if module else ())
+
+
+def minist_identifiers(namespace: Mapping[str, object]) -> list[str]:
+    """The names with an underscore that ``namespace`` (a check module's globals) takes from
+    minist: the functions a check's name may mention (``rgb_to_yiq``)."""
+    return [name for name, value in namespace.items()
+            if "_" in name.strip("_") and str(getattr(value, "__module__", "") or "")
+            .startswith("minist")]

@@ -22,11 +22,19 @@ import numpy as np
 from minist.layers import winograd as wg
 
 U32 = float(np.finfo(np.float32).eps) / 2  # unit roundoff of float32, 2^-24
+U64 = float(np.finfo(np.float64).eps) / 2  # unit roundoff of float64, 2^-53
 
 
 def gamma(n: int, u: float = U32) -> float:
     r""":math:`\gamma_n = n u / (1 - n u)`."""
     return n * u / (1 - n * u)
+
+
+def two_orders(n: int, magnitude, u: float = U64) -> float:
+    r"""Largest difference between two computations of the same sum of ``n`` rounded terms, in
+    any two orders: :math:`2\gamma_n \max \sum |\text{terms}|` (``magnitude``: the sums of
+    the terms' absolute values, an array or a number)."""
+    return 2 * gamma(n, u) * float(np.max(np.abs(magnitude), initial=0.0))
 
 
 def winograd_magnitudes(x, w, b, m: int) -> np.ndarray:

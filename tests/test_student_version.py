@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ast
 import inspect
+import json
 import os
 import re
 import subprocess
@@ -320,7 +321,33 @@ def test_only_strips_the_chosen_exercises_and_force_replaces(tmp_path):
         rel = f"minist/layers/{name}.py"
         assert (out / rel).read_bytes() == (ROOT / rel).read_bytes()
     assert "ex_relu" in (out / msv.STUDENT_MARKER).read_text()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["copy"]
+    # the teacher's manifest of what was handed out: beside the copy, not inside it
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["copy", "copy.manifest.json"]
+    manifest = json.loads((tmp_path / "copy.manifest.json").read_text())
+    assert manifest["format"] == "minist-handout-manifest" and manifest["handout"] == "copy"
+    assert manifest["exercises"] == ["ex_relu"]
+    assert manifest["functions"] == {"ex_relu": ["minist.layers.relu:relu_forward",
+                                                 "minist.layers.relu:relu_backward"]}
+    with pytest.raises(MinistError, match="inside the copy, where the student could edit it"):
+        msv.make_student_version(out, ["ex_relu"], force=True, quiet=True,
+                                 manifest=out / "tutorials" / "m.json")
+    elsewhere = tmp_path / "teacher" / "week2.json"
+    msv.make_student_version(out, ["ex_relu", "ex_gram"], force=True, quiet=True,
+                             manifest=elsewhere)
+    assert json.loads(elsewhere.read_text())["exercises"] == ["ex_relu", "ex_gram"]
+
+
+def test_student_version_txt_lines_its_columns_up():
+    """Every row of STUDENT_VERSION.txt starts its lesson and its functions in the same columns,
+    the longest marker (ex_color_transform, 18 characters) included."""
+    rows = [line for line in msv._marker_text(EXERCISES).splitlines()
+            if line.split(" ")[0] in exercises.MARKERS]
+    assert len(rows) == len(EXERCISES)
+    starts = {tuple(m.start() for m in re.finditer(r"\S+", row))[1:3] for row in rows}
+    assert len(starts) == 1, rows  # the lesson and the first function: one column each
+    color = next(row for row in rows if row.startswith("ex_color_transform"))
+    assert color.split() == ["ex_color_transform", "tutorials/09_color_control.py",
+                             "spd_power,", "pca_transform"]
 
 
 # ------------------------------------------------------------------------ end to end

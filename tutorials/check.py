@@ -30,7 +30,7 @@ for path in (str(TUTORIALS), str(ROOT)):  # this copy's minist, whatever else is
     sys.path.insert(0, path)
 
 from exercises import EXERCISES, Exercise, get  # noqa: E402
-from first_run import announce_compilation  # noqa: E402
+from first_run import announce_compilation, report_compilation  # noqa: E402
 
 PROFILE = "minist-check"
 
@@ -110,6 +110,7 @@ def check(ex: Exercise, tb: str = "short", extra: Sequence[str] = ()) -> int:
     announce_compilation(stream=sys.__stdout__)  # not captured by pytest (--capture=sys)
     tally = Tally()
     status = pytest.main(pytest_arguments(ex, tb, extra), plugins=[tally])
+    report_compilation()  # before the verdict: "all N checks pass" is the last line
     total, failed = len(tally.outcomes), tally.count("failed")
     if tally.collection_errors:
         print(f"{ex.marker}: {tally.collection_errors[0]}")

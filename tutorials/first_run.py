@@ -5,8 +5,9 @@ cached beside their source (``minist/**/__pycache__``), so the first lesson or e
 on a new machine waits for the compiler -- seconds to minutes, depending on the machine -- and
 later runs start in seconds. Without a word that first wait looks like a hang. The lessons
 (``lesson_utils``) and ``tutorials/check.py`` call :func:`announce_compilation`, which listens to
-Numba's compile events: at the first compilation it says what is happening, and when the
-process ends it says how long compiling took in all.
+Numba's compile events: at the first compilation it says what is happening, and
+:func:`report_compilation` says how long compiling took in all -- ``check.py`` calls it before
+its verdict, so the verdict stays the last line; otherwise it is said when the process ends.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ def announce_compilation(stream=None) -> bool:
             self.started = 0.0
             self.seconds = 0.0
             self.kernels = 0
+            self.reported = 0  # kernels already told about (report says each count once)
 
         def say(self, text):
             print(text, file=self.out or sys.stdout, flush=True)
@@ -61,15 +63,27 @@ def announce_compilation(stream=None) -> bool:
                 self.kernels += 1
 
         def report(self):
-            if self.kernels:
+            """Say how long compiling took, once: the kernels compiled since the last report."""
+            if self.kernels > self.reported:
                 kernels = "1 Numba kernel" if self.kernels == 1 else f"{self.kernels} Numba kernels"
                 self.say(f"[first run] compiling {kernels} took {self.seconds:.0f} s; they are "
                          "cached now.")
+                self.reported = self.kernels
 
     _listener = Listener(stream)
     event.register("numba:compile", _listener)
     atexit.register(_listener.report)
     return True
+
+
+def report_compilation() -> None:
+    """Say now how long compiling took (if anything compiled), not again when the process ends.
+
+    ``check.py`` calls it after the checks and before its verdict, so that "all N checks pass"
+    is the last line a student reads.
+    """
+    if _listener is not None:
+        _listener.report()
 
 
 def compiled_so_far() -> tuple[int, float]:

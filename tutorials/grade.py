@@ -2,42 +2,60 @@
 
 Usage (from the teacher's repository)::
 
-    python tutorials/grade.py SUBMISSIONS/ -o REPORT_DIR [--only ex_gram,ex_tv_loss]
+    python tutorials/grade.py SUBMISSIONS/ -o REPORT_DIR [--manifest FILE_OR_FOLDER ...]
+                              [--only ex_gram,ex_tv_loss] [--weights ex_gram=2,... | FILE]
+                              [--roster roster.csv] [--gradescope results.json]
                               [--timeout 120] [--jobs 1]
 
 ``SUBMISSIONS`` holds one folder per student, named after the student: a copy made by
-``tutorials/make_student_version.py`` and filled in. For each student and each exercise (all of
-``tutorials/exercises.py``, or ``--only``) one worker process runs this repository's checks
-(``tests/exercises/test_<marker>.py``) against the student's functions, and writes
+``tutorials/make_student_version.py`` and filled in -- or a folder holding that copy one or two
+levels down (``erin/class-copy/minist/...``, as an unpacked archive often is). A
+``SUBMISSIONS`` that is itself a copy is one student's submission (as Gradescope hands it over).
 
-* ``REPORT_DIR/grades.csv`` -- first column ``student``, then one column per exercise marker,
-  each cell ``pass`` or ``fail``;
-* ``REPORT_DIR/grades.md`` -- the same table, each ``fail`` followed by the first failure in
-  words (what was compared, on what input, the diagnosis);
-* ``REPORT_DIR/logs/<student>/<marker>.log`` -- the worker's output (pytest's, short
-  tracebacks), to read when a line in words is not enough.
+**Which exercises.** Each student is graded on the exercises their copy was handed out with:
+``make_student_version.py`` writes the teacher a manifest beside the copy
+(``class-copy.manifest.json``), and ``--manifest`` gives it here (a file, or a folder of them; a
+submission takes the manifest of the handout named like its folder, or its roster ``handout``,
+or the only one given). Without a manifest the copy's ``tutorials/STUDENT_VERSION.txt`` says,
+which the student could have edited (the reports say so); without either, every exercise.
+``--only`` grades every student on the exercises listed, whatever they were handed.
+
+**Grades.** For each student and each of their exercises one worker process runs this
+repository's checks (``tests/exercises/test_<marker>.py``) against the student's functions.
+An exercise is worth its weight (``--weights``; 1 each by default) times the fraction of its
+checks that pass, so 7 of 8 checks give 7/8 of it; a student's score is the sum. Which checks
+exist is decided here, before any student code runs, so a submission cannot drop one.
+``REPORT_DIR`` gets ``grades.csv`` (a gradebook: one row per student, ``--roster`` ids and
+e-mails, score, max score, points per exercise), ``checks.csv`` (per student and exercise),
+``grades.md`` (the class at a glance), ``students/<student>.md`` (every check and why each
+failure failed) and ``logs/<student>/<marker>.log`` (pytest's output); ``--gradescope FILE``
+writes Gradescope's autograder ``results.json`` for a single submission
+(:mod:`grade_report`).
 
 **What the worker runs.** This repository's ``minist``, with only the exercise's functions taken
 from the student's copy: each is read from the student's source file (loaded as a module of its
 own, whose imports resolve to this repository's ``minist``) and put in place of the teacher's
-function before the checks import it. The other exercises' functions in the same file are the
-teacher's too, so a wrong Gram matrix fails ``ex_gram`` only, not ``ex_style_loss`` as well; and
-the checks, the independent implementations they compare with (the Numba kernels, the fast
-layers) and the test helpers are all the teacher's: a student cannot change them by editing
-their copy.
+function before the checks import it -- everywhere minist holds it: the module attribute, the
+names other modules imported (``from minist.backend import to_device``), dispatch tables
+(``minist.color._TRANSFORMS``), closures (:func:`reroute`). The other exercises' functions in
+the same file are the teacher's too, so a wrong Gram matrix fails ``ex_gram`` only, not
+``ex_style_loss`` as well; and the checks, the independent implementations they compare with
+(the Numba kernels, the fast layers) and the test helpers are all the teacher's: a student
+cannot change them by editing their copy.
 
 **Isolation.** Each worker is a process of its own, in a process group of its own, in an empty
 temporary folder, with one thread for BLAS and Numba and files limited to 64 MiB. A worker that
 runs past ``--timeout`` seconds is killed with its group; one that exits early (``sys.exit``,
-``os._exit``, a crash), prints too much, or never reports is a ``fail`` with the reason; none of
-that stops the other workers. A check passes only when pytest ran it to the end: a skip called
-by the student's code, a collection error or an interrupted session is a ``fail``. Tampering
-that is easy to do by accident or on a whim -- replacing ``numpy.testing``'s assertions, the
-checks' helpers or pytest's functions from the student's module -- is detected (the worker
-compares them before and after) and fails the exercise. This is *not* a security sandbox: the
-student's code runs with the teacher's permissions and could, deliberately, read or write files,
-use the network, or forge a result. Grade submissions you would run yourself, or run this inside
-a container or a throw-away account.
+``os._exit``, a crash), prints too much, or never reports fails the checks it had not finished,
+with the reason (the checks it finished before count); none of that stops the other workers. A
+check passes only when pytest ran it to the end: a skip called by the student's code is a
+failure, a collection error or an interrupted session fails every check. Tampering that is easy
+to do by accident or on a whim -- replacing ``numpy.testing``'s assertions, the checks' helpers
+or pytest's functions from the student's module -- is detected (the worker compares them after
+every check) and fails the whole exercise. This is *not* a security sandbox: the student's code
+runs with the teacher's permissions and could, deliberately, read or write files, use the
+network, or forge a result. Grade submissions you would run yourself, or run this inside a
+container or a throw-away account (Gradescope runs each submission in a container of its own).
 """
 
 from __future__ import annotations
@@ -45,10 +63,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
-import datetime
+import gc
 import importlib
 import importlib.util
-import io
 import json
 import os
 import shutil
@@ -57,7 +74,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+import types
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import NamedTuple
@@ -69,87 +87,361 @@ for path in (str(TUTORIALS), str(ROOT)):  # the teacher's minist and registry co
         sys.path.remove(path)
     sys.path.insert(0, path)
 
-from exercises import EXERCISES, Exercise, get, source_path, split  # noqa: E402
+from exercises import EXERCISES, MARKERS, Exercise, get, source_path, split  # noqa: E402
+from grade_report import (  # noqa: E402
+    Check,
+    Grade,
+    Student,
+    write_atomically,
+    write_checks_table,
+    write_gradebook,
+    write_gradescope,
+    write_student_reports,
+    write_summary,
+)
 
 DEFAULT_TIMEOUT_S = 120.0
 FILE_LIMIT = 64 * 2**20  # bytes: the largest file a worker may write (its log included)
 LOG_TAIL = 4000  # characters of a worker's log kept for the reason of a failure
+STUDENT_VERSION = Path("tutorials") / "STUDENT_VERSION.txt"  # make_student_version's marker
+MANIFEST_FORMAT = "minist-handout-manifest"  # make_student_version.MANIFEST_FORMAT
+MANIFEST_SUFFIX = ".manifest.json"
+NOT_COPIES = {"__MACOSX"}  # folders an archive tool adds beside the files
 
 
-class Grade(NamedTuple):
-    student: str
-    marker: str
-    passed: bool
-    words: str  # the first failure in words ("" when passed)
-    seconds: float
+class SetupError(Exception):
+    """A problem with the command line or the teacher's files: one line, exit status 2."""
+
+
+# ------------------------------------------------------------------- finding the copies
+
+
+class Submission(NamedTuple):
+    name: str  # the folder's name: the student
+    folder: Path  # what was handed in
+    copy: Path | None  # the copy inside it (the folder itself, or one or two levels down)
+    problem: str  # why no copy was found ("" when one was)
+
+
+def _is_copy(folder: Path) -> bool:
+    return (folder / "minist").is_dir()
+
+
+def _subfolders(folder: Path) -> list[Path]:
+    with contextlib.suppress(OSError):
+        return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")
+                      and p.name not in NOT_COPIES)
+    return []
+
+
+def find_copy(folder: Path) -> tuple[Path | None, str]:
+    """``(copy, "")``: the folder with ``minist/`` in ``folder`` or one or two levels down;
+    ``(None, why)`` when there is none, or more than one at the same depth."""
+    if _is_copy(folder):
+        return folder, ""
+    level = [folder]
+    for _ in range(2):
+        level = [sub for parent in level for sub in _subfolders(parent)]
+        found = [sub for sub in level if _is_copy(sub)]
+        if len(found) == 1:
+            return found[0], ""
+        if found:
+            names = ", ".join(p.relative_to(folder).as_posix() for p in found)
+            return None, f"the submission holds several copies ({names}): hand in one"
+    return None, "no minist/ folder in the submission (looked two folders down)"
+
+
+def submissions_in(folder: Path, single: bool = False) -> list[Submission]:
+    """The submissions of ``folder``: one per student folder (sorted, hidden ones skipped), or
+    ``folder`` itself when it is a copy or ``single`` says so."""
+    folders = [folder] if single or _is_copy(folder) else _subfolders(folder)
+    return [Submission(p.name, p, *find_copy(p)) for p in folders]
+
+
+# ------------------------------------------------------ which exercises each student gets
+
+
+def read_manifests(paths: Sequence[Path]) -> dict[str, tuple[str, ...]]:
+    """``{handout: markers}`` from manifest files and folders of them (``*.manifest.json``)."""
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found = sorted(path.glob(f"*{MANIFEST_SUFFIX}"))
+            if not found:
+                raise SetupError(f"--manifest {path}: no *{MANIFEST_SUFFIX} in that folder")
+            files += found
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise SetupError(f"--manifest {path}: no such file or folder")
+    manifests: dict[str, tuple[str, ...]] = {}
+    for file in files:
+        try:
+            record = json.loads(file.read_text(encoding="utf-8"))
+            if record.get("format") != MANIFEST_FORMAT:
+                raise ValueError("not a manifest of make_student_version.py")
+            handout, markers = str(record["handout"]), tuple(record["exercises"])
+            unknown = [m for m in markers if m not in MARKERS]
+            if unknown or not markers:
+                raise ValueError(f"unknown exercises {unknown}" if unknown else "no exercises")
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+            raise SetupError(f"--manifest {file}: {err}") from None
+        if handout in manifests and manifests[handout] != markers:
+            raise SetupError(f"--manifest {file}: a second manifest for handout {handout!r}")
+        manifests[handout] = markers
+    return manifests
+
+
+def markers_in_student_version(copy: Path) -> tuple[str, ...]:
+    """The exercises the copy's ``tutorials/STUDENT_VERSION.txt`` lists (none if it has none)."""
+    try:
+        text = (copy / STUDENT_VERSION).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return ()
+    listed = {line.split()[0] for line in text.splitlines() if line.strip()}
+    return tuple(m for m in MARKERS if m in listed)
+
+
+def exercises_for(sub: Submission, only: Sequence[str], manifests: Mapping[str, Sequence[str]],
+                  handout: str = "") -> tuple[tuple[str, ...], str]:
+    """``(markers, where they come from in words)`` for one submission (module docstring)."""
+    if only:
+        return tuple(only), "the exercises given with --only"
+    if manifests:
+        key = handout or sub.name
+        if key in manifests:
+            return tuple(manifests[key]), f"the exercises of handout {key!r} (its manifest)"
+        if handout:
+            raise SetupError(f"--roster: {sub.name}'s handout {handout!r} has no manifest among "
+                             f"{', '.join(sorted(manifests))}")
+        if len(manifests) == 1:
+            (name, markers), = manifests.items()
+            return tuple(markers), f"the exercises of handout {name!r} (its manifest)"
+        raise SetupError(f"{sub.name}: which handout? no manifest is named {sub.name!r} among "
+                         f"{', '.join(sorted(manifests))}; add a 'handout' column to --roster")
+    listed = markers_in_student_version(sub.copy) if sub.copy is not None else ()
+    if listed:
+        return listed, ("the exercises its tutorials/STUDENT_VERSION.txt lists (no manifest "
+                        "given; the student could have edited that file)")
+    return MARKERS, "every exercise (no manifest given, and no tutorials/STUDENT_VERSION.txt)"
+
+
+def read_roster(path: Path) -> tuple[dict[str, dict[str, str]], list[str]]:
+    """``({folder: {column: value}}, id columns)`` from a roster CSV with a ``folder`` column.
+
+    Every other column (``id``, ``email``, ``name``, ...) goes into ``grades.csv`` beside the
+    folder name, except ``handout``: the handout (manifest) that student's copy was made as.
+    """
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            rows = list(csv.DictReader(f))
+            columns = list(rows[0].keys()) if rows else []
+    except (OSError, csv.Error, UnicodeDecodeError) as err:
+        raise SetupError(f"--roster {path}: {err}") from None
+    if "folder" not in columns:
+        raise SetupError(f"--roster {path}: needs a 'folder' column (the submission folder's "
+                         f"name); it has {', '.join(columns) or 'no header'}")
+    roster = {}
+    for row in rows:
+        name = (row.get("folder") or "").strip()
+        if name in roster:
+            raise SetupError(f"--roster {path}: folder {name!r} is listed twice")
+        if name:
+            roster[name] = {k: (v or "").strip() for k, v in row.items() if k is not None}
+    return roster, [c for c in columns if c not in ("folder", "handout")]
+
+
+def read_weights(text: str) -> dict[str, float]:
+    """``{marker: weight}`` from ``ex_gram=2,ex_tv_loss=0.5`` or a file of such lines."""
+    path = Path(text)
+    if text and path.is_file():
+        text = "\n".join(line.split("#", 1)[0] for line in path.read_text().splitlines())
+    weights = {}
+    for item in text.replace("\n", ",").split(","):
+        if not item.strip():
+            continue
+        marker, sep, value = item.replace(":", "=").partition("=")
+        marker = marker.strip()
+        try:
+            get(marker)
+            weight = float(value) if sep else float("nan")
+        except KeyError as err:
+            raise SetupError(f"--weights: {err.args[0]}") from None
+        except ValueError:
+            weight = float("nan")
+        if not weight >= 0:
+            raise SetupError(f"--weights: {item.strip()!r}: expected exercise=weight, a weight "
+                             ">= 0")
+        weights[marker] = weight
+    return weights
+
+
+# ------------------------------------------------------------------- the checks there are
+
+
+def collect_checks(markers: Sequence[str]) -> dict[str, list[tuple[str, str]]]:
+    """``{marker: [(node id, name in words), ...]}``: the checks of each exercise that run on
+    this machine (a GPU check without a GPU does not), collected from the teacher's files in
+    a process of their own before any student code runs."""
+    with tempfile.TemporaryDirectory(prefix="grade-collect-") as tmp:
+        out = Path(tmp) / "checks.json"
+        command = [sys.executable, "-I", str(Path(__file__).resolve()), "--collect", str(out),
+                   *markers]
+        proc = subprocess.run(command, cwd=tmp, env=_worker_env(), capture_output=True,
+                              text=True, stdin=subprocess.DEVNULL)
+        record = _read_result(out)
+    if proc.returncode != 0 or record is None:
+        last = (proc.stdout + proc.stderr).strip().splitlines()[-1:] or ["(no output)"]
+        raise SetupError(f"could not collect the checks of {', '.join(markers)}: {last[0]}")
+    missing = [m for m in markers if not record.get(m)]
+    if missing:
+        raise SetupError(f"no checks found for {', '.join(missing)}")
+    return {m: [tuple(check) for check in record[m]] for m in markers}
+
+
+def collector(out: str, markers: Sequence[str]) -> int:
+    """``grade.py --collect OUT markers...``: write :func:`collect_checks`' record to OUT."""
+    import pytest
+
+    sys.path.insert(0, str(ROOT / "tests"))
+
+    class Collector:
+        """Each exercise check's node id and name in words, unless it is skipped here (after
+        ``tests/conftest.py`` has marked what needs a GPU)."""
+
+        def __init__(self):
+            self.checks: dict[str, list[tuple[str, str]]] = {}
+
+        @pytest.hookimpl(trylast=True)
+        def pytest_collection_modifyitems(self, items):
+            from diagnose import check_name_of
+
+            for item in items:
+                markers = [m.name for m in item.iter_markers() if m.name in MARKERS]
+                if markers and not skipped_here(item):
+                    self.checks.setdefault(markers[0], []).append((item.nodeid,
+                                                                   check_name_of(item)))
+
+    plugin = Collector()
+    files = [str(ROOT / get(m).check_file) for m in markers]
+    status = pytest.main([*files, "--collect-only", "-q", "-m", " or ".join(markers),
+                          "-p", "no:cacheprovider", "--rootdir", str(ROOT),
+                          "-c", str(ROOT / "pyproject.toml")], plugins=[plugin])
+    write_atomically(Path(out), json.dumps(plugin.checks))
+    return int(status)
+
+
+def skipped_here(item) -> bool:
+    """Whether pytest will skip ``item`` at its setup: a ``skip`` mark, or a ``skipif`` whose
+    condition is already ``True``."""
+    if item.get_closest_marker("skip") is not None:
+        return True
+    return any(arg is True for mark in item.iter_markers("skipif") for arg in mark.args)
 
 
 # ------------------------------------------------------------------------------ the parent
 
 
-def students_in(folder: Path) -> list[Path]:
-    """The student folders of ``folder``, sorted by name (hidden folders skipped)."""
-    return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
-
-
-def grade_one(student: Path, ex: Exercise, timeout: float, logs: Path | None = None) -> Grade:
-    """Run one worker for ``student`` and ``ex``; never raises for what the student did."""
+def grade_one(sub: Submission, ex: Exercise, checks: Sequence[tuple[str, str]], timeout: float,
+              logs: Path | None = None) -> Grade:
+    """Run one worker for ``sub`` and ``ex``; never raises for what the student did."""
     start = time.monotonic()
+    if sub.copy is None:
+        return grade_from(sub.name, ex.marker, checks, None, 0, "", sub.problem, 0.0)
     with tempfile.TemporaryDirectory(prefix=f"grade-{ex.marker}-") as tmp:
         work = Path(tmp)
         result_file, log_file = work / "result.json", work / "worker.log"
         command = [sys.executable, "-I", str(Path(__file__).resolve()), "--worker",
-                   str(student.resolve()), ex.marker, str(result_file)]
+                   str(sub.copy.resolve()), ex.marker, str(result_file)]
         with open(log_file, "wb") as log:
             proc = subprocess.Popen(command, cwd=work, env=_worker_env(), stdout=log,
                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                     **_isolation())
-            timed_out = False
+            stopped = ""
             try:
                 code = proc.wait(timeout)
             except subprocess.TimeoutExpired:
-                timed_out = True
+                stopped = f"timed out after {timeout:g} s (an endless loop, or far too slow)"
                 _kill_group(proc)
                 code = proc.wait()
         tail = _tail(log_file)
         if logs is not None:
-            target = logs / student.name / f"{ex.marker}.log"
+            target = logs / sub.name / f"{ex.marker}.log"
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(log_file, target)
-        seconds = time.monotonic() - start
-        if timed_out:
-            return Grade(student.name, ex.marker, False,
-                         f"timed out after {timeout:g} s (an endless loop, or far too slow)",
-                         seconds)
         record = _read_result(result_file)
-        passed, words = verdict(record, code, tail)
-        return Grade(student.name, ex.marker, passed, words, seconds)
+        return grade_from(sub.name, ex.marker, checks, record, code, tail, stopped,
+                          time.monotonic() - start)
 
 
-def verdict(record: dict | None, code: int, tail: str = "") -> tuple[bool, str]:
-    """``(passed, first failure in words)`` from a worker's record and exit status."""
-    if record is None:
-        if code == -getattr(signal, "SIGXFSZ", 25):
-            return False, f"stopped: wrote more than {FILE_LIMIT // 2**20} MiB of output"
-        last = [line for line in tail.splitlines() if line.strip()][-1:] or ["(no output)"]
-        return False, (f"the process ended (status {code}) before reporting its results -- "
-                       f"sys.exit, os._exit or a crash in the submission? last output: "
-                       f"{last[0][:200]}")
-    if record.get("error"):
-        return False, record["error"]
-    if record.get("tampered"):
-        return False, ("the submission changed the checks' tools: "
-                       + ", ".join(record["tampered"][:5]))
-    checks = record.get("checks", [])
-    for check in checks:
-        if check["outcome"] != "passed" and not (check["outcome"] == "skipped"
-                                                  and check.get("when") == "setup"):
-            return False, f"{check['name']}: {check['words']}"
-    if not any(check["outcome"] == "passed" for check in checks):
-        return False, f"no check ran to the end (pytest exit status {record.get('status')})"
-    if record.get("status") != 0:
-        return False, f"the checks did not finish normally (pytest exit status {record['status']})"
-    return True, ""
+def grade_from(student: str, marker: str, checks: Sequence[tuple[str, str]], record: dict | None,
+               code: int, tail: str = "", stopped: str = "", seconds: float = 0.0) -> Grade:
+    """The :class:`Grade` of one exercise from the worker's record and how the worker ended.
+
+    ``checks`` are the exercise's checks (:func:`collect_checks`); each passes only when the
+    record says pytest ran it to the end and it passed. ``stopped`` says why the worker did not
+    finish (a time limit, no copy to grade); otherwise a record that is missing or unfinished
+    means the process ended early, and the checks it did not finish fail with that reason.
+    """
+    words = ""
+    if record is None or not record.get("finished"):
+        words = stopped or _ended_early(code, tail)
+    elif record.get("status") not in (0, 1):  # 0: all passed, 1: some failed
+        words = f"the checks did not finish normally (pytest exit status {record.get('status')})"
+    if record is not None and record.get("error"):
+        words = record["error"]
+        record = None
+    elif record is not None and record.get("tampered"):
+        words = "the submission changed the checks' tools: " + ", ".join(record["tampered"][:5])
+        record = None
+    done = (record or {}).get("checks", {})
+    result = []
+    for nodeid, name in checks:
+        entry = done.get(nodeid)
+        if entry is None:
+            result.append(Check(name, False, f"did not run: {words or 'pytest did not run it'}"))
+        elif entry["outcome"] == "skipped" and entry.get("when") == "setup":
+            continue  # not on this machine (a GPU check without a GPU): counts neither way
+        elif entry["outcome"] == "passed" and entry.get("when") == "call":
+            result.append(Check(name, True, ""))
+        elif entry["outcome"] == "passed":  # set up, never called or never finished
+            result.append(Check(name, False, "did not run to the end: "
+                                             f"{words or 'pytest did not call it'}"))
+        elif entry["outcome"] == "skipped":
+            result.append(Check(name, False, "the check was skipped from inside the "
+                                             "submission's code"))
+        else:
+            result.append(Check(name, False, entry.get("words") or "failed"))
+    return Grade(student, marker, tuple(result), words, seconds)
+
+
+def _ended_early(code: int, tail: str) -> str:
+    if code == -getattr(signal, "SIGXFSZ", 25):
+        return f"stopped: wrote more than {FILE_LIMIT // 2**20} MiB of output"
+    last = [line for line in tail.splitlines() if line.strip()][-1:] or ["(no output)"]
+    return (f"the process ended (status {code}) before the checks finished -- sys.exit, "
+            f"os._exit or a crash in the submission? last output: {last[0][:200]}")
+
+
+def grade_all(subs: Sequence[Submission], students: Sequence[Student], timeout: float,
+              jobs: int = 1, logs: Path | None = None, progress=print) -> list[Grade]:
+    """Grade every submission on its exercises (``students[k]`` is ``subs[k]``'s)."""
+    markers = [m for m in MARKERS if any(m in s.exercises for s in students)]
+    checks = collect_checks(markers) if markers else {}
+    tasks = [(sub, get(m)) for sub, student in zip(subs, students, strict=True)
+             for m in student.exercises]
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        futures = [pool.submit(grade_one, sub, ex, checks[ex.marker], timeout, logs)
+                   for sub, ex in tasks]
+        grades = []
+        for future in futures:
+            grade = future.result()
+            grades.append(grade)
+            if progress:
+                words = "" if grade.passed else f" -- {grade.first_failure}"
+                progress(f"{grade.student}: {grade.marker} {grade.passed_checks}/{grade.total} "
+                         f"checks ({grade.seconds:.1f} s){words}")
+    return grades
 
 
 def _worker_env() -> dict[str, str]:
@@ -198,79 +490,6 @@ def _read_result(path: Path) -> dict | None:
     except (OSError, ValueError):
         return None
     return record if isinstance(record, dict) else None
-
-
-def grade_all(submissions: Path, exercises: Sequence[Exercise], timeout: float, jobs: int = 1,
-              logs: Path | None = None, progress=print) -> list[Grade]:
-    """Grade every student folder of ``submissions`` on ``exercises``."""
-    students = students_in(submissions)
-    tasks = [(student, ex) for student in students for ex in exercises]
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        futures = [pool.submit(grade_one, student, ex, timeout, logs) for student, ex in tasks]
-        grades = []
-        for future in futures:
-            grade = future.result()
-            grades.append(grade)
-            if progress:
-                words = f" -- {grade.words}" if grade.words else ""
-                progress(f"{grade.student}: {grade.marker} {'pass' if grade.passed else 'fail'} "
-                         f"({grade.seconds:.1f} s){words}")
-    return grades
-
-
-# ------------------------------------------------------------------------------ the report
-
-
-def table(grades: Sequence[Grade]) -> tuple[list[str], list[str], dict]:
-    """``(students, markers, {(student, marker): grade})`` in the order graded."""
-    students = list(dict.fromkeys(g.student for g in grades))
-    markers = list(dict.fromkeys(g.marker for g in grades))
-    return students, markers, {(g.student, g.marker): g for g in grades}
-
-
-def write_csv(path: Path, grades: Sequence[Grade]) -> None:
-    students, markers, cells = table(grades)
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["student", *markers])
-    for student in students:
-        writer.writerow([student, *("pass" if cells[student, m].passed else "fail"
-                                    for m in markers)])
-    _write_atomically(path, out.getvalue())
-
-
-def write_markdown(path: Path, grades: Sequence[Grade], timeout: float) -> None:
-    students, markers, cells = table(grades)
-
-    def cell(g: Grade) -> str:
-        if g.passed:
-            return "pass"
-        words = " ".join(g.words.split()).replace("|", "\\|")
-        return f"**fail**: {words}"
-
-    when = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
-    passed = sum(g.passed for g in grades)
-    lines = [
-        "# Grades",
-        "",
-        f"Graded {when} by `tutorials/grade.py`: {len(students)} students, {len(markers)} "
-        f"exercises, at most {timeout:g} s per exercise; {passed} of {len(grades)} pass. Each "
-        "fail gives its first failed check in words; `logs/<student>/<exercise>.log` has the "
-        "whole output.",
-        "",
-        "| student | " + " | ".join(markers) + " |",
-        "|---|" + "---|" * len(markers),
-    ]
-    for student in students:
-        lines.append(f"| {student} | " + " | ".join(cell(cells[student, m]) for m in markers)
-                     + " |")
-    _write_atomically(path, "\n".join(lines) + "\n")
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.part")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 # ------------------------------------------------------------------------------ the worker
@@ -339,8 +558,73 @@ def _lookup(obj, qualname: str):
     return obj, name
 
 
-def install_submission(student: Path, ex: Exercise) -> None:
-    """Put the student's functions of ``ex`` in place of the teacher's, before the checks run.
+def reroute(old, new) -> list[str]:
+    """Put ``new`` wherever this process holds ``old``; return the places, in words.
+
+    The checks reach a function not only through its module (``minist.color.pca_transform``)
+    but through whatever else holds it: a dispatch table (``minist.color._TRANSFORMS["pca"]``),
+    the name another module imported (``minist.vgg.to_device``), a closure's cell, a class
+    attribute, a namespace of functions. :func:`gc.get_referrers` finds every one; dicts
+    (module namespaces, tables, objects' attributes), lists and cells get ``new`` in place,
+    classes get it with ``setattr``. What cannot change in place (a tuple, a
+    ``functools.partial``) is reported as ``"not rerouted: ..."``.
+    """
+    # No comprehension or lambda here may use old or new: that would make them cells of this
+    # function, which gc.get_referrers would find (and this loop rewrite) as "a closure".
+    holders = gc.get_referrers(old)
+    module_names = {}
+    for module in list(sys.modules.values()):
+        if isinstance(module, types.ModuleType):
+            module_names[id(vars(module))] = module.__name__
+    places = []
+    for holder in holders:
+        if isinstance(holder, dict):
+            owner = _class_of(holder)
+            for key, value in list(holder.items()):
+                if value is not old:
+                    continue
+                if owner is not None:  # a class's namespace: only setattr keeps its caches right
+                    setattr(owner, key, new)
+                    places.append(f"{owner.__module__}.{owner.__qualname__}.{key}")
+                else:
+                    holder[key] = new
+                    places.append(_describe(holder, key, module_names))
+        elif isinstance(holder, list):
+            for k, value in enumerate(holder):
+                if value is old:
+                    holder[k] = new
+            places.append("a list")
+        elif isinstance(holder, types.CellType):
+            holder.cell_contents = new
+            places.append("a closure")
+        elif not isinstance(holder, types.FrameType):
+            places.append(f"not rerouted: a {type(holder).__name__}")
+    return places
+
+
+def _class_of(namespace: dict) -> type | None:
+    """The class whose ``__dict__`` is ``namespace``, or None."""
+    for owner in gc.get_referrers(namespace):
+        if isinstance(owner, type) and any(d is namespace for d in gc.get_referents(vars(owner))):
+            return owner
+    return None
+
+
+def _describe(holder: dict, key, module_names: Mapping[int, str]) -> str:
+    """``minist.color.pca_transform`` or ``minist.color._TRANSFORMS['pca']``."""
+    if id(holder) in module_names:
+        return f"{module_names[id(holder)]}.{key}"
+    for module_name in sorted(set(module_names.values())):
+        module = sys.modules.get(module_name)
+        for name, value in list(vars(module).items()) if module else ():
+            if value is holder:
+                return f"{module_name}.{name}[{key!r}]"
+    return f"a dict[{key!r}]"
+
+
+def install_submission(copy: Path, ex: Exercise) -> list[str]:
+    """Put the student's functions of ``ex`` in place of the teacher's, before the checks run:
+    everywhere the teacher's minist holds them (:func:`reroute`); returns where, in words.
 
     In the student's modules, every *other* exercise's function is the teacher's again: each
     exercise is graded on its own.
@@ -348,7 +632,7 @@ def install_submission(student: Path, ex: Exercise) -> None:
     loaded: dict = {}
     for spec in ex.functions:
         module, _ = split(spec)
-        load_submission(student, module, loaded)
+        load_submission(copy, module, loaded)
     for other in EXERCISES:  # isolation: other exercises' functions are the teacher's
         if other.marker == ex.marker:
             continue
@@ -358,19 +642,25 @@ def install_submission(student: Path, ex: Exercise) -> None:
                 owner, name = _lookup(loaded[module], qualname)
                 teacher, _ = _lookup(importlib.import_module(module), qualname)
                 setattr(owner, name, getattr(teacher, name))
+    places = []
     for spec in ex.functions:
         module, qualname = split(spec)
         owner, name = _lookup(loaded[module], qualname)
         target, _ = _lookup(importlib.import_module(module), qualname)
         function = owner.__dict__[name] if isinstance(owner, type) else getattr(owner, name)
+        teachers = target.__dict__[name] if isinstance(target, type) else getattr(target, name)
+        places += [f"{spec} -> {place}" for place in reroute(teachers, function)]
         setattr(target, name, function)
+    return places
 
 
 class Recorder:
-    """A pytest plugin: each check's outcome and, when it failed, its line in words."""
+    """A pytest plugin: each check's outcome and, when it failed, its line in words -- written
+    to the record after every check, with a look for tampering, so that a worker stopped later
+    (a time limit, a crash) still reports the checks it finished."""
 
-    def __init__(self):
-        self.checks: dict[str, dict] = {}
+    def __init__(self, result: str, record: dict, before: dict[str, int]):
+        self.result, self.record, self.before = result, record, before
         self.errors: list[str] = []
 
     def pytest_configure(self, config):
@@ -385,104 +675,166 @@ class Recorder:
             self.errors.append(collection_error_words(str(report.longrepr)))
 
     def pytest_runtest_logreport(self, report):
-        from diagnose import check_name
-
-        name = check_name(report.nodeid.rsplit("::", 1)[-1])
-        entry = self.checks.setdefault(report.nodeid, {"name": name, "outcome": "passed",
-                                                       "when": "", "words": ""})
-        if entry["outcome"] == "failed":
-            return
-        if report.failed:
-            said = [v for k, v in report.user_properties if k == "diagnosis"]  # tests/conftest.py
-            last = str(report.longrepr).strip().splitlines()[-1:] or ["(no message)"]
-            entry.update(outcome="failed", when=report.when, words=(said or last)[0])
-        elif report.skipped:
-            entry.update(outcome="skipped", when=report.when,
-                         words="" if report.when == "setup" else
-                         "the check was skipped from inside the submission's code")
-        elif report.when == "call":
-            entry.update(outcome="passed", when="call")
+        entry = self.record["checks"].setdefault(report.nodeid, {"outcome": "passed",
+                                                                 "when": "", "words": ""})
+        if entry["outcome"] != "failed":
+            if report.failed:
+                said = [v for k, v in report.user_properties if k == "diagnosis"]  # conftest
+                last = str(report.longrepr).strip().splitlines()[-1:] or ["(no message)"]
+                entry.update(outcome="failed", when=report.when, words=(said or last)[0])
+            elif report.skipped:
+                entry.update(outcome="skipped", when=report.when)
+            elif report.when == "call":
+                entry.update(outcome="passed", when="call")
+        if report.when == "teardown":
+            self.record["tampered"] = _changed(self.before)
+            _write_record(self.result, self.record)
 
 
-def worker(student: str, marker: str, result: str) -> int:
-    """Grade ``marker`` for the copy at ``student``; write the record to ``result`` (JSON)."""
+def worker(copy: str, marker: str, result: str) -> int:
+    """Grade ``marker`` for the copy at ``copy``; write the record to ``result`` (JSON) as the
+    checks run: ``{"checks": {node id: {"outcome", "when", "words"}}, "status", "error",
+    "tampered", "finished"}``."""
     import pytest
 
     sys.path.insert(0, str(ROOT / "tests"))  # the teacher's test helpers, before any student code
     import diagnose
 
-    record: dict = {"marker": marker, "status": None, "checks": [], "error": "", "tampered": []}
+    record: dict = {"marker": marker, "status": None, "checks": {}, "error": "", "tampered": [],
+                    "finished": False}
     before = _tool_snapshot()
     ex = get(marker)
     try:
-        install_submission(Path(student), ex)
+        places = install_submission(Path(copy), ex)
     except BaseException as err:  # SyntaxError, ImportError, SystemExit, ... at import time
-        where = source_path(ex.functions[0], Path(student)).relative_to(Path(student))
+        where = source_path(ex.functions[0], Path(copy)).relative_to(Path(copy))
         record["error"] = f"{where.as_posix()} could not be loaded: {diagnose.diagnose(err)}"
+        record["finished"] = True
         _write_record(result, record)
         return 0
-    recorder = Recorder()
+    for place in places:
+        print(f"[grade] the submission's function is also at: {place}", flush=True)
+    _write_record(result, record)
+    recorder = Recorder(result, record, before)
     args = [str(ROOT / ex.check_file), "-m", marker, "-q", "--tb=short", "-rN",
             "-p", "no:cacheprovider", "--rootdir", str(ROOT), "-c", str(ROOT / "pyproject.toml")]
     try:
         status = pytest.main(args, plugins=[recorder])
     except BaseException as err:  # a SystemExit or KeyboardInterrupt that escaped pytest
         record["error"] = f"the checks were interrupted: {diagnose.diagnose(err)}"
+        record["finished"] = True
         _write_record(result, record)
         return 0
     record["status"] = int(status)
-    record["checks"] = list(recorder.checks.values())
     if recorder.errors:
         record["error"] = recorder.errors[0]
     record["tampered"] = _changed(before)
+    record["finished"] = True
     _write_record(result, record)
     return 0
 
 
 def _write_record(path: str, record: dict) -> None:
-    _write_atomically(Path(path), json.dumps(record, indent=1))
+    write_atomically(Path(path), json.dumps(record, indent=1))
 
 
 # ------------------------------------------------------------------------------ command line
+
+
+class Setup(NamedTuple):
+    subs: list[Submission]
+    students: list[Student]
+    weights: dict[str, float]
+    id_columns: list[str]
+
+
+def prepare(args) -> Setup:
+    """Who is graded on what, from the command line; :class:`SetupError` for a bad one."""
+    try:
+        only = [get(m.strip()).marker for m in args.only.split(",") if m.strip()]
+    except KeyError as err:
+        raise SetupError(f"--only: {err.args[0]}") from None
+    if not args.submissions.is_dir():
+        raise SetupError(f"{args.submissions}: not a folder")
+    if args.timeout <= 0 or args.jobs < 1:
+        raise SetupError("--timeout must be > 0 and --jobs >= 1")
+    subs = submissions_in(args.submissions, single=args.gradescope is not None)
+    if not subs:
+        raise SetupError(f"{args.submissions}: no student folders in it")
+    manifests = read_manifests(args.manifest or [])
+    roster, id_columns = read_roster(args.roster) if args.roster else ({}, [])
+    if roster:
+        unknown = [s.name for s in subs if s.name not in roster]
+        absent = [name for name in roster if name not in {s.name for s in subs}]
+        if unknown:
+            print(f"grade.py: not in the roster (no ids in grades.csv): {', '.join(unknown)}",
+                  file=sys.stderr)
+        if absent:
+            print(f"grade.py: in the roster, no submission: {', '.join(absent)}",
+                  file=sys.stderr)
+    students = []
+    for sub in subs:
+        ids = roster.get(sub.name, {})
+        markers, source = exercises_for(sub, only, manifests, ids.get("handout", ""))
+        students.append(Student(sub.name, markers, source, ids))
+    return Setup(subs, students, read_weights(args.weights), id_columns)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["--worker"]:
         return worker(*argv[1:4])
+    if argv[:1] == ["--collect"]:
+        return collector(argv[1], argv[2:])
     parser = argparse.ArgumentParser(
         prog="python tutorials/grade.py",
         description="Grade a folder of student copies, each exercise in its own process.",
         epilog="exercises: " + ", ".join(ex.marker for ex in EXERCISES),
     )
-    parser.add_argument("submissions", type=Path, help="one sub-folder per student")
+    parser.add_argument("submissions", type=Path,
+                        help="one sub-folder per student (or one student's copy)")
     parser.add_argument("-o", "--output", type=Path, required=True,
-                        help="folder for grades.csv, grades.md and logs/")
-    parser.add_argument("--only", default="", help="comma-separated exercises (default: all)")
+                        help="folder for grades.csv, checks.csv, grades.md, students/, logs/")
+    parser.add_argument("--manifest", type=Path, action="append",
+                        help="the manifest make_student_version.py wrote beside a copy, or a "
+                             "folder of them (repeatable): grade each student on what their "
+                             "copy was handed out with")
+    parser.add_argument("--only", default="",
+                        help="comma-separated exercises to grade every student on (default: "
+                             "each copy's handout)")
+    parser.add_argument("--weights", default="",
+                        help="points per exercise, 'ex_gram=2,ex_tv_loss=0.5' or a file of "
+                             "'ex_gram=2' lines (default: 1 each)")
+    parser.add_argument("--roster", type=Path,
+                        help="CSV with a 'folder' column (the submission folders' names) and "
+                             "the ids, e-mails ... to put in grades.csv; optional column "
+                             "'handout' names each student's manifest")
+    parser.add_argument("--gradescope", type=Path, metavar="RESULTS_JSON",
+                        help="SUBMISSIONS is one submission: also write Gradescope's "
+                             "results.json there")
     parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S,
                         help=f"seconds per exercise and student (default {DEFAULT_TIMEOUT_S:g})")
     parser.add_argument("--jobs", type=int, default=1, help="workers at once (default 1)")
     args = parser.parse_args(argv)
     try:
-        exercises = [get(m.strip()) for m in args.only.split(",") if m.strip()] or list(EXERCISES)
-    except KeyError as err:
-        print(f"grade.py: --only: {err.args[0]}", file=sys.stderr)
+        setup = prepare(args)
+        args.output.mkdir(parents=True, exist_ok=True)
+        grades = grade_all(setup.subs, setup.students, args.timeout, args.jobs,
+                           logs=args.output / "logs")
+    except SetupError as err:
+        print(f"grade.py: {err}", file=sys.stderr)
         return 2
-    if not args.submissions.is_dir():
-        print(f"grade.py: {args.submissions}: not a folder", file=sys.stderr)
-        return 2
-    if not students_in(args.submissions):
-        print(f"grade.py: {args.submissions}: no student folders in it", file=sys.stderr)
-        return 2
-    if args.timeout <= 0 or args.jobs < 1:
-        print("grade.py: --timeout must be > 0 and --jobs >= 1", file=sys.stderr)
-        return 2
-    args.output.mkdir(parents=True, exist_ok=True)
-    grades = grade_all(args.submissions, exercises, args.timeout, args.jobs,
-                       logs=args.output / "logs")
-    write_csv(args.output / "grades.csv", grades)
-    write_markdown(args.output / "grades.md", grades, args.timeout)
-    print(f"wrote {args.output / 'grades.csv'} and {args.output / 'grades.md'}")
+    write_gradebook(args.output / "grades.csv", setup.students, grades, setup.weights,
+                    setup.id_columns)
+    write_checks_table(args.output / "checks.csv", setup.students, grades, setup.weights)
+    write_summary(args.output / "grades.md", setup.students, grades, setup.weights, args.timeout)
+    write_student_reports(args.output / "students", setup.students, grades, setup.weights,
+                          args.timeout)
+    written = ["grades.csv", "checks.csv", "grades.md", "students/"]
+    print(f"wrote {', '.join(str(args.output / name) for name in written)}")
+    if args.gradescope is not None:
+        write_gradescope(args.gradescope, setup.students[0], grades, setup.weights)
+        print(f"wrote {args.gradescope}")
     return 0
 
 

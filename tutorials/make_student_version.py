@@ -3,6 +3,7 @@
 Usage (from the repository root)::
 
     python tutorials/make_student_version.py OUT [--only ex_relu,ex_gram] [--force]
+                                             [--manifest FILE]
 
 copies the repository's files into the folder ``OUT`` (outside the repository) and, for every
 function of every exercise in ``tutorials/exercises.py`` (or only those given with ``--only``):
@@ -30,6 +31,13 @@ environments, caches, lesson figures and weight files. The copy is built in a te
 beside ``OUT`` and renamed into place at the end, so ``OUT`` is never left half-written; a
 non-empty ``OUT`` is replaced only with ``--force``.
 
+**The teacher's manifest.** Beside the copy, never inside it, the script writes
+``OUT.manifest.json`` (``--manifest FILE`` puts it elsewhere): which exercises the copy was handed
+out with, and from which commit of this repository (:func:`write_manifest`). ``grade.py
+--manifest`` grades each submission on exactly those exercises. Keep it with your grading
+files and do not hand it out: the copy's own ``tutorials/STUDENT_VERSION.txt`` says the same
+for the student, but a student can edit that file.
+
 How: :mod:`ast` gives each function's exact line span; the functions are rewritten from the
 bottom of each file up, so the line numbers of the spans still to do stay valid.
 """
@@ -39,6 +47,8 @@ from __future__ import annotations
 import argparse
 import ast
 import contextlib
+import datetime
+import json
 import os
 import re
 import shutil
@@ -369,15 +379,19 @@ def _check_out(out: Path, root: Path, force: bool) -> None:
 
 
 def make_student_version(out, only: Sequence[str] | None = None, force: bool = False,
-                         root: Path = ROOT, quiet: bool = False) -> list[Stripped]:
+                         root: Path = ROOT, quiet: bool = False,
+                         manifest: Path | None = None) -> list[Stripped]:
     """Write the student version of ``root`` into ``out``; return what was stripped.
 
-    ``only``: exercise markers to strip (default: all, in lesson order).
+    ``only``: exercise markers to strip (default: all, in lesson order). ``manifest``: where
+    the teacher's manifest goes (default: :func:`manifest_path` ``(out)``, beside the copy).
     """
     root = Path(root).resolve()
     out = Path(out).resolve()
     exercises = list(EXERCISES) if not only else [_known(m) for m in only]
     _check_out(out, root, force)
+    manifest = manifest_path(out) if manifest is None else Path(manifest).resolve()
+    _check_manifest_path(manifest, out, root)
     out.parent.mkdir(parents=True, exist_ok=True)
     files = repository_files(root)
     build = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".part", dir=out.parent))
@@ -393,12 +407,79 @@ def make_student_version(out, only: Sequence[str] | None = None, force: bool = F
     except BaseException:
         shutil.rmtree(build, ignore_errors=True)
         raise
+    write_manifest(manifest, out, exercises, root)
     if not quiet:
         for s in stripped:
-            print(f"stripped {s.marker:<17} {s.path}:{s.first}-{s.last}  {s.qualname}")
+            print(f"stripped {s.marker:<18} {s.path}:{s.first}-{s.last}  {s.qualname}")
         print(f"student version written to {out} ({len(files)} files, "
               f"{len(stripped)} functions in {len(exercises)} exercises stripped)")
+        print(f"the teacher's manifest (keep it, do not hand it out; grade.py --manifest reads "
+              f"it): {manifest}")
     return stripped
+
+
+# --------------------------------------------------------------- the teacher's manifest
+
+MANIFEST_FORMAT = "minist-handout-manifest"
+MANIFEST_SUFFIX = ".manifest.json"
+
+
+def manifest_path(out: Path) -> Path:
+    """Where the manifest of the copy ``out`` goes by default: ``OUT.manifest.json``, beside it."""
+    out = Path(out)
+    return out.with_name(out.name + MANIFEST_SUFFIX)
+
+
+def _check_manifest_path(manifest: Path, out: Path, root: Path) -> None:
+    if manifest.is_relative_to(out):
+        raise MinistError(f"--manifest {manifest}: is inside the copy, where the student could "
+                          "edit it; put it beside the copy or in a folder of your own")
+    if manifest.is_relative_to(root):
+        raise MinistError(f"--manifest {manifest}: is inside the repository (the next copy "
+                          "would hand it out); put it outside")
+    if manifest.is_dir():
+        raise MinistError(f"--manifest {manifest}: is a folder; give a file name")
+
+
+def manifest_record(out: Path, exercises: Sequence[Exercise], root: Path = ROOT) -> dict:
+    """What a manifest says: the handout's name, its exercises and functions, when and from what.
+
+    ``handout`` is the copy's folder name; ``grade.py`` matches a submission to the manifest
+    whose handout is the submission's folder name (or its roster ``handout``), and uses a
+    lone manifest for every submission.
+    """
+    return {
+        "format": MANIFEST_FORMAT,
+        "version": 1,
+        "handout": Path(out).name,
+        "made": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "commit": _git_commit(root),
+        "exercises": [ex.marker for ex in exercises],
+        "functions": {ex.marker: list(ex.functions) for ex in exercises},
+    }
+
+
+def write_manifest(path: Path, out: Path, exercises: Sequence[Exercise], root: Path = ROOT) -> None:
+    """Write the teacher's manifest of the copy ``out`` to ``path`` (atomically)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.part")
+    tmp.write_text(json.dumps(manifest_record(out, exercises, root), indent=1) + "\n",
+                   encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _git_commit(root: Path) -> str:
+    """The commit ``root`` is checked out at, ``+`` if it has changes; "" outside git."""
+    git = ["git", "-C", str(root)]
+    try:
+        head = subprocess.run(git + ["rev-parse", "HEAD"], capture_output=True, text=True,
+                              check=True).stdout.strip()
+        dirty = subprocess.run(git + ["status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return ""
+    return head + ("+" if dirty else "")
 
 
 def _known(marker: str) -> Exercise:
@@ -414,9 +495,11 @@ def _marker_text(exercises: Sequence[Exercise]) -> str:
         "The functions of these exercises raise NotImplementedError until you write them:",
         "",
     ]
+    marker_width = max(len(ex.marker) for ex in exercises)  # columns line up for any marker
+    lesson_width = max(len(ex.lesson_file) for ex in exercises)
     for ex in exercises:
         names = ", ".join(split(spec)[1] for spec in ex.functions)
-        lines.append(f"{ex.marker:<17} {ex.lesson_file:<32} {names}")
+        lines.append(f"{ex.marker:<{marker_width}}  {ex.lesson_file:<{lesson_width}}  {names}")
     lines += ["", "Check one with: python tutorials/check.py <exercise>",
               "(or: python -m pytest -m <exercise>)", ""]
     return "\n".join(lines)
@@ -451,10 +534,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--only", default="",
                         help="comma-separated exercises to strip (default: all)")
     parser.add_argument("--force", action="store_true", help="replace a non-empty OUT")
+    parser.add_argument("--manifest", type=Path, default=None,
+                        help="where to write the teacher's manifest of what the copy hands out "
+                             "(default: OUT.manifest.json, beside OUT); grade.py --manifest "
+                             "reads it")
     args = parser.parse_args(argv)
     only = [m for m in args.only.split(",") if m.strip()]
     try:
-        make_student_version(args.out, only, args.force)
+        make_student_version(args.out, only, args.force, manifest=args.manifest)
     except MinistError as err:
         print(f"make_student_version: {err}", file=sys.stderr)
         return 2

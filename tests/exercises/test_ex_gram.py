@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from diagnose import expect, expect_close, expect_dtype, expect_shape
+from diagnose import expect, expect_close, expect_dtype, expect_shape, named
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
@@ -41,6 +41,7 @@ def test_symmetric_positive_semidefinite_and_equal_to_the_loops(N, M, seed):
            f"{np.linalg.eigvalsh(G).min():.3g} < 0")
 
 
+@named("positions do not matter, only their statistics")
 @FAST
 @given(N=st.integers(1, 6), M=st.integers(1, 20), repeats=st.integers(2, 4), seed=SEEDS)
 @example(N=2, M=3, repeats=5, seed=0)

@@ -27,6 +27,7 @@ from diagnose import (
     expect_gradient,
     expect_scalar,
     expect_shape,
+    named,
 )
 from gradcheck import numerical_gradient
 from hypothesis import example, given, settings
@@ -126,6 +127,7 @@ def test_equals_the_numba_kernels_applied_to_the_guided_features(N, M, seed):
                  inputs=inputs, rtol=1e-10, atol=1e-14, factors=factors)
 
 
+@named("a normalised region gives the region's own Gram, and ones change nothing")
 @FAST
 @given(N=st.integers(1, 6), M=st.integers(2, 25), seed=SEEDS)
 @example(N=3, M=6, seed=0)

@@ -17,7 +17,7 @@ import math
 
 import numpy as np
 import pytest
-from diagnose import CheckError, expect
+from diagnose import CheckError, expect, named
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
@@ -88,6 +88,7 @@ def expect_schedule(sizes, size: int, smallest: int, call: str) -> None:
            f"{next_smaller}, is still >= {smallest}")
 
 
+@named("the default smallest size, and the paper's example")
 def test_the_default_smallest_size_and_the_papers_example():
     expect(auto_sizes(512) == auto_sizes(512, SMALLEST),
            f"auto_sizes(512) = {auto_sizes(512)}: without a smallest size it is SMALLEST = "

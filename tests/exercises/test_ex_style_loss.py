@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from diagnose import expect, expect_close, expect_gradient, expect_scalar, expect_shape
+from diagnose import expect, expect_close, expect_gradient, expect_scalar, expect_shape, named
 from gradcheck import numerical_gradient
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
@@ -66,6 +66,7 @@ def test_equals_the_numba_kernel_version(N, M, seed):
                  rtol=1e-10, atol=1e-14, factors=factors)
 
 
+@named("zero when the target is the features' own Gram")
 def test_zero_when_the_target_is_the_features_own_gram():
     F = np.random.default_rng(11).standard_normal((6, 20))
     own = F @ F.T / F.shape[1]  # Eq. 3, normalised by M as minist does
