@@ -34,6 +34,7 @@ from minist.layers.conv import (
 )
 
 LESSON = "01_convolution"
+L.begin(LESSON, needs=("ex_conv_forward", "ex_conv_backward"))  # the exercises this lesson runs
 rng = np.random.default_rng(0)
 
 # %% [markdown]

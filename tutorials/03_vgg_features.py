@@ -31,6 +31,7 @@ from minist.vgg import VGG, vgg_backward, vgg_forward
 from minist.weights.store import load_weights
 
 LESSON = "03_vgg_features"
+L.begin(LESSON, needs=("ex_relu", "ex_vgg_backward"))  # the exercises this lesson runs
 rng = np.random.default_rng(0)
 choice = L.find_weights()
 L.say(f"weights: {choice.note}")

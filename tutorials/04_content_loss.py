@@ -31,6 +31,9 @@ from minist.vgg import VGG
 from minist.weights.store import load_weights
 
 LESSON = "04_content_loss"
+L.begin(LESSON, needs=(  # the exercises this lesson runs
+    "ex_relu", "ex_vgg_backward", "ex_content_loss",
+))
 rng = np.random.default_rng(0)
 choice = L.find_weights()
 L.say(f"weights: {choice.note}")

@@ -40,6 +40,9 @@ from minist.vgg import VGG
 from minist.weights.store import VGGWeights, load_weights
 
 LESSON = "06_total_loss"
+L.begin(LESSON, needs=(  # the exercises this lesson runs
+    "ex_relu", "ex_vgg_backward", "ex_content_loss", "ex_gram", "ex_style_loss", "ex_tv_loss",
+))
 plt = L.pyplot()
 
 # %% [markdown]

@@ -38,6 +38,10 @@ from minist.vgg import VGG
 from minist.weights.store import load_weights
 
 LESSON = "07_optimizers"
+L.begin(LESSON, needs=(  # the exercises this lesson runs
+    "ex_adam", "ex_two_loop", "ex_relu", "ex_vgg_backward", "ex_content_loss", "ex_gram",
+    "ex_style_loss", "ex_tv_loss",
+))
 plt = L.pyplot()
 
 # %% [markdown]

@@ -64,6 +64,10 @@ from minist.vgg import VGG
 from minist.weights.store import load_weights
 
 LESSON = "08_gpu"
+L.begin(LESSON, needs=(  # the exercises this lesson runs
+    "ex_to_device", "ex_relu", "ex_vgg_backward", "ex_content_loss", "ex_gram",
+    "ex_style_loss", "ex_tv_loss",
+))
 plt = L.pyplot()
 
 # %% [markdown]

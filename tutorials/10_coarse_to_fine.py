@@ -43,6 +43,10 @@ from minist.vgg import VGG
 from minist.weights.store import load_weights
 
 LESSON = "10_coarse_to_fine"
+L.begin(LESSON, needs=(  # the exercises this lesson runs
+    "ex_scales", "ex_relu", "ex_vgg_backward", "ex_content_loss", "ex_gram", "ex_style_loss",
+    "ex_tv_loss",
+))
 plt = L.pyplot()
 
 # %% [markdown]
