@@ -72,7 +72,8 @@ class lesson:  # noqa: N801 - used as a context manager, like contextlib's
         missing = [m for m in self.needs if not written(m) and not get(m).stand_ins]
         if missing:
             say(f"[lesson {self.name}] runs exercises {', '.join(self.needs)}; not written yet: "
-                f"{', '.join(missing)} -- the sections that need them are skipped")
+                f"{', '.join(missing)} -- what needs them is skipped, or the lesson stops "
+                "where it needs one")
         return self
 
     def __exit__(self, kind, error, tb):
@@ -193,7 +194,7 @@ def not_yet(marker: str, what: str) -> None:
     """Say that ``what`` is skipped until the student writes exercise ``marker``."""
     from exercises import get
 
-    say(f"[exercise {marker}] not written yet: {what} is skipped. Write it ({get(marker).where}; "
+    say(f"[exercise {marker}] not written yet: skipping {what}. Write it ({get(marker).where}; "
         f"python tutorials/check.py {marker} checks it), then run this lesson again.")
 
 
