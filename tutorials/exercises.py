@@ -132,8 +132,13 @@ Which elements of :math:`\tilde x` and :math:`w` did each :math:`y_{n,f,i,j}` us
 three gradients from the forward equation yourself, then mind the padding.
 """,
         },
+        routes={"minist.layers.winograd": ""},  # its docstring derives dx for 3x3 layers
         alternatives=("minist.layers.conv:conv2d_backward",
-                      "minist.layers.conv:conv2d_relu_backward"),
+                      "minist.layers.conv:conv2d_relu_backward",
+                      "minist.layers.conv:_dx_by_correlation",
+                      "minist.layers.conv:_col2im_backward",
+                      "minist.layers.conv:_weight_gradient",
+                      "minist.layers.winograd:winograd_conv3x3"),
     ),
     Exercise(
         "ex_relu",
@@ -195,6 +200,7 @@ Derive where each :math:`dy_{n,c,i,j}` goes yourself; mind overlapping windows
 :func:`max_pool_backward`.
 """,
         },
+        routes={"minist.layers.pool": ""},  # its docstring says where a tie's gradient goes
         alternatives=("minist.layers.pool:max_pool_forward", "minist.layers.pool:max_pool_backward",
                       "minist.layers.pool:relu_max_pool_backward",
                       "minist.layers.kernels_numba:max_pool_forward_kernel",

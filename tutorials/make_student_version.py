@@ -399,8 +399,8 @@ def route_source(source: str, routes: Iterable[tuple[Exercise, str, str]], path:
             doc = f"In the student version: part of exercise {ex.marker} ({what})."
             body = stub(ex, what, indent, newline)
         edits.append((first, node.end_lineno, docstring_lines(doc, indent, newline) + body))
-    for ex, qualname in alternatives:
-        node = find_function(tree, qualname)
+    for ex, qualname in {q: (e, q) for e, q in reversed(list(alternatives))}.values():
+        node = find_function(tree, qualname)  # (one edit per function, the first exercise's)
         doc = _docstring(node)
         if doc is None:
             continue
