@@ -334,6 +334,10 @@ def test_only_strips_the_chosen_exercises_and_force_replaces(tmp_path):
         assert (out / rel).read_bytes() == (ROOT / rel).read_bytes()
     assert "ex_relu" in (out / msv.STUDENT_MARKER).read_text()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["copy"]
+    # the teacher's own tests (reference answers written out) stay home; the checks go
+    assert not list((out / "tests").glob("test_*.py")) and not (out / "tests" / "data").exists()
+    for kept in ("conftest.py", "diagnose.py", "gradcheck.py", "exercises/test_ex_relu.py"):
+        assert (out / "tests" / kept).is_file(), kept
 
 
 # ------------------------------------------------------------------------ end to end

@@ -32,7 +32,8 @@ function of every exercise in ``tutorials/exercises.py`` (or only those given wi
   kernel (``tests/exercises/stored/<marker>.npz``, from ``tests/exercises/stored.py``).
 
 The signature and decorators stay; the lessons and the exercise checks stay unchanged. Which
-files: those git tracks plus untracked files it does not ignore (``git ls-files --cached --others
+files: all but the teacher's own tests and their data (:func:`teacher_only`), of those git
+tracks plus untracked files it does not ignore (``git ls-files --cached --others
 --exclude-standard``); outside a git checkout, every file except ``.git``, virtual
 environments, caches, lesson figures and weight files. The copy is built in a temporary folder
 beside ``OUT`` and renamed into place at the end, so ``OUT`` is never left half-written; a
@@ -81,6 +82,19 @@ SKIP_DIRS = {
 }
 SKIP_PATHS = {Path("tutorials") / "figures"}
 SKIP_SUFFIXES = {".pyc", ".h5", ".pth", ".part"}
+
+
+def teacher_only(rel: Path) -> bool:
+    """The teacher's own tests (``tests/test_*.py``) and their data: never in a student version.
+
+    They compare minist with reference implementations written out in the test (a Gram as an
+    ``einsum``, a loss gradient by hand): answers to the exercises. The copy keeps the exercise
+    checks (``tests/exercises/``) and the helpers they import.
+    """
+    parts = rel.parts
+    return len(parts) >= 2 and parts[0] == "tests" and (
+        parts[1] == "data" or (len(parts) == 2 and parts[1].startswith("test_")
+                               and parts[1].endswith(".py")))
 
 
 class Stripped(NamedTuple):
@@ -501,7 +515,7 @@ def make_student_version(out, only: Sequence[str] | None = None, force: bool = F
     exercises = list(EXERCISES) if not only else [_known(m) for m in only]
     _check_out(out, root, force)
     out.parent.mkdir(parents=True, exist_ok=True)
-    files = repository_files(root)
+    files = [rel for rel in repository_files(root) if not teacher_only(rel)]
     build = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".part", dir=out.parent))
     try:
         for rel in files:
