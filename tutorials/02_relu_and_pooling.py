@@ -15,6 +15,9 @@
 #
 # Gatys et al. replace VGG's max pooling by average pooling for nicer images
 # (`minist stylize --pooling avg`); this lesson shows what the two do differently.
+#
+# Exercises it runs: `ex_relu`, `ex_max_pool`. In a student's copy it says in one line which are
+# not written yet, and skips (or stops at) what needs them.
 
 # %%
 import sys, pathlib

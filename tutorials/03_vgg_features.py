@@ -13,6 +13,9 @@
 # | forward to the deepest requested layer | `minist.vgg.vgg_forward` (`minist.vgg.VGG.forward`) |
 # | backward to the image, gradients given at several layers | `minist.vgg.vgg_backward` |
 # | loading weights | `minist.weights.store.load_weights` |
+#
+# Exercises it runs: `ex_relu`, `ex_vgg_backward`. In a student's copy it says in one line which
+# are not written yet, and skips (or stops at) what needs them.
 
 # %%
 import sys, pathlib

@@ -12,6 +12,9 @@
 # | features as a matrix $F^l$ | `minist.losses.reference.feature_matrix` |
 # | the gradient through the network to the pixels | `minist.vgg.vgg_backward` (lesson 3) |
 # | the optimisation loop (L-BFGS) | `minist.stylize.StyleTransfer` with `style_weight=0` |
+#
+# Exercises it runs: `ex_relu`, `ex_vgg_backward`, `ex_content_loss`. In a student's copy it says
+# in one line which are not written yet, and skips (or stops at) what needs them.
 
 # %%
 import sys, pathlib

@@ -41,6 +41,9 @@
 # Run it: `python tutorials/09_color_control.py` from the repository root (or open it as a
 # notebook with Jupytext). `MINIST_LESSON_FAST=1` makes it small and quick. Everything here is
 # arithmetic on the two images; no network is needed.
+#
+# Exercises it runs: `ex_yiq`, `ex_color_transform`. In a student's copy it says in one line which
+# are not written yet, and skips (or stops at) what needs them.
 
 # %%
 import sys, pathlib
