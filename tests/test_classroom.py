@@ -115,3 +115,41 @@ def test_only_plumbing_that_earlier_lessons_need_has_a_stand_in():
     assert with_stand_ins == {"ex_to_device", "ex_two_loop"}
     for ex in exercises.EXERCISES:  # and each stand-in is forbidden to the student's function
         assert set(ex.stand_ins.values()) <= set(ex.alternatives), ex.marker
+
+
+def _lesson_utils():
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    tutorials = Path(__file__).resolve().parents[1] / "tutorials"
+    if str(tutorials) not in sys.path:
+        sys.path.append(str(tutorials))  # for lesson_utils' own `from first_run import ...`
+    spec = importlib.util.spec_from_file_location("_lesson_utils", tutorials / "lesson_utils.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_importing_the_lessons_helpers_switches_nothing_on_and_a_lesson_says_a_stub_in_a_line(
+        capsys):
+    L = _lesson_utils()
+    assert not classroom.stand_ins_enabled()
+    capsys.readouterr()
+
+    def unwritten():
+        raise NotImplementedError("Exercise ex_demo: write helper (tutorials/99_demo.py); "
+                                  "check it with: python tutorials/check.py ex_demo")
+
+    with L.lesson("99_demo"):
+        assert classroom.stand_ins_enabled()
+        unwritten()
+        raise AssertionError("not reached: the lesson stops at the unwritten exercise")
+    assert not classroom.stand_ins_enabled()
+    assert capsys.readouterr().out.splitlines() == [
+        "[exercise ex_demo] not written yet: the lesson stops, which needs it. Write helper "
+        "(tutorials/99_demo.py), check it with python tutorials/check.py ex_demo, then run this "
+        "lesson again."]
+    with pytest.raises(ZeroDivisionError), L.lesson("99_demo"):  # other errors go on
+        1 / 0  # noqa: B018
+    assert not classroom.stand_ins_enabled()
