@@ -15,46 +15,38 @@ a *stand-in*: another implementation of the same mathematics, and the generated 
         "minist.classroom:two_loop_compact",
     )(g, history)
 
-Lessons switch stand-ins on (``lesson_utils`` calls :func:`use_stand_ins`), so they run before the
-student has reached the exercise, and say once which stand-in they use. Everything else -- the
+A lesson switches stand-ins on for its run by entering :func:`stand_ins_on` (``lesson_utils.lesson``
+does), so it runs before the student has reached the exercise, and says once which stand-in it
+uses. Everything else -- the
 exercise checks, the teacher's grading, the command line -- leaves them off, and there the body
 raises the same ``NotImplementedError`` as any other unwritten exercise: a check never passes on
 a stand-in.
 
-The stand-ins here are those minist has no second implementation of elsewhere (the loss
-functions' stand-ins are the Numba kernels, the loop layers' the fast layers):
+Only these two exercises have a stand-in: no other exercise function is needed before its own
+lesson, and a student version holds no working implementation of an exercise it hands out
+(``tutorials/make_student_version.py``; a lesson that needs an unwritten exercise says so and
+skips what needs it). Each is another algorithm, and only half the answer or none of its
+lines: while ``ex_to_device`` or ``ex_two_loop`` is checked, a student function that calls its
+stand-in fails the check (``tests/other_implementations.py``).
 
 * :func:`to_device_on_cpu` -- :func:`minist.backend.to_device` for the CPU only;
 * :func:`two_loop_compact` -- :math:`H g` from the compact representation of the L-BFGS matrix
-  (Byrd, Nocedal & Schnabel 1994) instead of the two-loop recursion;
-* :func:`apply_color_matrix_einsum`, :func:`rgb_to_yiq_einsum`, :func:`yiq_to_rgb_solve` --
-  the colour maps of :mod:`minist.color` (``--original-colors``, lesson 09) as one ``einsum``
-  over the channel axis, and the way back as a linear solve per pixel instead of a product with
-  the inverse matrix;
-* :func:`spd_power_svd`, :func:`pca_transform_svd` -- matrix powers from the singular value
-  decomposition (which is the eigendecomposition for a symmetric positive-definite matrix),
-  positive definiteness tested by a Cholesky factorisation (``--original-colors histogram``);
-* :func:`auto_sizes_closed_form` -- the coarse-to-fine schedule (``--scales auto``, lesson 10)
-  with its number of scales from a logarithm instead of a loop;
-* :func:`receptive_fields_top_down` -- each layer's receptive field walked from the unit down to
-  the image, instead of from the image up;
-* :func:`guided_gram_via_plain`, :func:`guided_style_layer_loss_via_plain` -- the guided Gram and
-  style loss (``--content-masks``, lesson 11) as the device's plain ones applied to
-  :math:`F \circ T`.
+  (Byrd, Nocedal & Schnabel 1994) instead of the two-loop recursion.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import inspect
 import re
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 
 from minist.backend import get_array_module, to_numpy
-from minist.scales import SMALLEST
 
 STUB_PREFIX = "Exercise ex_"  # every generated body's message starts so: "Exercise ex_gram: ..."
 
@@ -70,6 +62,17 @@ def use_stand_ins(enabled: bool = True) -> None:
 
 def stand_ins_enabled() -> bool:
     return _enabled
+
+
+@contextlib.contextmanager
+def stand_ins_on() -> Iterator[None]:
+    """Stand-ins on inside the ``with`` block (a lesson's run), as they were after it."""
+    global _enabled
+    before, _enabled = _enabled, True
+    try:
+        yield
+    finally:
+        _enabled = before
 
 
 def stand_in(message: str, spec: str):
@@ -157,137 +160,3 @@ def two_loop_compact(g: Any, history) -> Any:
     p, u = (xp.asarray(v, dtype=g.dtype) for v in (p, u))
     r = gamma * flat + S.T @ p - gamma * (Y.T @ u)
     return r.reshape(g.shape).astype(g.dtype, copy=False)
-
-
-# ---------------------------------------------------------------------- colour (lesson 09)
-
-
-def apply_color_matrix_einsum(image: Any, A: Any, b: Any = None):
-    r"""Stand-in for :func:`minist.color.apply_color_matrix`: :math:`x' = A x + b` per pixel.
-
-    One ``einsum`` contracts ``A`` (:math:`k \times 3`) with the channel axis of ``image``
-    (``(N, 3, H, W)`` or ``(3, H, W)``); the image's dtype and device, nothing clipped.
-    """
-    from minist.color import _channel_axis
-
-    xp = get_array_module(image)
-    _channel_axis(image, 3)
-    A = xp.asarray(A, dtype=image.dtype)
-    if A.ndim != 2 or A.shape[1] != 3:
-        raise ValueError(f"apply_color_matrix: A must be (k, 3), got shape {A.shape}")
-    out = xp.einsum("kc,...chw->...khw", A, image)
-    if b is not None:
-        out += xp.asarray(b, dtype=image.dtype).reshape(-1, 1, 1)
-    return out
-
-
-def rgb_to_yiq_einsum(image: Any):
-    """Stand-in for :func:`minist.color.rgb_to_yiq`: ``YIQ_FROM_RGB`` on every pixel."""
-    from minist.color import YIQ_FROM_RGB
-
-    return apply_color_matrix_einsum(image, YIQ_FROM_RGB)
-
-
-def yiq_to_rgb_solve(yiq: Any):
-    r"""Stand-in for :func:`minist.color.yiq_to_rgb`: solve :math:`T x = (Y, I, Q)^\top` for
-    every pixel's :math:`x` (float64, on the array's device), then back to ``yiq``'s dtype."""
-    from minist.color import YIQ_FROM_RGB, _channel_axis
-
-    xp = get_array_module(yiq)
-    axis = _channel_axis(yiq, 3)
-    pixels = xp.moveaxis(yiq, axis, 0)  # (3, ...)
-    rgb = xp.linalg.solve(xp.asarray(YIQ_FROM_RGB), pixels.reshape(3, -1).astype(xp.float64))
-    return xp.moveaxis(rgb.reshape(pixels.shape), 0, axis).astype(yiq.dtype)
-
-
-def spd_power_svd(S: Any, p: float) -> np.ndarray:
-    r"""Stand-in for :func:`minist.color.spd_power`: :math:`S^p = U \operatorname{diag}(\sigma^p)
-    U^\top` from the SVD :math:`S = U \operatorname{diag}(\sigma) U^\top` of a symmetric
-    positive-definite ``S`` (a ``ValueError`` when the Cholesky factorisation says it is not)."""
-    from minist.color import _check_spd
-
-    S = _check_spd(S, "spd_power")
-    try:
-        np.linalg.cholesky(S)
-    except np.linalg.LinAlgError:
-        raise ValueError("spd_power: the matrix is not positive definite") from None
-    U, sigma, _ = np.linalg.svd(S)
-    return (U * sigma**p) @ U.T
-
-
-def pca_transform_svd(cov_style: Any, cov_content: Any) -> np.ndarray:
-    """Stand-in for :func:`minist.color.pca_transform`, with the powers of :func:`spd_power_svd`."""
-    return spd_power_svd(cov_content, 0.5) @ spd_power_svd(cov_style, -0.5)
-
-
-# -------------------------------------------------------------- coarse-to-fine (lesson 10)
-
-
-def auto_sizes_closed_form(size: int, smallest: int = SMALLEST) -> tuple[int, ...]:
-    r"""Stand-in for :func:`minist.scales.auto_sizes`: the number of steps :math:`K` below
-    ``size`` from :math:`2 \log_2(s / s_{\min})`, corrected for the rounding of the sizes, then
-    :math:`s_k = \operatorname{round}(s / \sqrt2^{\,k})` for :math:`k = K, \dots, 0`."""
-    import math
-
-    def s(k: int) -> int:
-        return round(size / math.sqrt(2) ** k)
-
-    K = max(0, math.floor(2 * math.log2(size / smallest))) if size >= smallest else 0
-    while s(K + 1) >= smallest:
-        K += 1
-    while K > 0 and s(K) < smallest:
-        K -= 1
-    return tuple(s(k) for k in range(K, -1, -1))
-
-
-def receptive_fields_top_down(layer_specs) -> dict[str, int]:
-    r"""Stand-in for :func:`minist.scales.receptive_fields`: for each layer, start from one unit
-    (:math:`r = 1`) and walk down to the image; below a 3x3 convolution (stride 1) the unit sees
-    :math:`r + 2` positions, below a 2x2 pooling (stride 2) :math:`2 r`."""
-    layer_specs = list(layer_specs)
-    fields = {}
-    for top, spec in enumerate(layer_specs):
-        r = 1
-        for below in reversed(layer_specs[: top + 1]):
-            if below.kind == "conv":
-                r += 2
-            elif below.kind == "pool":
-                r *= 2
-        fields[spec.name] = r
-    return fields
-
-
-# ------------------------------------------------------------- spatial control (lesson 11)
-
-
-def _plain_losses(F: Any):
-    """The device's plain Gram and style loss that are no exercise: Numba or CuPy kernels."""
-    from minist.backend import device_of
-    from minist.losses.dispatch import get_loss_backend
-
-    return get_loss_backend(F, "cupy" if device_of(F) == "cuda" else "numba")
-
-
-def guided_gram_via_plain(F: Any, T: Any):
-    r"""Stand-in for :func:`minist.losses.reference.guided_gram_matrix`: the plain Gram of
-    :math:`F \circ T` (each column :math:`k` of the features times :math:`T_k`)."""
-    from minist.losses.reference import _guide_vector, feature_matrix
-
-    Fm = feature_matrix(F)
-    return _plain_losses(F).gram_matrix(Fm * _guide_vector(T, F, Fm, "guided_gram_matrix"))
-
-
-def guided_style_layer_loss_via_plain(F: Any, A: Any, T: Any):
-    r"""Stand-in for :func:`minist.losses.reference.guided_style_layer_loss`: the plain style
-    loss of :math:`F \circ T` (its gradient with respect to :math:`F \circ T` times :math:`T`)."""
-    from minist.losses.reference import _guide_vector, feature_matrix
-
-    xp = get_array_module(F)
-    Fm = feature_matrix(F)
-    N = Fm.shape[0]
-    A = xp.asarray(A, dtype=F.dtype)
-    if A.shape != (N, N):
-        raise ValueError(f"guided_style_layer_loss: F has {N} channels but A has shape {A.shape}")
-    T = _guide_vector(T, F, Fm, "guided_style_layer_loss")
-    E, dFT = _plain_losses(F).style_layer_loss(Fm * T, A)
-    return E, (dFT * T).reshape(F.shape)

@@ -3,16 +3,32 @@ the exercise checks' failures in words (``diagnose.py``)."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from diagnose import check_name, check_name_of, diagnose
 
-from minist.architectures import conv_shapes
-from minist.backend import gpu_available
-from minist.preprocessing import CAFFE, TORCHVISION
-from minist.weights.store import save_weights
+import minist
+
+CHECKOUT = Path(__file__).resolve().parents[1]
+if Path(minist.__file__).resolve().parent != CHECKOUT / "minist":
+    # e.g. plain `pytest` in a student's copy with another minist installed in the environment
+    # (the venv's `pytest` script does not put the current folder on sys.path): the checks would
+    # test that minist, not this copy's. pyproject's `pythonpath` prevents it; refuse otherwise.
+    sys.stderr.write(
+        f"tests/conftest.py: these tests would import the minist in "
+        f"{Path(minist.__file__).resolve().parent}, not this copy's ({CHECKOUT / 'minist'}); "
+        f"run them from {CHECKOUT} with: python -m pytest ...\n")
+    raise SystemExit(4)  # pytest's "usage error"; not pytest.exit, which it would wrap here
+
+from other_implementations import no_other_implementation  # noqa: E402, F401 (autouse fixture)
+
+from minist.architectures import conv_shapes  # noqa: E402
+from minist.backend import gpu_available  # noqa: E402
+from minist.preprocessing import CAFFE, TORCHVISION  # noqa: E402
+from minist.weights.store import save_weights  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 TINY_CHANNELS = (4, 4, 6, 6, 8)

@@ -1,11 +1,9 @@
 """``minist.classroom``: the stand-ins a student's copy runs until a lesson, and the stub sign.
 
-The stand-ins are second implementations of exercise functions the engine needs before their
-lesson; they must compute what the teacher's functions compute: the compact form of the L-BFGS
-matrix against the two-loop recursion (and a dense BFGS matrix), the CPU-only ``to_device``
-against ``to_device`` on the CPU, and the stand-ins of lessons 09-11 (colour maps and matrix
-powers, the coarse-to-fine schedule and receptive fields, the guided Gram and style loss)
-against ``minist.color``, ``minist.scales`` and the guided reference losses.
+The stand-ins are second implementations of the two exercise functions the engine needs before
+their lesson; they must compute what the teacher's functions compute: the compact form of the
+L-BFGS matrix against the two-loop recursion, the CPU-only ``to_device`` against ``to_device`` on
+the CPU. They run only inside the context a lesson enters.
 """
 
 from __future__ import annotations
@@ -16,12 +14,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from student_copies import exercises
 
-from minist import classroom, color
-from minist.architectures import layer_table
+from minist import classroom
 from minist.backend import cupy_or_none, to_device
-from minist.losses import reference
 from minist.optim.lbfgs import CurvaturePair, two_loop
-from minist.scales import auto_sizes, receptive_fields
 
 
 def _pairs(n, m, rng, shape=None):
@@ -104,94 +99,57 @@ def test_stand_in_raises_unless_switched_on():
         classroom.stand_in(message, "operator:neg")
 
 
-# ------------------------------------------- the stand-ins of lessons 09-11's exercises
-
-SEEDS = st.integers(0, 2**32 - 1)
-
-
-@settings(max_examples=25, deadline=None)
-@given(k=st.integers(1, 3), three_d=st.booleans(), with_b=st.booleans(),
-       dtype=st.sampled_from([np.float32, np.float64]), seed=SEEDS)
-def test_colour_maps_equal_minist_color(k, three_d, with_b, dtype, seed):
-    rng = np.random.default_rng(seed)
-    x = rng.random((3, 4, 5) if three_d else (2, 3, 4, 5)).astype(dtype)
-    A, b = rng.standard_normal((k, 3)), (rng.standard_normal(k) if with_b else None)
-    tol = 1e-6 if dtype == np.float32 else 1e-13
-    pairs = ((classroom.apply_color_matrix_einsum(x, A, b), color.apply_color_matrix(x, A, b)),
-             (classroom.rgb_to_yiq_einsum(x), color.rgb_to_yiq(x)),
-             (classroom.yiq_to_rgb_solve(x), color.yiq_to_rgb(x)))
-    for got, want in pairs:
-        assert got.shape == want.shape and got.dtype == want.dtype == dtype
-        np.testing.assert_allclose(got, want, rtol=0, atol=tol)
-    with pytest.raises(ValueError):
-        classroom.apply_color_matrix_einsum(x, np.eye(2))
+def test_stand_ins_are_on_only_inside_the_context_a_lesson_enters():
+    message = "Exercise ex_demo: write helper (tutorials/99_demo.py); check it with: ..."
+    with classroom.stand_ins_on():
+        assert classroom.stand_ins_enabled()
+        assert classroom.stand_in(message, "operator:neg")(5) == -5
+    assert not classroom.stand_ins_enabled()
+    with pytest.raises(NotImplementedError, match="write helper"):
+        classroom.stand_in(message, "operator:neg")
 
 
-@settings(max_examples=25, deadline=None)
-@given(p=st.sampled_from([-1.0, -0.5, 0.0, 0.5, 1.0, 2.0, 0.3]), seed=SEEDS)
-def test_matrix_powers_and_pca_equal_minist_color(p, seed):
-    rng = np.random.default_rng(seed)
-
-    def covariance():
-        Q, _ = np.linalg.qr(rng.standard_normal((3, 3)))
-        return (Q * 10.0 ** rng.uniform(-3, 0, 3)) @ Q.T
-
-    S, C = covariance(), covariance()
-    want = color.spd_power(S, p)
-    np.testing.assert_allclose(classroom.spd_power_svd(S, p), want, rtol=0,
-                               atol=1e-9 * np.abs(want).max())
-    want = color.pca_transform(S, C)
-    np.testing.assert_allclose(classroom.pca_transform_svd(S, C), want, rtol=0,
-                               atol=1e-9 * np.abs(want).max())
-    with pytest.raises(ValueError, match="spd_power"):
-        classroom.spd_power_svd(np.diag([1.0, -0.5, 2.0]), 0.5)
-    with pytest.raises(ValueError, match="spd_power"):
-        classroom.spd_power_svd(np.array([[1.0, 0.5], [0.0, 1.0]]), 0.5)  # not symmetric
+def test_only_plumbing_that_earlier_lessons_need_has_a_stand_in():
+    """Every other exercise has none: a student version holds no working version of it."""
+    with_stand_ins = {ex.marker for ex in exercises.EXERCISES if ex.stand_ins}
+    assert with_stand_ins == {"ex_to_device", "ex_two_loop"}
+    for ex in exercises.EXERCISES:  # and each stand-in is forbidden to the student's function
+        assert set(ex.stand_ins.values()) <= set(ex.alternatives), ex.marker
 
 
-@settings(max_examples=200, deadline=None)
-@given(size=st.integers(1, 20000), smallest=st.integers(1, 600))
-def test_closed_form_schedule_equals_auto_sizes(size, smallest):
-    assert classroom.auto_sizes_closed_form(size, smallest) == auto_sizes(size, smallest)
+def _lesson_utils():
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    tutorials = Path(__file__).resolve().parents[1] / "tutorials"
+    if str(tutorials) not in sys.path:
+        sys.path.append(str(tutorials))  # for lesson_utils' own `from first_run import ...`
+    spec = importlib.util.spec_from_file_location("_lesson_utils", tutorials / "lesson_utils.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
-def test_closed_form_schedule_default_and_every_size_up_to_3000():
-    assert classroom.auto_sizes_closed_form(512) == auto_sizes(512)
-    for smallest in (64, 128, 181):
-        assert all(classroom.auto_sizes_closed_form(s, smallest) == auto_sizes(s, smallest)
-                   for s in range(1, 3000))
+def test_importing_the_lessons_helpers_switches_nothing_on_and_a_lesson_says_a_stub_in_a_line(
+        capsys):
+    L = _lesson_utils()
+    assert not classroom.stand_ins_enabled()
+    capsys.readouterr()
 
+    def unwritten():
+        raise NotImplementedError("Exercise ex_demo: write helper (tutorials/99_demo.py); "
+                                  "check it with: python tutorials/check.py ex_demo")
 
-@pytest.mark.parametrize("arch", ["vgg16", "vgg19"])
-def test_top_down_receptive_fields_equal_the_recursion(arch):
-    table = layer_table(arch)
-    assert classroom.receptive_fields_top_down(table) == receptive_fields(table)
-    assert classroom.receptive_fields_top_down(iter(table)) == receptive_fields(table)
-
-
-@settings(max_examples=25, deadline=None)
-@given(N=st.integers(1, 6), H=st.integers(1, 4), W=st.integers(1, 5), spatial=st.booleans(),
-       dtype=st.sampled_from([np.float32, np.float64]), seed=SEEDS)
-def test_guided_losses_via_the_plain_ones_equal_the_reference(N, H, W, spatial, dtype, seed):
-    rng = np.random.default_rng(seed)
-    F = rng.standard_normal((1, N, H, W)).astype(dtype)
-    if not spatial:
-        F = F.reshape(N, H * W)
-    T = rng.uniform(0, 1.5, (H, W) if spatial else H * W) * (rng.uniform(size=(H, W) if spatial
-                                                                          else H * W) > 0.3)
-    A = reference.gram_matrix(rng.standard_normal((N, 2 * N + 1)))
-    tol = 1e-5 if dtype == np.float32 else 1e-12
-    G = classroom.guided_gram_via_plain(F, T)
-    want = reference.guided_gram_matrix(F, T)
-    assert G.dtype == want.dtype
-    np.testing.assert_allclose(G, want, rtol=tol, atol=tol)
-    E, dF = classroom.guided_style_layer_loss_via_plain(F, A, T)
-    E_r, dF_r = reference.guided_style_layer_loss(F, A, T)
-    assert np.ndim(E) == 0 and E.dtype == E_r.dtype and dF.shape == F.shape
-    assert dF.dtype == dF_r.dtype
-    np.testing.assert_allclose(float(E), float(E_r), rtol=tol, atol=tol * 1e-3)
-    np.testing.assert_allclose(dF, dF_r, rtol=tol, atol=tol * 1e-2)
-    with pytest.raises(ValueError, match="guided_style_layer_loss"):
-        classroom.guided_style_layer_loss_via_plain(F, np.eye(N + 1), T)
-    with pytest.raises(ValueError, match="guided_gram_matrix"):
-        classroom.guided_gram_via_plain(F, np.ones(H * W + 1))
+    with L.lesson("99_demo"):
+        assert classroom.stand_ins_enabled()
+        unwritten()
+        raise AssertionError("not reached: the lesson stops at the unwritten exercise")
+    assert not classroom.stand_ins_enabled()
+    assert capsys.readouterr().out.splitlines() == [
+        "[exercise ex_demo] not written yet: the lesson stops, which needs it. Write helper "
+        "(tutorials/99_demo.py), check it with python tutorials/check.py ex_demo, then run this "
+        "lesson again."]
+    with pytest.raises(ZeroDivisionError), L.lesson("99_demo"):  # other errors go on
+        1 / 0  # noqa: B018
+    assert not classroom.stand_ins_enabled()

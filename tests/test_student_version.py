@@ -273,6 +273,19 @@ def test_statements_sections_and_stand_ins_are_wired_up(ex):
         assert spec in ex.functions, f"{ex.marker}: stand-in for {spec}, not one of its functions"
         parameters = list(inspect.signature(exercises.resolve(spec)).parameters)
         inspect.signature(exercises.resolve(stand_in)).bind(*parameters)  # same call works
+    for spec, target in ex.routes.items():
+        if ":" not in spec:  # a module whose docstring is cut to its first paragraph
+            assert exercises.source_path(f"{spec}:x").is_file(), spec
+            continue
+        route = exercises.resolve(spec)
+        if target:  # the route calls the student's function with its own arguments
+            assert target in ex.functions, f"{ex.marker}: {spec} routes to {target}?"
+            parameters = list(inspect.signature(route).parameters)
+            inspect.signature(exercises.resolve(target)).bind(*parameters)
+        else:
+            assert isinstance(route, str) or callable(route), spec
+    for spec in ex.alternatives:
+        assert callable(exercises.resolve(spec)), spec
 
 
 def test_strip_source_names_a_missing_function():
@@ -335,6 +348,10 @@ def test_only_strips_the_chosen_exercises_and_force_replaces(tmp_path):
     msv.make_student_version(out, ["ex_relu", "ex_gram"], force=True, quiet=True,
                              manifest=elsewhere)
     assert json.loads(elsewhere.read_text())["exercises"] == ["ex_relu", "ex_gram"]
+    # the teacher's own tests (reference answers written out) stay home; the checks go
+    assert not list((out / "tests").glob("test_*.py")) and not (out / "tests" / "data").exists()
+    for kept in ("conftest.py", "diagnose.py", "gradcheck.py", "exercises/test_ex_relu.py"):
+        assert (out / "tests" / kept).is_file(), kept
 
 
 def test_student_version_txt_lines_its_columns_up():
@@ -396,3 +413,206 @@ def test_student_version_imports_fails_every_check_and_passes_when_filled_in(tmp
     assert result.returncode == 0, result.stdout[-3000:]
     summary = result.stdout.strip().splitlines()[-1]
     assert " passed" in summary and "failed" not in summary and "error" not in summary, summary
+
+
+# ------------------------------------------- no working implementation in a student version
+
+# Run in a student version (its own minist): call every route to each exercise function with
+# placeholder arguments -- a stub raises before it reads them -- and print what happened.
+PROBE = r"""
+import json, sys
+from pathlib import Path
+sys.path.insert(0, str(Path.cwd() / "tutorials"))
+import numpy as np
+import exercises
+import lesson_utils  # importing the lessons' helpers switches nothing on
+from minist import classroom
+
+marker = sys.argv[1]
+ex = exercises.get(marker)
+DUMMY = object()
+results = {}
+
+def outcome(function, n=None):
+    import inspect
+    if n is None:
+        n = len([p for p in inspect.signature(function).parameters.values()
+                 if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY,
+                                                        p.POSITIONAL_OR_KEYWORD)])
+    try:
+        function(*[DUMMY] * n)
+    except NotImplementedError as err:
+        return "stub " + str(err).split(":")[0]
+    except Exception as err:  # it ran on the placeholders: some working code was reached
+        return "ran: " + type(err).__name__
+    return "ran"
+
+for spec in ex.functions:
+    results[spec] = outcome(exercises.resolve(spec))
+    results[spec + " is_written"] = str(classroom.is_written(exercises.resolve(spec)))
+for spec, target in ex.routes.items():
+    if ":" in spec and target is not None:
+        obj = exercises.resolve(spec)
+        if isinstance(obj, str):
+            results[spec] = "constant " + repr(obj)
+        elif hasattr(obj, "py_func"):  # a compiled kernel: its Python body
+            results[spec] = outcome(obj.py_func)
+        else:
+            results[spec] = outcome(obj)
+from minist.losses import dispatch
+import minist.losses as losses
+for spec in ex.functions:
+    name = spec.split(":")[1]
+    if name in dispatch.FUNCTIONS:
+        for prefer in (None, "reference", "numba"):
+            backend = dispatch.get_loss_backend(np.zeros(1), prefer)
+            results[f"get_loss_backend(prefer={prefer}).{name}"] = outcome(getattr(backend, name))
+        results[f"minist.losses.{name}"] = outcome(getattr(losses, name))
+    if name.startswith("guided_"):
+        results[f"minist.losses.{name}"] = outcome(getattr(losses, name))
+for spec, stand_in in ex.stand_ins.items():  # a stand-in runs only inside a lesson's context
+    results[spec + " outside a lesson"] = outcome(exercises.resolve(spec))
+print(json.dumps(results))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("ex", EXERCISES, ids=lambda ex: ex.marker)
+def test_a_student_version_holds_no_working_implementation_of_its_exercise(tmp_path, ex):
+    import json
+
+    out = tmp_path / "copy"
+    msv.make_student_version(out, [ex.marker], quiet=True)
+    probe = _run(["-c", PROBE, ex.marker], out)
+    assert probe.returncode == 0, probe.stderr[-3000:]
+    results = json.loads(probe.stdout.strip().splitlines()[-1])
+    routes = [spec for spec in ex.routes if ":" in spec]
+    expected = len(ex.functions) * 2 + len(routes) + len(ex.stand_ins)
+    assert len(results) >= expected, results
+    for route, what in results.items():
+        if route.endswith(" is_written"):
+            assert what == "False", route
+        elif what.startswith("constant"):
+            assert what == "constant ''", route
+        else:
+            assert what == f"stub Exercise {ex.marker}", f"{route}: {what}"
+    # the gradients are in no docstring of what the engine keeps beside the exercise
+    for spec in ex.alternatives:
+        _, doc = _docstrings(out, spec)
+        assert not gradient_equations(doc), f"{spec}: the student's docstring states a gradient"
+    for spec in routes:  # and the routes' teacher code is gone
+        module, name = spec.split(":")
+        teacher = exercises.source_path(spec).read_text(encoding="utf-8")
+        student = exercises.source_path(spec, out).read_text(encoding="utf-8")
+        node = next(n for n in ast.parse(teacher).body if getattr(n, "name", None) == name
+                    or any(getattr(t, "id", None) == name for t in getattr(n, "targets", [])))
+        if isinstance(node, ast.Assign):
+            body = ast.get_source_segment(teacher, node.value)
+        else:  # its statements after the docstring, as the teacher wrote them
+            code = node.body[1:] if ast.get_docstring(node) else node.body
+            lines = teacher.splitlines(keepends=True)
+            body = "".join(lines[code[0].lineno - 1 : node.end_lineno])
+        assert body not in student, f"{spec}: its code is still in the student version"
+
+
+STORED_MARKERS = ("ex_gram", "ex_style_loss", "ex_content_loss", "ex_tv_loss", "ex_guided_gram")
+
+
+@pytest.mark.slow
+def test_check_in_a_student_version_passes_the_teachers_answers_and_fails_a_wrong_one(tmp_path):
+    """The stored values are right (the teacher's answers pass against them) and are used (a
+    Gram without its 1/M fails on them, in words)."""
+    from student_copies import fill_in
+
+    out = tmp_path / "copy"
+    msv.make_student_version(out, list(STORED_MARKERS), quiet=True)
+    for marker in STORED_MARKERS:
+        assert (out / "tests" / "exercises" / "stored" / f"{marker}.npz").is_file(), marker
+        fill_in(out, marker)
+    for marker in STORED_MARKERS:
+        result = _run(["tutorials/check.py", marker], out)
+        assert result.returncode == 0, result.stdout[-3000:]
+        assert f"{marker}: all " in result.stdout and "checks pass" in result.stdout
+    restore(out, "minist.losses.reference:gram_matrix", (("/ M", ""),))
+    result = _run(["tutorials/check.py", "ex_gram"], out)
+    assert result.returncode == 1, result.stdout[-3000:]
+    assert "vs the teacher's G, on F (3, 5) float64: your G is 5.000x the expected one" in (
+        " ".join(result.stdout.split()))
+
+
+def test_a_student_function_that_calls_the_engines_other_algorithm_fails_its_check(tmp_path):
+    out = tmp_path / "copy"
+    msv.make_student_version(out, ["ex_max_pool"], quiet=True)
+    restore(out, "minist.layers.pool:max_pool_backward_loops")
+    pool = out / "minist" / "layers" / "pool.py"
+    source = pool.read_text(encoding="utf-8")
+    forward = "def max_pool_forward_loops(x, kernel: int = 2, stride: int = 2):\n"
+    assert forward in source
+    pool.write_text(source.replace(forward, forward + "    return max_pool_forward(x, kernel, "
+                                   "stride)\n"), encoding="utf-8")
+    result = _run(["tutorials/check.py", "ex_max_pool"], out)
+    assert result.returncode == 1, result.stdout[-3000:]
+    assert ("your max_pool_forward_loops calls minist.layers.pool.max_pool_forward, another "
+            "implementation that minist keeps") in " ".join(result.stdout.split())
+
+
+# -------------------------------------------------- pytest in an uninstalled student version
+
+
+def test_pytest_in_an_uninstalled_copy_tests_that_copy_or_refuses(tmp_path):
+    """Another minist is importable here (the environment's, or this checkout's through
+    PYTHONPATH): from inside the copy, both `python -m pytest` and the environment's `pytest`
+    script must test the copy's unwritten function -- fail -- or refuse in one line."""
+    out = tmp_path / "copy"
+    msv.make_student_version(out, ["ex_tv_loss"], quiet=True)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    script = Path(sys.executable).parent / "pytest"
+    commands = [[sys.executable, "-m", "pytest"]] + ([[str(script)]] if script.is_file() else [])
+    assert commands[-1] != commands[0] or not script.is_file()
+    for command in commands:
+        result = subprocess.run([*command, "-m", "ex_tv_loss", "-q", "-p", "no:cacheprovider"],
+                                cwd=out, env=env, capture_output=True, text=True, timeout=300)
+        said = result.stdout + result.stderr
+        if result.returncode == 4:  # refused: one line naming the other minist
+            assert "not this copy's" in said, said[-2000:]
+            continue
+        assert result.returncode == 1, f"{command}: {said[-3000:]}"
+        assert "not written yet: write tv_loss" in said and " passed" not in said.splitlines()[-1]
+    # refused where another minist was imported before pytest started (here: this checkout's)
+    start = (f"import sys; sys.path.insert(0, {str(ROOT)!r}); import minist, pytest; "
+             "sys.exit(pytest.main(['-m', 'ex_tv_loss', '-q', '-p', 'no:cacheprovider']))")
+    result = subprocess.run([sys.executable, "-c", start], cwd=out, env=env, capture_output=True,
+                            text=True, timeout=300)
+    said = (result.stdout + result.stderr).strip()
+    assert result.returncode == 4, said[-3000:]
+    assert f"not this copy's ({out.resolve() / 'minist'})" in said
+
+
+# ------------------------------------------------------- a lesson before its exercises
+
+
+@pytest.mark.slow
+def test_lesson_05_in_a_class_copy_without_vgg_backward_says_so_in_one_line(tmp_path):
+    pytest.importorskip("matplotlib", reason="the lessons need the 'tutorials' extra")
+    from conftest import write_random_vgg
+    from student_copies import fill_in, share_numba_cache
+
+    out = tmp_path / "class-copy"
+    msv.make_student_version(out, quiet=True)
+    share_numba_cache(out)
+    for marker in ("ex_relu", "ex_gram", "ex_style_loss"):  # lesson 05's own, not lesson 03's
+        fill_in(out, marker)
+    weights = write_random_vgg(tmp_path / "tiny.h5", "vgg19")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MINIST_")}
+    env |= {"MINIST_LESSON_FAST": "1", "MINIST_LESSON_SIZE": "48", "MINIST_WEIGHTS": str(weights),
+            "MPLBACKEND": "Agg", "PYTHONPATH": str(out)}
+    result = subprocess.run([sys.executable, "tutorials/05_gram_and_style.py"], cwd=out, env=env,
+                            capture_output=True, text=True, timeout=600)
+    said = result.stdout + result.stderr
+    assert result.returncode == 0, said[-3000:]
+    assert "Traceback" not in said, said[-3000:]
+    lines = [line for line in said.splitlines() if line.startswith("[exercise ex_vgg_backward]")]
+    assert len(lines) == 1, said[-3000:]
+    assert "section 4's texture synthesis" in lines[0]
+    assert 'tutorials/03_vgg_features.py, section "5.' in lines[0]
+    assert "gradient check over 20 entries" in said  # sections 1-3 ran

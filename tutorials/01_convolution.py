@@ -14,6 +14,9 @@
 #
 # Run it from the repository root with `python tutorials/01_convolution.py`, or open it as a
 # notebook (`jupytext --to notebook`, or directly in VS Code / PyCharm / Jupyter with jupytext).
+#
+# Exercises it runs: `ex_conv_forward`, `ex_conv_backward`. In a student's copy it says in one
+# line which are not written yet, and skips (or stops at) what needs them.
 
 # %%
 import sys, pathlib
@@ -34,6 +37,7 @@ from minist.layers.conv import (
 )
 
 LESSON = "01_convolution"
+L.begin(LESSON, needs=("ex_conv_forward", "ex_conv_backward"))  # the exercises this lesson runs
 rng = np.random.default_rng(0)
 
 # %% [markdown]

@@ -15,6 +15,9 @@
 #
 # Gatys et al. replace VGG's max pooling by average pooling for nicer images
 # (`minist stylize --pooling avg`); this lesson shows what the two do differently.
+#
+# Exercises it runs: `ex_relu`, `ex_max_pool`. In a student's copy it says in one line which are
+# not written yet, and skips (or stops at) what needs them.
 
 # %%
 import sys, pathlib
@@ -38,6 +41,7 @@ from minist.layers.pool import (
 from minist.layers.relu import relu_backward, relu_forward
 
 LESSON = "02_relu_and_pooling"
+L.begin(LESSON, needs=("ex_relu", "ex_max_pool"))  # the exercises this lesson runs
 rng = np.random.default_rng(0)
 
 
@@ -56,8 +60,11 @@ numerical_gradient, relative_error = L.numerical_gradient, L.relative_error  # l
 # dx = dy \odot [x > 0].
 # $$
 #
-# The backward only needs the boolean **mask** $[x > 0]$, so that is all `relu_forward` keeps in
-# its cache (one byte per element instead of a copy of $x$). At $x = 0$ the function has a kink
+# The backward only needs the **mask** $[x > 0]$ — and $[y > 0] = [x > 0]$, so `relu_forward`
+# keeps the output $y$ itself as `cache.mask` (the next layer keeps $y$ anyway: the mask costs no
+# memory at all). So `relu_backward` must take any cache whose `mask` is positive exactly where
+# $x > 0$ — the output $y$ (which is also what VGG's fused convolution + ReLU hands it) or a
+# boolean array — and read it as `cache.mask > 0`. At $x = 0$ the function has a kink
 # and no derivative; minist, like every library, uses 0 there. A gradient check must therefore
 # stay away from 0: a step $h$ that crosses the kink measures a slope of $\tfrac12$.
 

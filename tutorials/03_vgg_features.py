@@ -13,6 +13,9 @@
 # | forward to the deepest requested layer | `minist.vgg.vgg_forward` (`minist.vgg.VGG.forward`) |
 # | backward to the image, gradients given at several layers | `minist.vgg.vgg_backward` |
 # | loading weights | `minist.weights.store.load_weights` |
+#
+# Exercises it runs: `ex_relu`, `ex_vgg_backward`. In a student's copy it says in one line which
+# are not written yet, and skips (or stops at) what needs them.
 
 # %%
 import sys, pathlib
@@ -31,6 +34,7 @@ from minist.vgg import VGG, vgg_backward, vgg_forward
 from minist.weights.store import load_weights
 
 LESSON = "03_vgg_features"
+L.begin(LESSON, needs=("ex_relu", "ex_vgg_backward"))  # the exercises this lesson runs
 rng = np.random.default_rng(0)
 choice = L.find_weights()
 L.say(f"weights: {choice.note}")

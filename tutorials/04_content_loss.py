@@ -12,6 +12,9 @@
 # | features as a matrix $F^l$ | `minist.losses.reference.feature_matrix` |
 # | the gradient through the network to the pixels | `minist.vgg.vgg_backward` (lesson 3) |
 # | the optimisation loop (L-BFGS) | `minist.stylize.StyleTransfer` with `style_weight=0` |
+#
+# Exercises it runs: `ex_relu`, `ex_vgg_backward`, `ex_content_loss`. In a student's copy it says
+# in one line which are not written yet, and skips (or stops at) what needs them.
 
 # %%
 import sys, pathlib
@@ -31,6 +34,9 @@ from minist.vgg import VGG
 from minist.weights.store import load_weights
 
 LESSON = "04_content_loss"
+L.begin(LESSON, needs=(  # the exercises this lesson runs
+    "ex_relu", "ex_vgg_backward", "ex_content_loss",
+))
 rng = np.random.default_rng(0)
 choice = L.find_weights()
 L.say(f"weights: {choice.note}")

@@ -21,6 +21,10 @@
 #
 # Run it: `python tutorials/06_total_loss.py` from the repository root (or open it as a notebook
 # with Jupytext). `MINIST_LESSON_FAST=1` makes it small and quick.
+#
+# Exercises it runs: `ex_relu`, `ex_vgg_backward`, `ex_content_loss`, `ex_gram`, `ex_style_loss`,
+# `ex_tv_loss`. In a student's copy it says in one line which are not written yet, and skips (or
+# stops at) what needs them.
 
 # %%
 import sys, pathlib
@@ -40,6 +44,9 @@ from minist.vgg import VGG
 from minist.weights.store import VGGWeights, load_weights
 
 LESSON = "06_total_loss"
+L.begin(LESSON, needs=(  # the exercises this lesson runs
+    "ex_relu", "ex_vgg_backward", "ex_content_loss", "ex_gram", "ex_style_loss", "ex_tv_loss",
+))
 plt = L.pyplot()
 
 # %% [markdown]

@@ -29,6 +29,10 @@
 #
 # Run it: `python tutorials/08_gpu.py` from the repository root (or open it as a notebook with
 # Jupytext). `MINIST_LESSON_FAST=1` makes it small and quick.
+#
+# Exercises it runs: `ex_to_device`, `ex_relu`, `ex_vgg_backward`, `ex_content_loss`, `ex_gram`,
+# `ex_style_loss`, `ex_tv_loss`. In a student's copy it says in one line which are not written
+# yet, and skips (or stops at) what needs them.
 
 # %%
 import sys, pathlib
@@ -64,6 +68,10 @@ from minist.vgg import VGG
 from minist.weights.store import load_weights
 
 LESSON = "08_gpu"
+L.begin(LESSON, needs=(  # the exercises this lesson runs
+    "ex_to_device", "ex_relu", "ex_vgg_backward", "ex_content_loss", "ex_gram",
+    "ex_style_loss", "ex_tv_loss",
+))
 plt = L.pyplot()
 
 # %% [markdown]

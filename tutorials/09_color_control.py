@@ -41,6 +41,9 @@
 # Run it: `python tutorials/09_color_control.py` from the repository root (or open it as a
 # notebook with Jupytext). `MINIST_LESSON_FAST=1` makes it small and quick. Everything here is
 # arithmetic on the two images; no network is needed.
+#
+# Exercises it runs: `ex_yiq`, `ex_color_transform`. In a student's copy it says in one line which
+# are not written yet, and skips (or stops at) what needs them.
 
 # %%
 import sys, pathlib
@@ -54,6 +57,7 @@ from minist import color
 from minist.images import load_image, resize_to
 
 LESSON = "09_color_control"
+L.begin(LESSON, needs=("ex_yiq", "ex_color_transform"))  # the exercises this lesson runs
 plt = L.pyplot()
 
 size = L.lesson_size(96 if L.FAST else 320)
@@ -89,8 +93,10 @@ def show(ax, image, title):
 # * Each of the $I$ and $Q$ rows sums to 0, so every gray $R = G = B = g$ maps to $(g, 0, 0)$:
 #   $I$ and $Q$ measure how far a colour is from gray, and in which direction.
 # * Back to RGB with the **exact** inverse $T^{-1}$ (computed as a matrix inverse in float64).
-#   Tables print it rounded to three decimals; that rounded matrix misses the round trip by a
-#   few $10^{-4}$ (below is the number for the photo), the exact one only by float rounding.
+#   Tables print it rounded to three decimals; that rounded matrix misses the round trip by
+#   about $10^{-4}$ on a photo — each coefficient is off by up to $5 \cdot 10^{-4}$, so a
+#   pixel's colour is off by at most $5 \cdot 10^{-4}\,(|Y| + |I| + |Q|)$ (below: the number
+#   for the photo, and that bound); the exact inverse misses it only by float rounding.
 #
 # Applying $T$ to an image means applying it to every pixel's colour $x \in \mathbb{R}^3$:
 # for the $M = HW$ pixels as the columns of $X \in \mathbb{R}^{3 \times M}$, one product
@@ -107,16 +113,19 @@ photo64 = photo.astype(np.float64)
 back64 = color.yiq_to_rgb(color.rgb_to_yiq(photo64))
 rounded_back = color.apply_color_matrix(color.rgb_to_yiq(photo64), rounded)
 gray = np.full((1, 3, 1, 1), 0.6)
+rounding_bound = 5e-4 * np.abs(color.rgb_to_yiq(photo64)).sum(axis=1).max()
 L.say(
     f"max |yiq_to_rgb(rgb_to_yiq(x)) - x|, float32:    {np.abs(back - photo).max():.1e}",
     f"                                     float64:    {np.abs(back64 - photo64).max():.1e}",
-    f"with the 3-decimal inverse tables print: {np.abs(rounded_back - photo64).max():.1e}",
+    f"with the 3-decimal inverse tables print: {np.abs(rounded_back - photo64).max():.1e} "
+    f"(at most {rounding_bound:.1e} from the rounding)",
     f"gray 0.6 -> YIQ {color.rgb_to_yiq(gray).ravel().round(12)}",
     f"Y of the photo in [{yiq[:, 0].min():.3f}, {yiq[:, 0].max():.3f}], "
     f"I in [{yiq[:, 1].min():.3f}, {yiq[:, 1].max():.3f}], "
     f"Q in [{yiq[:, 2].min():.3f}, {yiq[:, 2].max():.3f}]",
 )
 assert np.abs(back64 - photo64).max() < 1e-14 and np.abs(back - photo).max() < 5e-6
+assert np.abs(rounded_back - photo64).max() <= rounding_bound * (1 + 1e-9)
 assert np.allclose(color.rgb_to_yiq(gray).ravel(), [0.6, 0, 0], atol=1e-15)
 
 # %%
@@ -622,7 +631,9 @@ for k, (style, y, image) in enumerate(zip(styles, style_ys, recoloured, strict=T
 # the square roots against the Denman–Beavers iteration (inverses only, no eigenvectors), the
 # covariance equation, $A\Sigma_S^{1/2}$ symmetric positive definite, rotations of colour space.
 # This lesson calls no other exercise's function (it uses no network). In a student version it
-# runs before these two are written, on minist's stand-ins for them (`minist.classroom`; it
-# says so where it uses one) — the figures are then the stand-ins' work, not yours: write the
-# functions, check them, and run the lesson again. Try afterwards: write `sym_transform` yourself and check that
-# it moves the colours less than pca on your own painting (`MINIST_STYLE=path/to/painting.jpg`).
+# runs before these two are written only up to the first section that needs one of them, and
+# says which (the student version holds no other implementation of them): write the functions,
+# check them, and run the lesson again. Try afterwards: derive the `sym` solution of
+# $A\Sigma_SA^\top = \Sigma_C$ yourself (section 3 says which property picks it), compare your
+# matrix with `minist.color.sym_transform`, and check that it moves the colours less than pca on
+# your own painting (`MINIST_STYLE=path/to/painting.jpg`).

@@ -24,6 +24,10 @@
 #
 # Run it: `python tutorials/11_spatial_control.py` from the repository root (or open it as a
 # notebook with Jupytext). `MINIST_LESSON_FAST=1` makes it small and quick.
+#
+# Exercises it runs: `ex_guided_gram`, `ex_relu`, `ex_vgg_backward`, `ex_content_loss`, `ex_gram`,
+# `ex_style_loss`, `ex_tv_loss`. In a student's copy it says in one line which are not written
+# yet, and skips (or stops at) what needs them.
 
 # %%
 import sys, pathlib
@@ -46,6 +50,10 @@ from minist.vgg import VGG
 from minist.weights.store import load_weights
 
 LESSON = "11_spatial_control"
+L.begin(LESSON, needs=(  # the exercises this lesson runs
+    "ex_guided_gram", "ex_relu", "ex_vgg_backward", "ex_content_loss", "ex_gram",
+    "ex_style_loss", "ex_tv_loss",
+))
 plt = L.pyplot()
 
 # %% [markdown]
@@ -352,10 +360,11 @@ L.save_figure(fig, LESSON, "two_paintings")
 #   `minist.losses.reference.guided_style_layer_loss(F, A, T)` (section 1: the value and its
 #   gradient). Check: `python tutorials/check.py ex_guided_gram` (or `pytest -m ex_guided_gram`).
 #
-# The checks compare with finite differences, with the unguided loss of $F \circ T$ computed by
-# the Numba kernels, and with properties (a guide of ones changes nothing; a normalised region
-# gives the region's own Gram; no gradient where $T = 0$), not with stored answers. In a student
-# version this lesson runs before the exercise is written, on minist's stand-ins for the two
-# functions (it says so where it uses them); write them, check them, and run it again.
+# The checks compare with finite differences, with the unguided loss of $F \circ T$ (the
+# teacher's, on a few seeded inputs in a student version), and with properties (a guide of ones
+# changes nothing; a normalised region gives the region's own Gram; no gradient where $T = 0$).
+# In a student version this lesson runs before the exercise is written only up to the first
+# section that needs it, and says so in one line; write the two functions, check them, and run
+# it again.
 # Try afterwards: draw your own masks (`minist.masks.load_mask` reads any image), or give the
 # right half a style mask that takes only the sky of its painting.

@@ -4,9 +4,8 @@ Runs the exercise's checks (``tests/exercises/test_ex_gram.py``, marker ``ex_gra
 functions of *this* copy of minist, with short tracebacks, and prints one line in words per
 failed check -- what was compared, on what small input, and a diagnosis where one is cheap::
 
-    FAIL ex_gram: symmetric positive semidefinite and equal to the loops: G vs the Gram written
-    as loops (kernels_numba.gram_matrix_numba), on F (3, 5) float64: your G is 5.000x the
-    expected one (off by a factor of M = 5)
+    FAIL ex_gram: equals the teachers values on seeded inputs: G vs the teacher's G, on F (3, 5)
+    float64: your G is 5.000x the expected one (off by a factor of M = 5)
 
 then a last line: how many checks pass. Exit status 0 when all pass, 1 when some fail, 2 for a
 command-line error. ``--list`` lists the exercises; ``--tb long`` shows full tracebacks; anything

@@ -9,7 +9,9 @@ what the function computes (shapes, dtype and device rules, the equation of the 
 what gives the answer away (gradient formulas, derivation steps, hints that are the code), and a
 pointer to the lesson section where the student derives it. The checks live in
 ``tests/exercises/test_<marker>.py``; they prove a function right by finite differences,
-properties and comparison with an independent implementation, never with a stored answer.
+properties and comparison with an independent implementation -- in the teacher's tree -- or,
+in a student version (which holds no working implementation), with the teacher's values on
+seeded inputs that ``make_student_version.py`` stores into it (``tests/exercises/stored.py``).
 
 Fields beyond the first four have defaults, so a new exercise needs only those four:
 
@@ -19,9 +21,24 @@ Fields beyond the first four have defaults, so a new exercise needs only those f
   ``"module:qualname"``), or of a module (spec ``"module"``) whose docstring gives the answer
   away. A function without one keeps its docstring with every paragraph that states a gradient
   or derives one removed (:func:`make_student_version.redact`).
-* ``stand_ins`` -- ``{spec: "module:qualname"}``: for a function the engine needs before its
-  lesson, another implementation the lessons may run until the student writes it (never the
-  checks; :mod:`minist.classroom`).
+* ``stand_ins`` -- ``{spec: "module:qualname"}``: for a function the engine needs *before* its
+  lesson (only ``to_device`` and ``two_loop``: VGG moves its weights from lesson 03 on, L-BFGS
+  runs from lesson 04 on), another implementation the lessons may run, inside
+  ``lesson_utils.lesson``, until the student writes it (never the checks;
+  :mod:`minist.classroom`). Every other exercise has none: a lesson that needs an unwritten
+  exercise says so in one line and skips what needs it.
+* ``routes`` -- ``{spec: target}``: every *other* place of minist that computes the exercise's
+  quantity (the Numba and CUDA kernels of a loss). In the student version a route function's
+  body calls ``target`` -- the student's function, so the engine's dispatcher runs the
+  student's code -- or, with ``target == ""``, raises the exercise's ``NotImplementedError``;
+  a module-level constant (CUDA source) becomes ``""``; a route that is a module (no ``:``)
+  keeps only the first paragraph of its docstring.
+* ``alternatives`` -- specs of another *algorithm* for the same quantity that the engine must
+  keep (the im2col/Winograd convolution beside the loops exercise, the vectorised pooling, the
+  stand-ins). In the student version their docstrings lose what states a gradient
+  (:func:`make_student_version.redact`); while the exercise is checked, a call of one of them
+  (or of a route) from inside the student's function fails the check
+  (``tests/other_implementations.py``).
 
 Exercises build on each other in lesson order (VGG's backward needs the layers', the style loss
 needs the Gram matrix), so hand them out in the order of :data:`EXERCISES`: in a student copy
@@ -49,6 +66,8 @@ class Exercise(NamedTuple):
     section: str = ""  # heading of the lesson section that derives it ("" = the whole lesson)
     statements: Mapping[str, str] = NONE  # spec -> the student version's docstring
     stand_ins: Mapping[str, str] = NONE  # spec -> "module:qualname" the lessons may run instead
+    routes: Mapping[str, str] = NONE  # other code of the same quantity -> what it becomes
+    alternatives: tuple[str, ...] = ()  # another algorithm the engine keeps; the checks forbid it
 
     @property
     def lesson_file(self) -> str:
@@ -90,7 +109,8 @@ that the fast backward reads. Validate the shapes with ``_check`` as :func:`conv
 does. NumPy or CuPy alike (``get_array_module``).
 """,
         },
-        stand_ins={"minist.layers.conv:conv2d_forward_loops": "minist.layers.conv:conv2d_forward"},
+        alternatives=("minist.layers.conv:conv2d_forward", "minist.layers.conv:conv2d_relu_forward",
+                      "minist.layers.winograd:winograd_conv3x3"),
     ),
     Exercise(
         "ex_conv_backward",
@@ -112,9 +132,13 @@ Which elements of :math:`\tilde x` and :math:`w` did each :math:`y_{n,f,i,j}` us
 three gradients from the forward equation yourself, then mind the padding.
 """,
         },
-        stand_ins={
-            "minist.layers.conv:conv2d_backward_loops": "minist.layers.conv:conv2d_backward",
-        },
+        routes={"minist.layers.winograd": ""},  # its docstring derives dx for 3x3 layers
+        alternatives=("minist.layers.conv:conv2d_backward",
+                      "minist.layers.conv:conv2d_relu_backward",
+                      "minist.layers.conv:_dx_by_correlation",
+                      "minist.layers.conv:_col2im_backward",
+                      "minist.layers.conv:_weight_gradient",
+                      "minist.layers.winograd:winograd_conv3x3"),
     ),
     Exercise(
         "ex_relu",
@@ -138,7 +162,10 @@ keep it small: no copy of ``x`` (see :class:`ReluCache`).
             "minist.layers.relu:relu_backward": r"""
 ReLU gradient: ``dx`` from the upstream gradient ``dy`` and the forward's ``cache``.
 
-Shaped like ``dy``, in its dtype. Derive it yourself; decide what happens at exactly
+``cache.mask`` is positive exactly where :math:`x > 0`: it may be the ReLU's output :math:`y`
+(what VGG's fused convolution + ReLU keeps) or a boolean array -- read it as
+``cache.mask > 0``, never as the values of :math:`y`. Shaped like ``dy``, in its dtype.
+Derive it yourself; decide what happens at exactly
 :math:`x = 0`, where the ReLU has no derivative, the way every deep-learning library does.
 """,
         },
@@ -173,10 +200,11 @@ Derive where each :math:`dy_{n,c,i,j}` goes yourself; mind overlapping windows
 :func:`max_pool_backward`.
 """,
         },
-        stand_ins={
-            "minist.layers.pool:max_pool_forward_loops": "minist.layers.pool:max_pool_forward",
-            "minist.layers.pool:max_pool_backward_loops": "minist.layers.pool:max_pool_backward",
-        },
+        routes={"minist.layers.pool": ""},  # its docstring says where a tie's gradient goes
+        alternatives=("minist.layers.pool:max_pool_forward", "minist.layers.pool:max_pool_backward",
+                      "minist.layers.pool:relu_max_pool_backward",
+                      "minist.layers.kernels_numba:max_pool_forward_kernel",
+                      "minist.layers.kernels_numba:max_pool_backward_kernel"),
     ),
     Exercise(
         "ex_vgg_backward",
@@ -226,8 +254,9 @@ Returns ``(L, dF)``: ``L`` a 0-d array of ``F``'s dtype (sum in float64, rounded
 ``ValueError`` when the shapes differ. NumPy or CuPy alike (module docstring).
 """,
         },
-        stand_ins={
-            "minist.losses.reference:content_loss": "minist.losses.kernels_numba:content_loss",
+        routes={
+            "minist.losses.kernels_numba:content_loss": "minist.losses.reference:content_loss",
+            "minist.losses.kernels_cupy:content_loss": "minist.losses.reference:content_loss",
         },
     ),
     Exercise(
@@ -252,8 +281,11 @@ divides here so that Grams of different image sizes are comparable (lesson 05, s
 (:func:`feature_matrix`); ``G`` has ``F``'s dtype. No Python loops: NumPy or CuPy does it.
 """,
         },
-        stand_ins={
-            "minist.losses.reference:gram_matrix": "minist.losses.kernels_numba:gram_matrix",
+        routes={
+            "minist.losses.kernels_numba:gram_matrix": "minist.losses.reference:gram_matrix",
+            "minist.losses.kernels_numba:gram_matrix_numba": "minist.losses.reference:gram_matrix",
+            "minist.losses.kernels_numba:_gram_loops": "",
+            "minist.losses.kernels_numba": "",
         },
     ),
     Exercise(
@@ -285,9 +317,14 @@ symmetric (a Gram); cast it to ``F``'s dtype and raise ``ValueError`` when it is
 float64, rounded once), ``dF`` shaped like ``F``, in its dtype. NumPy or CuPy alike.
 """,
         },
-        stand_ins={
-            "minist.losses.reference:style_layer_loss":
-                "minist.losses.kernels_numba:style_layer_loss",
+        routes={
+            "minist.losses.kernels_numba:style_layer_loss":
+                "minist.losses.reference:style_layer_loss",
+            "minist.losses.kernels_cupy:style_layer_loss":
+                "minist.losses.reference:style_layer_loss",
+            "minist.losses.kernels_numba": "",
+            "minist.losses.kernels_cupy": "",
+            "minist.losses.dispatch": "",
         },
     ),
     Exercise(
@@ -319,7 +356,12 @@ once), ``dimage`` shaped like the image, in its dtype. Raise ``ValueError`` unle
 is 4-D. NumPy or CuPy alike.
 """,
         },
-        stand_ins={"minist.losses.reference:tv_loss": "minist.losses.kernels_numba:tv_loss"},
+        routes={
+            "minist.losses.kernels_numba:tv_loss": "minist.losses.reference:tv_loss",
+            "minist.losses.kernels_cupy:tv_loss": "minist.losses.reference:tv_loss",
+            "minist.losses.kernels_numba:_tv_forward_backward": "",
+            "minist.losses.kernels_cupy:_TV": "",
+        },
     ),
     Exercise(
         "ex_adam",
@@ -363,6 +405,7 @@ the host.
 """,
         },
         stand_ins={"minist.optim.lbfgs:two_loop": "minist.classroom:two_loop_compact"},
+        alternatives=("minist.classroom:two_loop_compact",),
     ),
     Exercise(
         "ex_to_device",
@@ -381,6 +424,7 @@ An unknown device, or ``"cuda"`` without CuPy or without a GPU, raises the one-l
 """,
         },
         stand_ins={"minist.backend:to_device": "minist.classroom:to_device_on_cpu"},
+        alternatives=("minist.classroom:to_device_on_cpu",),
     ),
     Exercise(
         "ex_yiq",
@@ -429,11 +473,6 @@ a colour in [0, 1]. ``yiq``: ``(N, 3, H, W)`` or ``(3, H, W)``; returns the same
 dtype and on its device.
 """,
         },
-        stand_ins={
-            "minist.color:apply_color_matrix": "minist.classroom:apply_color_matrix_einsum",
-            "minist.color:rgb_to_yiq": "minist.classroom:rgb_to_yiq_einsum",
-            "minist.color:yiq_to_rgb": "minist.classroom:yiq_to_rgb_solve",
-        },
     ),
     Exercise(
         "ex_color_transform",
@@ -474,10 +513,6 @@ positive definite. Find it in the lesson, using :func:`spd_power`. Returns a Num
 ``(3, 3)`` array.
 """,
         },
-        stand_ins={
-            "minist.color:spd_power": "minist.classroom:spd_power_svd",
-            "minist.color:pca_transform": "minist.classroom:pca_transform_svd",
-        },
     ),
     Exercise(
         "ex_scales",
@@ -512,10 +547,6 @@ Returns ``{name: field}`` for every step, in the table's order, each field an ``
 (VGG's relu1_1: 3 px). Derive how each kind of step changes the field; the check measures the
 fields with the network's backward pass.
 """,
-        },
-        stand_ins={
-            "minist.scales:auto_sizes": "minist.classroom:auto_sizes_closed_form",
-            "minist.scales:receptive_fields": "minist.classroom:receptive_fields_top_down",
         },
     ),
     Exercise(
@@ -561,11 +592,6 @@ matrix products. With :math:`T = 1` everything is :func:`style_layer_loss`.
 dtype (sum in float64, rounded once), ``dF`` shaped like ``F``, in its dtype. NumPy or CuPy
 alike.
 """,
-        },
-        stand_ins={
-            "minist.losses.reference:guided_gram_matrix": "minist.classroom:guided_gram_via_plain",
-            "minist.losses.reference:guided_style_layer_loss":
-                "minist.classroom:guided_style_layer_loss_via_plain",
         },
     ),
 )

@@ -15,9 +15,15 @@ Every lesson runs on what the student has:
 * figures: written to ``tutorials/figures/<lesson>/`` (not committed: running the lesson makes
   them).
 * this copy's ``minist`` comes first on ``sys.path`` (a student's copy, even when another minist
-  is installed); in a student's copy, exercises of later lessons run on their stand-ins
-  (:mod:`minist.classroom`) and :func:`written` tells a lesson whether the student has written
-  an exercise yet; the first run says when Numba compiles the kernels (``first_run``).
+  is installed); the first run says when Numba compiles the kernels (``first_run``).
+* a student's copy: each lesson starts with ``L.begin(LESSON, needs=...)``, which enters
+  :class:`lesson` for the rest of the run: the exercises it needs (listed in its head) are named
+  in one line when some are not written yet; inside it, ``to_device`` and ``two_loop`` (plumbing
+  that lessons 03-07 run before lessons 07-08) run on their stand-ins (:mod:`minist.classroom`)
+  until written -- and nothing else does. A section that needs an unwritten exercise asks
+  :func:`ready` and is skipped with one line; should a lesson still reach an unwritten
+  exercise, it stops there with one line naming the exercise and the section, not a traceback,
+  and exits with status 0 (it ran what it could; the line says what to write).
 """
 
 from __future__ import annotations
@@ -41,10 +47,135 @@ sys.path.insert(0, str(ROOT))
 
 from first_run import announce_compilation  # noqa: E402
 
-from minist.classroom import is_written, use_stand_ins  # noqa: E402
+from minist.classroom import STUB_PREFIX, is_written, stand_ins_on  # noqa: E402
 
-use_stand_ins(True)  # a student's copy: later lessons' exercises run on their stand-ins
 announce_compilation()
+
+
+class lesson:  # noqa: N801 - used as a context manager, like contextlib's
+    """The run of lesson ``name``: stand-ins on, and an unwritten exercise said in one line.
+
+    ``needs``: the exercises the lesson runs (its own and earlier lessons'); on entering, those
+    not written yet are named in one line. An exercise's ``NotImplementedError`` that reaches
+    the end of the block is said in one line (:func:`stopped`) instead of a traceback.
+    """
+
+    def __init__(self, name: str, needs: tuple[str, ...] = ()):
+        self.name, self.needs = name, tuple(needs)
+        self._stand_ins = stand_ins_on()
+
+    def __enter__(self):
+        self._stand_ins.__enter__()
+        from exercises import get
+
+        # an exercise with a stand-in runs on it, and says so where it does
+        missing = [m for m in self.needs if not written(m) and not get(m).stand_ins]
+        if missing:
+            say(f"[lesson {self.name}] runs exercises {', '.join(self.needs)}; not written yet: "
+                f"{', '.join(missing)} -- what needs them is skipped, or the lesson stops "
+                "where it needs one")
+        return self
+
+    def __exit__(self, kind, error, tb):
+        self._stand_ins.__exit__(None, None, None)
+        if error is not None and is_exercise_stub(error):
+            say(stopped(error, tb))
+            return True
+        return False
+
+
+def is_exercise_stub(error: BaseException) -> bool:
+    """True for the ``NotImplementedError`` of an unwritten exercise function."""
+    return isinstance(error, NotImplementedError) and str(error).startswith(STUB_PREFIX)
+
+
+def _section_at(path: str, line: int) -> str:
+    """The ``## `` heading of the lesson section that holds ``line`` of ``path``."""
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()[:line]
+    except OSError:
+        return ""
+    for text in reversed(lines):
+        if text.startswith("# ## "):
+            return text[5:].strip()
+    return ""
+
+
+def stopped(error: BaseException, tb) -> str:
+    """One line: which exercise stopped the lesson, in which section, and what to do."""
+    import traceback
+
+    where = ""
+    for frame in reversed(traceback.extract_tb(tb)):
+        path = Path(frame.filename).resolve()
+        if path.parent == TUTORIALS and path.stem[:2].isdigit():
+            section = _section_at(str(path), frame.lineno)
+            where = (f' at section "{section}"' if section else "") + \
+                f" ({path.name}, line {frame.lineno})"
+            break
+    message = str(error)
+    marker = message.split(":", 1)[0].removeprefix("Exercise ").strip()
+    what = message.split(":", 1)[1].split(";")[0].strip() if ":" in message else message
+    return (f"[exercise {marker}] not written yet: the lesson stops{where}, which needs it. "
+            f"{what[0].upper() + what[1:]}, check it with python tutorials/check.py {marker}, "
+            "then run this lesson again.")
+
+
+_running: list[lesson] = []
+
+
+def begin(name: str, needs: tuple[str, ...] = ()) -> lesson:
+    """Enter :class:`lesson` for the rest of this run (a script, or a notebook's kernel)."""
+    import atexit
+
+    for running in _running:  # a notebook cell run twice
+        running.__exit__(None, None, None)
+    _running[:] = [lesson(name, needs)]
+    _running[0].__enter__()
+    atexit.register(lambda: [r.__exit__(None, None, None) for r in _running])
+    _catch_stubs()
+    return _running[0]
+
+
+def _catch_stubs() -> None:
+    """An unwritten exercise that ends the run: one line, not a traceback (status 0)."""
+    try:
+        from IPython import get_ipython
+
+        shell = get_ipython()
+    except ImportError:
+        shell = None
+    if shell is not None:
+        def handler(shell, kind, error, tb, tb_offset=None):
+            if is_exercise_stub(error):
+                say(stopped(error, tb))
+                return None
+            return shell.showtraceback((kind, error, tb), tb_offset=tb_offset)
+
+        shell.set_custom_exc((NotImplementedError,), handler)
+        return
+    previous = sys.excepthook
+
+    def hook(kind, error, tb):
+        if not is_exercise_stub(error):
+            previous(kind, error, tb)
+            return
+        say(stopped(error, tb))
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)  # the lesson ran what it could; the line says what is missing
+
+    sys.excepthook = hook
+
+
+def ready(*markers: str, what: str) -> bool:
+    """True when every exercise of ``markers`` is written; else say (one line) that ``what`` is
+    skipped until the first unwritten one is, and return False."""
+    for marker in markers:
+        if not written(marker):
+            not_yet(marker, what)
+            return False
+    return True
 
 
 def written(marker: str) -> bool:
@@ -61,8 +192,10 @@ def written(marker: str) -> bool:
 
 def not_yet(marker: str, what: str) -> None:
     """Say that ``what`` is skipped until the student writes exercise ``marker``."""
-    say(f"[exercise {marker}] not written yet: {what} is skipped. Write it (python "
-        f"tutorials/check.py {marker} checks it), then run this lesson again.")
+    from exercises import get
+
+    say(f"[exercise {marker}] not written yet: skipping {what}. Write it ({get(marker).where}; "
+        f"python tutorials/check.py {marker} checks it), then run this lesson again.")
 
 
 def lesson_size(default: int) -> int:

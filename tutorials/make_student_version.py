@@ -20,12 +20,21 @@ function of every exercise in ``tutorials/exercises.py`` (or only those given wi
           "check it with: python tutorials/check.py ex_relu"
       )
 
-  or, for a function the engine needs before its lesson (``Exercise.stand_ins``), with a call
-  of :func:`minist.classroom.stand_in` that raises the same error everywhere except in the
-  lessons, which run the stand-in until the student writes the function.
+  or, for a function the engine needs before its lesson (``Exercise.stand_ins``: ``to_device``
+  and ``two_loop`` only), with a call of :func:`minist.classroom.stand_in` that raises the same
+  error everywhere except inside a lesson's run, which runs the stand-in until the student
+  writes the function;
+* removes every other working route to the exercise (``Exercise.routes``): the loss kernels
+  of ``minist.losses.kernels_numba`` / ``kernels_cupy`` call the student's function, their
+  private kernels raise the exercise's error, CUDA sources of it become ``""``, and module
+  docstrings that derive it keep their first paragraph; the docstrings of another algorithm the
+  engine keeps for the same quantity (``Exercise.alternatives``) lose what states a gradient;
+* stores the teacher's values on seeded inputs for the checks that compare with a routed
+  kernel (``tests/exercises/stored/<marker>.npz``, from ``tests/exercises/stored.py``).
 
 The signature and decorators stay; the lessons and the exercise checks stay unchanged. Which
-files: those git tracks plus untracked files it does not ignore (``git ls-files --cached --others
+files: all but the teacher's own tests and their data (:func:`teacher_only`), of those git
+tracks plus untracked files it does not ignore (``git ls-files --cached --others
 --exclude-standard``); outside a git checkout, every file except ``.git``, virtual
 environments, caches, lesson figures and weight files. The copy is built in a temporary folder
 beside ``OUT`` and renamed into place at the end, so ``OUT`` is never left half-written; a
@@ -48,6 +57,7 @@ import argparse
 import ast
 import contextlib
 import datetime
+import importlib.util
 import json
 import os
 import re
@@ -82,6 +92,19 @@ SKIP_DIRS = {
 }
 SKIP_PATHS = {Path("tutorials") / "figures"}
 SKIP_SUFFIXES = {".pyc", ".h5", ".pth", ".part"}
+
+
+def teacher_only(rel: Path) -> bool:
+    """The teacher's own tests (``tests/test_*.py``) and their data: never in a student version.
+
+    They compare minist with reference implementations written out in the test (a Gram as an
+    ``einsum``, a loss gradient by hand): answers to the exercises. The copy keeps the exercise
+    checks (``tests/exercises/``) and the helpers they import.
+    """
+    parts = rel.parts
+    return len(parts) >= 2 and parts[0] == "tests" and (
+        parts[1] == "data" or (len(parts) == 2 and parts[1].startswith("test_")
+                               and parts[1].endswith(".py")))
 
 
 class Stripped(NamedTuple):
@@ -340,6 +363,119 @@ def strip_source(source: str, targets: Iterable[tuple[Exercise, str]], path: str
     return new_source, done
 
 
+# ------------------------------------------ routes and alternatives (other code, same quantity)
+
+
+def _module_file(module: str, root: Path) -> Path:
+    return source_path(f"{module}:x", root)
+
+
+def route_source(source: str, routes: Iterable[tuple[Exercise, str, str]], path: str = "<source>",
+                 alternatives: Iterable[tuple[Exercise, str]] = ()) -> str:
+    """``source`` with its routes rewritten and its alternatives' docstrings redacted.
+
+    ``routes``: ``(exercise, name, target)`` for this file -- ``name`` a function
+    (``"gram_matrix"``), a module-level constant (``"_TV"``) or ``""`` for the module's
+    docstring; ``target`` the ``"module:qualname"`` a route function calls instead (the
+    student's function), or ``""``: raise the exercise's ``NotImplementedError``.
+    ``alternatives``: ``(exercise, qualname)`` whose docstrings lose what states a gradient.
+    """
+    tree = ast.parse(source, filename=path)
+    lines = source.splitlines(keepends=True)
+    newline = "\r\n" if lines and lines[0].endswith("\r\n") else "\n"
+    edits = []  # (first, last, new lines), 1-based inclusive, applied bottom-up
+    module_doc_done = False
+    for ex, name, target in routes:
+        if name == "":
+            doc = _docstring(tree)
+            if doc is None or module_doc_done:
+                continue
+            module_doc_done = True
+            first = textwrap.dedent(doc.value.value).strip().split("\n\n")[0]
+            note = textwrap.fill(
+                "In this student version the functions here that compute an exercise's quantity "
+                "call the exercise's function (yours) or raise its NotImplementedError: "
+                "tutorials/STUDENT_VERSION.txt lists the exercises.", 96)
+            edits.append((doc.lineno, doc.end_lineno,
+                          docstring_lines(f"{first}\n\n{note}", 0, newline)))
+            continue
+        node = next((n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.Assign))
+                     and (n.name == name if isinstance(n, ast.FunctionDef) else any(
+                         isinstance(t, ast.Name) and t.id == name for t in n.targets))), None)
+        if node is None:
+            raise MinistError(f"{path}: no definition of {name!r} (route of {ex.marker})")
+        if isinstance(node, ast.Assign):
+            pad = " " * node.col_offset
+            edits.append((node.lineno, node.end_lineno, [
+                f"{pad}# Exercise {ex.marker}: in the student version this source is yours "
+                f"to write{newline}", f'{pad}{name} = ""{newline}']))
+            continue
+        first = node.body[0].lineno
+        indent = node.body[0].col_offset
+        pad = " " * indent
+        what = split(ex.functions[0])[1]
+        if target:
+            module, qualname = split(target)
+            doc = (f"In the student version: calls your ``{qualname}`` (exercise {ex.marker}).")
+            body = [f"{pad}from {module} import {qualname} as _yours{newline}{newline}",
+                    f"{pad}return _yours({call_arguments(node)}){newline}"]
+        else:
+            doc = f"In the student version: part of exercise {ex.marker} ({what})."
+            body = stub(ex, what, indent, newline)
+        edits.append((first, node.end_lineno, docstring_lines(doc, indent, newline) + body))
+    for ex, qualname in {q: (e, q) for e, q in reversed(list(alternatives))}.values():
+        node = find_function(tree, qualname)  # (one edit per function, the first exercise's)
+        doc = _docstring(node)
+        if doc is None:
+            continue
+        indent = node.body[0].col_offset
+        text = redact(doc.value.value) or f"See exercise {ex.marker}."
+        edits.append((doc.lineno, doc.end_lineno, docstring_lines(text, indent, newline)))
+    edits.sort(key=lambda e: e[0], reverse=True)
+    for (first, last, new), below in zip(edits, [None] + edits[:-1], strict=True):
+        if below is not None and last >= below[0]:
+            raise MinistError(f"{path}: overlapping rewrites at line {below[0]}")
+        lines[first - 1 : last] = new
+    new_source = "".join(lines)
+    compile(new_source, path, "exec")
+    return new_source
+
+
+def route_tree(root: Path, exercises: Sequence[Exercise]) -> list[str]:
+    """Rewrite, in the copy at ``root``, the exercises' routes and alternatives; return the
+    ``"path: name"`` of each rewritten route."""
+    by_file: dict[Path, tuple[list, list]] = {}
+    for ex in exercises:
+        for spec, target in ex.routes.items():
+            module, _, name = spec.partition(":")
+            by_file.setdefault(_module_file(module, root), ([], []))[0].append((ex, name, target))
+        for spec in ex.alternatives:
+            module, qualname = split(spec)
+            by_file.setdefault(_module_file(module, root), ([], []))[1].append((ex, qualname))
+    done = []
+    for path, (routes, alternatives) in by_file.items():
+        rel = path.relative_to(root).as_posix()
+        with open(path, encoding="utf-8", newline="") as f:
+            source = f.read()
+        with open(path, "w", encoding="utf-8", newline="") as f:
+            f.write(route_source(source, routes, rel, alternatives))
+        done += [f"{rel}: {name or '(module docstring)'}" for _, name, _ in routes]
+    return done
+
+
+def write_stored_values(root: Path, exercises: Sequence[Exercise],
+                        source: Path = ROOT) -> list[Path]:
+    """The teacher's values on seeded inputs, for the copy's checks (``tests/exercises/stored``),
+    computed here by ``source``'s ``tests/exercises/stored.py``."""
+    stored_py = source / "tests" / "exercises" / "stored.py"
+    if not stored_py.is_file():
+        return []
+    spec = importlib.util.spec_from_file_location("_minist_stored_values", stored_py)
+    stored = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(stored)
+    return [stored.write(root, ex.marker) for ex in exercises if ex.marker in stored.CASES]
+
+
 def strip_tree(root: Path, exercises: Sequence[Exercise]) -> list[Stripped]:
     """Replace, in the copy at ``root``, the bodies of the exercises' functions."""
     by_file: dict[Path, list[tuple[Exercise, str]]] = {}
@@ -393,7 +529,7 @@ def make_student_version(out, only: Sequence[str] | None = None, force: bool = F
     manifest = manifest_path(out) if manifest is None else Path(manifest).resolve()
     _check_manifest_path(manifest, out, root)
     out.parent.mkdir(parents=True, exist_ok=True)
-    files = repository_files(root)
+    files = [rel for rel in repository_files(root) if not teacher_only(rel)]
     build = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".part", dir=out.parent))
     try:
         for rel in files:
@@ -401,6 +537,8 @@ def make_student_version(out, only: Sequence[str] | None = None, force: bool = F
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(root / rel, target, follow_symlinks=False)
         stripped = strip_tree(build, exercises)
+        route_tree(build, exercises)
+        write_stored_values(build, exercises, root)
         (build / STUDENT_MARKER).parent.mkdir(parents=True, exist_ok=True)
         (build / STUDENT_MARKER).write_text(_marker_text(exercises), encoding="utf-8")
         _move_into_place(build, out)

@@ -1,9 +1,11 @@
 """Exercise ex_gram: ``minist.losses.reference.gram_matrix`` (lesson 05, Eq. 3).
 
-Checked against the Gram written as explicit loops in Numba (``kernels_numba.gram_matrix_numba``,
-a different implementation), and against what a Gram matrix must be: symmetric, positive
-semi-definite, unchanged when the positions are shuffled or repeated (the :math:`1/M_l`),
-quadratic in the features, the same for an activation ``(1, N, H, W)`` and its matrix.
+Checked against the teacher's values on seeded inputs (the Gram written as explicit loops in
+Numba, ``kernels_numba.gram_matrix_numba``; in a student version, stored: ``stored.py``), on
+random inputs against those loops in the teacher's tree, and against what a Gram matrix must be:
+symmetric, positive semi-definite, unchanged when the positions are shuffled or repeated (the
+:math:`1/M_l`), quadratic in the features, the same for an activation ``(1, N, H, W)`` and its
+matrix.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import pytest
 from diagnose import expect, expect_close, expect_dtype, expect_shape, named
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
+from stored import in_student_version, teacher_values
 
 from minist.losses import kernels_numba
 from minist.losses.reference import gram_matrix
@@ -32,9 +35,10 @@ def test_symmetric_positive_semidefinite_and_equal_to_the_loops(N, M, seed):
     inputs = {"F": F}
     expect_shape(G, (N, N), what="G", inputs=inputs)
     expect_dtype(G, F.dtype, what="G", input_name="F")
-    expect_close(G, kernels_numba.gram_matrix_numba(F), what="G",
-                 against="the Gram written as loops (kernels_numba.gram_matrix_numba)",
-                 inputs=inputs, rtol=1e-12, atol=1e-12, factors={"M": M, "N": N})
+    if not in_student_version():  # there the loops call your function: see the stored values
+        expect_close(G, kernels_numba.gram_matrix_numba(F), what="G",
+                     against="the Gram written as loops (kernels_numba.gram_matrix_numba)",
+                     inputs=inputs, rtol=1e-12, atol=1e-12, factors={"M": M, "N": N})
     expect_close(G, G.T, what="G", against="its transpose", inputs=inputs, rtol=0, atol=1e-12)
     expect(np.linalg.eigvalsh(G).min() > -1e-10,
            f"G is not positive semi-definite, on F {F.shape}: eigenvalue "
@@ -77,6 +81,17 @@ def test_float32_stays_float32():
     F = np.random.default_rng(10).standard_normal((4, 16)).astype(np.float32)
     G = gram_matrix(F)
     expect_dtype(G, np.float32, what="G", input_name="F",
-                 hint="compute in F's dtype (F @ F.T keeps it)")
-    expect_close(G, kernels_numba.gram_matrix_numba(F), what="G", against="the Gram as loops",
-                 inputs={"F": F}, rtol=1e-5, atol=1e-6)
+                 hint="compute in F's dtype (one matrix product keeps it)")
+    expect_close(G, gram_matrix(F.astype(np.float64)), what="G of float32 F",
+                 against="G of the same F in float64", inputs={"F": F}, rtol=1e-5, atol=1e-6)
+
+
+def test_equals_the_teachers_values_on_seeded_inputs():
+    for (F,), (want,) in teacher_values("ex_gram", "gram_matrix"):
+        G = gram_matrix(F)
+        inputs = {"F": F}
+        expect_shape(G, want.shape, what="G", inputs=inputs)
+        expect_dtype(G, want.dtype, what="G", input_name="F")
+        tol = 1e-5 if F.dtype == np.float32 else 1e-12
+        expect_close(G, want, what="G", against="the teacher's G", inputs=inputs, rtol=tol,
+                     atol=tol, factors={"M": F.shape[1], "N": F.shape[0]})

@@ -32,6 +32,7 @@ from diagnose import (
 from gradcheck import numerical_gradient
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
+from stored import in_student_version, teacher_values
 
 from minist.losses import kernels_numba
 from minist.losses.reference import guided_gram_matrix, guided_style_layer_loss
@@ -107,6 +108,9 @@ def test_gradient_matches_finite_differences(N, M, seed):
 @given(N=st.integers(1, 8), M=st.integers(1, 40), seed=SEEDS)
 @example(N=3, M=5, seed=0)
 def test_equals_the_numba_kernels_applied_to_the_guided_features(N, M, seed):
+    if in_student_version():  # there the kernels call your functions: see the stored values
+        pytest.skip("the teacher's kernels are not in a student version; "
+                    "test_equals_the_teachers_values_on_seeded_inputs compares with them")
     F, A, T = _problem(N, M, np.random.default_rng(seed))
     inputs, factors = {"F": F, "A": A, "T": T}, {"N": N, "M": M}
     G = guided_gram_matrix(F, T)
@@ -189,3 +193,20 @@ def test_activation_and_spatial_guide_in_gradient_shape_out():
     expect_dtype(dx32, np.float32, what="dE/dF", input_name="F with float64 A and T", hint=CAST)
     expect_dtype(guided_gram_matrix(x.astype(np.float32), T), np.float32, what="G_T",
                  input_name="F with a float64 T", hint=CAST)
+
+
+def test_equals_the_teachers_values_on_seeded_inputs():
+    for (F, A, T), (G_t, E_t, dF_t) in teacher_values("ex_guided_gram", "guided"):
+        inputs, factors = {"F": F, "A": A, "T": T}, {"N": F.shape[0], "M": F.shape[1]}
+        G = guided_gram_matrix(F, T)
+        expect_shape(G, G_t.shape, what="G_T", inputs=inputs)
+        expect_close(G, G_t, what="G_T", against="the teacher's G_T", inputs=inputs,
+                     rtol=1e-12, atol=1e-13, factors=factors)
+        E, dF = guided_style_layer_loss(F, A, T)
+        expect_close(E, E_t, what="E", against="the teacher's E", inputs=inputs, rtol=1e-10,
+                     atol=1e-300, factors=factors)
+        mistake = t_factor_mistake(dF, dF_t, T, 1e-10)
+        if mistake:
+            raise CheckError(f"dE/dF vs the teacher's: your dE/dF {mistake}")
+        expect_close(dF, dF_t, what="dE/dF", against="the teacher's", inputs=inputs,
+                     rtol=1e-10, atol=1e-14, factors=factors)

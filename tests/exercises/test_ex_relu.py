@@ -84,6 +84,11 @@ def test_backward_accepts_the_relu_output_as_its_mask():
     rng = np.random.default_rng(17)
     x, dy = rng.standard_normal((2, 3, 4, 5))
     y, cache = relu_forward(x)
-    expect_close(relu_backward(dy, ReluCache(y)), relu_backward(dy, cache),
-                 what="dx from ReluCache(y)", against="dx from your cache", inputs={"x": x},
-                 rtol=0)
+    got, want = relu_backward(dy, ReluCache(y)), relu_backward(dy, ReluCache(x > 0))
+    expect(np.array_equal(got, want),
+           "relu_backward(dy, ReluCache(y)) with y = relu(x) differs from relu_backward(dy, "
+           f"ReluCache(x > 0)) (max absolute error {np.abs(got - want).max():.3g}): VGG's fused "
+           "convolution + ReLU hands the backward a cache holding the output y, not a boolean "
+           "mask; read the mask as cache.mask > 0 (true exactly where x > 0), not as its values")
+    expect_close(relu_backward(dy, cache), want, what="dx from your cache",
+                 against="dx from ReluCache(x > 0)", inputs={"x": x}, rtol=0)
