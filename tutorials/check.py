@@ -72,6 +72,7 @@ class Tally:
         self.outcomes: dict[str, str] = {}
         self.database = database
         self.collection_errors: list[str] = []
+        self.skip_reasons: list[str] = []
 
     def pytest_collectreport(self, report):
         if report.failed:
@@ -85,6 +86,10 @@ class Tally:
             previous = self.outcomes.get(report.nodeid)
             if previous != "failed":
                 self.outcomes[report.nodeid] = report.outcome
+            if report.skipped and isinstance(report.longrepr, tuple):  # (file, line, reason)
+                reason = str(report.longrepr[2]).removeprefix("Skipped: ")
+                if reason not in self.skip_reasons:
+                    self.skip_reasons.append(reason)
 
     def count(self, outcome: str) -> int:
         return sum(1 for value in self.outcomes.values() if value == outcome)
@@ -120,7 +125,8 @@ def check(ex: Exercise, tb: str = "short", extra: Sequence[str] = ()) -> int:
               f"lesson to derive it from: {ex.where}")
     else:
         skipped = tally.count("skipped")
-        note = f" ({skipped} skipped here, e.g. those that need a GPU)" if skipped else ""
+        why = "; ".join(tally.skip_reasons) or "no reason given"
+        note = f" ({skipped} skipped here: {why})" if skipped else ""
         print(f"{ex.marker}: all {total - skipped} checks pass{note}.")
     return int(status)
 
