@@ -42,6 +42,7 @@ values compress poorly): 393,732 bytes at 256 x 192.
 from __future__ import annotations
 
 import hashlib
+import multiprocessing
 import os
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -209,17 +210,22 @@ def pair_flows(frames: Sequence, method: str, *, long_term: Iterable[int] = (1,)
         workers = _available_cores()
     workers = max(1, min(workers, len(todo)))
     if workers == 1:
-        for (t, j), _ in todo:
+        for (t, j), path in todo:
             results[t, j] = _compute_pair(gray[t - j], gray[t], method)
+            if path is not None:  # each pair saved as it is done: an interrupted run keeps it
+                _write_cached(path, *results[t, j])
     else:
-        with ProcessPoolExecutor(max_workers=workers, initializer=_worker_init) as pool:
+        # Spawned, not forked, workers: a fork taken while OpenCV's, the BLAS's or Numba's
+        # thread pools hold a lock inherits the lock held forever, and the child hangs.
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context,
+                                 initializer=_worker_init) as pool:
             futures = [pool.submit(_compute_pair, gray[t - j], gray[t], method)
                        for (t, j), _ in todo]
-            for ((t, j), _), future in zip(todo, futures, strict=True):
+            for ((t, j), path), future in zip(todo, futures, strict=True):
                 results[t, j] = future.result()
-    for (t, j), path in todo:
-        if path is not None:
-            _write_cached(path, *results[t, j])
+                if path is not None:
+                    _write_cached(path, *results[t, j])
     forward = {key: results[key][0].astype(np.float32) for key in pairs}
     backward = {key: results[key][1].astype(np.float32) for key in pairs}
     return PairFlows(forward, backward, method)
