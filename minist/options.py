@@ -464,13 +464,28 @@ class VideoOptions(StylizeOptions):
     keep_audio: bool = option(
         False, BOOL, "copy the input's sound, cut to --frames (video output only)",
         group=VIDEO, in_settings=False)
+    passes: int = option(  # multi-pass (Ruder et al. section 3.4), alternating direction
+        1, INT, "passes over the clip, alternating direction (pass 2 backwards, ...); each "
+        "frame of a later pass starts from its last result blended with its neighbour's, "
+        "warped (default: %(default)s)", check=_positive_integer, metavar="N", group=VIDEO)
+    blend_weight: float = option(  # delta of minist.temporal.blend_neighbour, Eq. (M)
+        1.0, FLOAT, "delta, the weight of the warped neighbour in a later pass's start, "
+        "between 0 and 1 (default: %(default)s)", check=_fraction, metavar="DELTA",
+        group=VIDEO)
+    workers: int | None = option(  # the flows' processes: they do not change results
+        None, INT, "local processes computing the optical flows (default: one per usable "
+        "core)", optional=True, check=_positive_integer, metavar="N", group=VIDEO,
+        in_settings=False)
+    scheduler: str | None = option(
+        None, STR, "address of a running Dask scheduler whose workers compute the optical "
+        "flows (the sweep extra; default: local processes)", optional=True,
+        metavar="ADDRESS", group=VIDEO, in_settings=False)
 
 
 def _check_video(o: VideoOptions) -> None:
     """What depends on several of a clip's options."""
-    _need(o.temporal_weight == 0 or o.scales is None, "--scales",
-          "not yet with --temporal-weight > 0 (the flow is not resized per scale); give "
-          "--temporal-weight 0 or leave --scales out")
+    _need(o.workers is None or o.scheduler is None, "--workers",
+          "only for local processes, not with --scheduler (the cluster has its own workers)")
 
 
 # ---------------------------------------------------------------------------------------------
