@@ -405,7 +405,9 @@ def stylize_clip(plan: ClipPlan, styles: Sequence[str], out, options: VideoOptio
     cached = sum(f.stat().st_size for f in (folder / FLOWS_NAME).glob("flow-*.npz"))
     say(f"minist: flows of {len(flows.backward)} pairs cached in {folder / FLOWS_NAME} "
         f"({cached / 1e6:.1f} MB)")
-    if done or pass_number > 1:
+    if (pass_number, done) == (o.passes, total):
+        say(f"minist: the {total} frames are already done in {folder} (the same settings)")
+    elif done or pass_number > 1:
         where = f" of pass {pass_number}" if o.passes > 1 else ""
         say(f"minist: resuming after {done} frame{'s' if done != 1 else ''}{where} of {total} "
             f"in {folder}")
