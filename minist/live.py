@@ -88,6 +88,9 @@ class LiveRun:
         self._image_taken = -math.inf
         self._png: tuple[int, bytes] | None = None
         self._last_seconds = None
+        self._clip: dict[str, Any] | None = None  # a clip's run (minist video), or None
+        self._finished = None  # a clip's latest finished frame, (1, 3, H, W) on the CPU
+        self._finished_png: tuple[int, bytes] | None = None
 
     # --- written by the run's thread ------------------------------------------------------
     def start(self, run) -> None:
@@ -120,7 +123,7 @@ class LiveRun:
     def end(self, run, outcome) -> None:
         """The run ended (``outcome.status``); the image to keep is the last one shown."""
         image = outcome.image
-        if image is getattr(run, "image", None):
+        if image is not None and image is getattr(run, "image", None):
             image = run.image_on_cpu()
         elif image is not None:
             from minist.backend import to_numpy
@@ -130,6 +133,36 @@ class LiveRun:
             self._look_at(image)
         with self._lock:
             self._status, self._ended = RunStatus(outcome.status), self.clock()
+
+    def set_clip(self, **where: int) -> None:
+        """A clip's run (``minist video``): where it stands -- ``frame`` (being painted, from
+        1), ``frames``, ``pass``, ``passes``, ``done`` (frames finished, all passes together)
+        -- shown in the state as ``clip``, with ``finished`` (the version of the latest
+        finished frame, :meth:`finished_png`; 0: none yet)."""
+        with self._lock:
+            finished = self._clip["finished"] if self._clip else 0
+            self._clip = {**where, "finished": finished}
+
+    def finish_frame(self, image, done: int) -> None:
+        """A frame of the clip is finished: ``image`` (1, 3, H, W) on the CPU, referenced not
+        copied; ``done`` frames are finished now."""
+        with self._lock:
+            clip = self._clip or {}
+            self._finished = image
+            self._clip = {**clip, "done": done, "finished": clip.get("finished", 0) + 1}
+
+    def finished_png(self) -> bytes | None:
+        """The latest finished frame of a clip as PNG bytes (encoded once per frame)."""
+        with self._lock:
+            version = self._clip["finished"] if self._clip else 0
+            image, cached = self._finished, self._finished_png
+        if image is None:
+            return None
+        if cached is not None and cached[0] == version:
+            return cached[1]
+        data = encode_png(image, max_side=self.max_image_side)
+        self._finished_png = (version, data)
+        return data
 
     def _look_at(self, image, now: float | None = None) -> None:
         with self._lock:
@@ -196,6 +229,8 @@ class LiveRun:
                 "points": steps,
                 "settings": self._settings,
             }
+            if self._clip is not None:
+                snapshot["clip"] = dict(self._clip)
         now = ended if ended is not None else self.clock()
         snapshot["elapsed_s"] = None if started is None else now - started
         snapshot["it_per_s"] = rate

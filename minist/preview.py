@@ -33,14 +33,18 @@ threads took 0.19% of one core over the run (``time.thread_time`` per request, 1
 alternated pairs of 40-iteration runs without/with ``--preview``: 0.162/0.185, 0.154/0.208,
 0.123/0.148 it/s (the machine's load, not the preview, decides such differences).
 
+**A clip** (``minist video --preview``, :class:`ClipPreviewObserver`): the same page for the
+frame being painted, with the frame and pass in the run's table and the latest finished frame
+beside it (``/finished.png``); the server lives for the whole clip.
+
 **Security.** The server answers ``GET``/``HEAD`` for exactly ``/``, ``/state.json``,
-``/image.png`` and ``/curves.svg`` (any query string is ignored) and 404 for every other
-request target, compared as sent, before any decoding: ``/../x``, ``/%2e%2e/x``, ``//etc/x``,
-``http://host/x`` never reach code that knows about files, because there is none -- nothing
-here opens a file. It binds to 127.0.0.1 by default; ``--preview-host`` binds elsewhere with a
-warning (the page shows the settings, file paths included). Bound to a loopback address it
-also refuses requests whose ``Host`` header names another host (404), so that a web page
-elsewhere cannot read it through DNS rebinding.
+``/image.png``, ``/curves.svg`` and ``/finished.png`` (any query string is ignored) and 404 for
+every other request target, compared as sent, before any decoding: ``/../x``, ``/%2e%2e/x``,
+``//etc/x``, ``http://host/x`` never reach code that knows about files, because there is none
+-- nothing here opens a file. It binds to 127.0.0.1 by default; ``--preview-host`` binds
+elsewhere with a warning (the page shows the settings, file paths included). Bound to a
+loopback address it also refuses requests whose ``Host`` header names another host (404), so
+that a web page elsewhere cannot read it through DNS rebinding.
 
 **Ending.** ``on_end`` (any ending: finished, stopped, Ctrl-C, loss not finite, error) lets a
 page that is watching fetch the final state -- at most ``linger`` seconds, none after Ctrl-C
@@ -105,6 +109,11 @@ def _image(live: LiveRun) -> tuple[str, bytes] | None:
     return None if data is None else ("image/png", data)
 
 
+def _finished(live: LiveRun) -> tuple[str, bytes] | None:
+    data = live.finished_png()
+    return None if data is None else ("image/png", data)
+
+
 def _curves(live: LiveRun) -> tuple[str, bytes]:
     return "image/svg+xml", loss_chart_svg(live.points()).encode()
 
@@ -113,7 +122,8 @@ def _page(live: LiveRun) -> tuple[str, bytes]:
     return "text/html; charset=utf-8", PAGE.encode()
 
 
-ENDPOINTS = {"/": _page, "/state.json": _state, "/image.png": _image, "/curves.svg": _curves}
+ENDPOINTS = {"/": _page, "/state.json": _state, "/image.png": _image, "/curves.svg": _curves,
+             "/finished.png": _finished}
 LOOPBACK_NAMES = ("localhost",)
 SECURITY_HEADERS = {
     "Cache-Control": "no-store",
@@ -286,6 +296,34 @@ class PreviewObserver(Observer):
             server.server_close()
 
 
+class ClipPreviewObserver(PreviewObserver):
+    """The live page of a clip (``minist video --preview``): each frame's run is observed as a
+    run of its own (its curves start afresh), the server stays up between frames, and
+    :meth:`frame_finished` shows the latest finished frame; :meth:`clip_ended` ends the page
+    once the clip is done. A frame's run that does not finish (Ctrl-C, an error) ends it too.
+    """
+
+    _last_frame: tuple = (None, Outcome(RunStatus.FINISHED, 0, None))
+
+    def on_end(self, run, outcome: Outcome) -> None:
+        if outcome.status != RunStatus.FINISHED:
+            super().on_end(run, outcome)
+        else:
+            self._last_frame = (run, outcome)  # the clip goes on: the page too
+
+    def frame_started(self, **where: int) -> None:
+        """Where the clip stands (:meth:`minist.live.LiveRun.set_clip`)."""
+        self.live.set_clip(**where)
+
+    def frame_finished(self, image, done: int) -> None:
+        self.live.finish_frame(image, done)
+
+    def clip_ended(self) -> None:
+        """The clip is done: the page is told (its final state), then the server stops."""
+        self.live.end(*self._last_frame)
+        self.close(linger=self.linger)
+
+
 def warn_if_exposed(host: str, file=None) -> None:
     """One line on stderr when the preview will be reachable from other machines."""
     if not is_loopback(host):
@@ -310,7 +348,7 @@ PAGE = """<!doctype html>
   #status.lost { background: #f5d6d6; }
   main { display: flex; flex-wrap: wrap; gap: 20px; align-items: flex-start; }
   .panel { background: #fff; border: 1px solid #ddd; border-radius: 6px; padding: 10px; }
-  #image { display: block; width: 512px; max-width: 90vw; image-rendering: auto;
+  #image, #finished { display: block; width: 512px; max-width: 90vw; image-rendering: auto;
            background: #eee; min-height: 64px; }
   table { border-collapse: collapse; } td { padding: 1px 10px 1px 0; vertical-align: top; }
   td:first-child { color: #666; white-space: nowrap; }
@@ -323,6 +361,8 @@ PAGE = """<!doctype html>
 <h1>minist &middot; live preview <span id="status">connecting&hellip;</span></h1>
 <main>
   <div class="panel"><img id="image" alt="the current image"></div>
+  <div class="panel" id="finished-panel" hidden><h2>Latest finished frame</h2>
+    <img id="finished" alt="the latest finished frame"></div>
   <div>
     <div class="panel" id="chart"></div>
     <div style="display: flex; gap: 20px; margin-top: 20px; flex-wrap: wrap">
@@ -334,7 +374,7 @@ PAGE = """<!doctype html>
 <script>
 "use strict";
 const POLL_MS = __POLL_MS__;
-let shownImage = -1, shownPoints = -1, imageUrl = null, shownSettings = null;
+let shownImage = -1, shownPoints = -1, imageUrl = null, shownSettings = null, shownFinished = 0;
 
 const DASH = "\\u2013";
 function num(x, digits) { return x === null || x === undefined ? DASH : x.toPrecision(digits); }
@@ -372,7 +412,13 @@ async function loadChart() {
 }
 function show(s) {
   const l = s.losses || {};
-  const rows = [["iteration", s.total !== null ? s.step + " / " + s.total : String(s.step)]];
+  const rows = [];
+  if (s.clip) {
+    rows.push(["frame", s.clip.frame + " / " + s.clip.frames]);
+    if (s.clip.passes > 1) rows.push(["pass", s.clip.pass + " / " + s.clip.passes]);
+    rows.push(["frames done", s.clip.done + " / " + s.clip.frames * s.clip.passes]);
+  }
+  rows.push(["iteration", s.total !== null ? s.step + " / " + s.total : String(s.step)]);
   if (s.iter !== null && s.iter !== s.step - 1) rows.push(["at this scale", String(s.iter)]);
   if (s.scale !== null) rows.push(["scale", s.scale + " px"]);
   rows.push(["it/s", num(s.it_per_s, 3)], ["ETA", s.final ? DASH : duration(s.eta_s)],
@@ -405,6 +451,17 @@ async function poll() {
       shownImage = s.image_version;
     }
     if (s.points !== shownPoints) { await loadChart(); shownPoints = s.points; }
+    if (s.clip && s.clip.finished !== shownFinished) {
+      const response = await fetch("finished.png?v=" + s.clip.finished, {cache: "no-store"});
+      if (response.ok) {
+        const img = document.getElementById("finished");
+        const old = img.src;
+        img.src = URL.createObjectURL(await response.blob());
+        if (old) URL.revokeObjectURL(old);
+        document.getElementById("finished-panel").hidden = false;
+        shownFinished = s.clip.finished;
+      }
+    }
   } catch (e) { /* the server went away between two requests: the next poll says so */ }
   if (!s.final) setTimeout(poll, POLL_MS);
 }

@@ -35,7 +35,7 @@ Tutorial: ``tutorials/06_total_loss``.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Any
 
 import numpy as np
@@ -70,7 +70,7 @@ from minist.options import (  # noqa: F401 - re-exported: the options' home is m
     OPTION_NAMES,
     StylizeOptions,
 )
-from minist.problem import Evaluation, build_problem
+from minist.problem import Evaluation, Problem, TemporalTerm, build_problem
 from minist.scales import (
     ScaleCursor,
     Schedule,
@@ -92,7 +92,10 @@ class StyleTransfer:
     an array (an earlier result, say). ``network``: a :class:`~minist.vgg.VGG` to use instead of
     loading ``weights`` (its execution config then applies); ``config``: the
     :class:`~minist.execution.ExecutionConfig` of the network this run loads; ``optimizer``: a
-    name (the option) or an :class:`~minist.optim.Optimizer` instance to use as it is.
+    name (the option) or an :class:`~minist.optim.Optimizer` instance to use as it is;
+    ``temporal_at``: for a frame of a clip, ``temporal_at(problem, (H, W))`` gives the
+    :class:`~minist.problem.TemporalTerm` of the problem built at each size (every scale of a
+    coarse-to-fine run), or None (:mod:`minist.video.run`).
 
     A front over the run's parts, which are attributes: ``net``, ``images``
     (:class:`~minist.inputs.SourceImages`), ``schedule`` (:class:`~minist.scales.Schedule`),
@@ -113,6 +116,7 @@ class StyleTransfer:
         optimizer: Optimizer | str | None = None,
         config: ExecutionConfig | None = None,
         progress: bool | None = None,
+        temporal_at: Callable[[Problem, tuple[int, int]], TemporalTerm | None] | None = None,
         **kwargs,
     ):
         if optimizer is not None and not isinstance(optimizer, Optimizer):
@@ -129,6 +133,7 @@ class StyleTransfer:
             network = load_network(o.weights, pooling=o.pooling, config=config,
                                    progress=progress)
         self.net = network
+        self.temporal_at = temporal_at
         layers = self.net.check_layers(list(o.content_layers) + list(self.style_layers_at(o.size)))
         self.images = SourceImages(content, style)
         blend_weights(o.style_blend, len(self.images.styles))  # one line if they do not match
@@ -204,6 +209,9 @@ class StyleTransfer:
         self._check_memory(size, content_image, style_images)
         self.problem = build_problem(self.net, content_image, style_images, o,
                                      self.style_layers_at(size), self.masks, size)
+        if self.temporal_at is not None:  # a frame of a clip: its temporal term at this size
+            term = self.temporal_at(self.problem, tuple(content_image.shape[2:]))
+            self.problem = replace(self.problem, temporal=term)
         start = initial_image(o.init, content_image, style_images[0], o.seed, o.noise_ratio,
                               self.net.device)
         return self.problem.variable(start)

@@ -209,3 +209,49 @@ def blend_neighbour(current: Any, warped_neighbour: Any, weights: Any, delta: fl
     c = weights.astype(current.dtype)
     return delta * c * warped_neighbour.astype(current.dtype) + ((1 - delta) + delta * (1 - c)) \
         * current
+
+
+def _resample(field: Any, shape: tuple[int, int]) -> Any:
+    r"""``field`` ``(C, H, W)`` sampled bilinearly at the centres of an ``(H', W')`` grid laid
+    over the same picture: target pixel :math:`(r', s')` reads the source at
+    :math:`\bigl((r' + \tfrac12) \tfrac{H}{H'} - \tfrac12,\ (s' + \tfrac12) \tfrac{W}{W'} -
+    \tfrac12\bigr)`, clamped to the frame (:func:`sample_bilinear`)."""
+    xp = get_array_module(field)
+    _, H, W = field.shape
+    H2, W2 = (int(n) for n in shape)
+    if (H2, W2) == (H, W):
+        return field
+    rows = xp.clip((xp.arange(H2, dtype=xp.float64) + 0.5) * (H / H2) - 0.5, 0, H - 1)
+    cols = xp.clip((xp.arange(W2, dtype=xp.float64) + 0.5) * (W / W2) - 0.5, 0, W - 1)
+    rows, cols = xp.meshgrid(rows, cols, indexing="ij")
+    return sample_bilinear(field[None], rows, cols)[0][0]
+
+
+def resize_flow(flow: Any, shape: tuple[int, int]) -> Any:
+    r"""A flow computed at :math:`H \times W` for the same frames seen at ``shape`` =
+    :math:`(H', W')` (a coarser scale of a coarse-to-fine run): each vector read at the new
+    pixel's place (bilinear, :func:`_resample`) and its components scaled by the size ratio,
+    since a displacement of :math:`u` px across :math:`W` px is :math:`u W'/W` px across
+    :math:`W'`:
+
+    .. math::
+
+        w'(p') = \Bigl(\tfrac{W'}{W}\, u(p),\ \tfrac{H'}{H}\, v(p)\Bigr),
+        \qquad p = \text{the place of } p' \text{ at } H \times W.
+
+    ``flow`` ``(2, H, W)`` :math:`(u, v)`; returns ``(2, H', W')`` in its dtype."""
+    _, H, W = flow.shape
+    H2, W2 = (int(n) for n in shape)
+    if (H2, W2) == (H, W):
+        return flow
+    xp = get_array_module(flow)
+    ratio = xp.asarray([W2 / W, H2 / H], dtype=flow.dtype)[:, None, None]  # (u, v) scales
+    return (_resample(flow, (H2, W2)) * ratio).astype(flow.dtype)
+
+
+def resize_weights(weights: Any, shape: tuple[int, int]) -> Any:
+    r"""Per-pixel weights :math:`c` ``(H, W)`` (:func:`reliability`, :func:`long_term_weights`)
+    at ``shape`` :math:`(H', W')`: read bilinearly at each new pixel's place, so a coarse
+    pixel straddling a reliable and an unreliable region gets a weight between 0 and 1 (a
+    convex combination of its neighbours: :math:`0 \le c' \le 1`)."""
+    return _resample(weights[None], shape)[0].astype(weights.dtype)

@@ -314,3 +314,38 @@ def test_pair_flows_in_processes_match_one_process_and_are_cached(tmp_path, monk
         np.testing.assert_array_equal(again.forward[key], here.forward[key])
     with pytest.raises(AssertionError, match="computed again"):  # another method: other keys
         pair_flows(frames, "farneback", cache_dir=cache, workers=1)
+
+
+def test_pair_flows_on_a_dask_cluster_match_one_process(tmp_path):
+    """``scheduler=ADDRESS`` (``minist video --scheduler``): the pairs as tasks of a running
+    cluster -- here a one-worker LocalCluster in this process, listening on 127.0.0.1 -- give
+    the very flows of one process, and are cached the same way."""
+    distributed = pytest.importorskip("distributed")
+    cv2 = pytest.importorskip("cv2")
+    a, b = _shifted_pair()
+    c, _ = _shifted_pair(dx=1, dy=-2, seed=1)
+    frames = [a, b, c]
+    here = pair_flows(frames, "dis", long_term=(1, 2), workers=1)
+    threads = cv2.getNumThreads()  # a task sets one OpenCV thread: this process's, here
+    try:
+        with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
+                                      protocol="tcp", host="127.0.0.1",
+                                      dashboard_address=None) as cluster:
+            assert cluster.scheduler_address.startswith("tcp://127.0.0.1:")
+            remote = pair_flows(frames, "dis", long_term=(1, 2), cache_dir=tmp_path / "flows",
+                                scheduler=cluster.scheduler_address)
+    finally:
+        cv2.setNumThreads(threads)
+    for key in here.forward:
+        np.testing.assert_array_equal(remote.forward[key], here.forward[key])
+        np.testing.assert_array_equal(remote.backward[key], here.backward[key])
+    assert len(list((tmp_path / "flows").glob("flow-*.npz"))) == 3
+
+
+def test_a_scheduler_without_dask_is_one_line(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "distributed", None)
+    a, b = _shifted_pair()
+    with pytest.raises(MinistError, match=r"^--scheduler: .*pip install 'minist\[sweep\]'$"):
+        pair_flows([a, b], "dis", scheduler="tcp://127.0.0.1:1")

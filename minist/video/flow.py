@@ -29,9 +29,12 @@ Methods (``--flow``), all on 8-bit grayscale frames (BT.601 luma, as OpenCV's ``
 
 **Many pairs.** The flows of different pairs are independent: :func:`pair_flows` computes them
 in a pool of worker processes (``concurrent.futures``), one task per pair (its forward and
-backward flow), each worker on one OpenCV thread. Each pair is **cached** as one ``.npz`` file
-holding both flows in **float16**, named by the SHA-256 of the two frames' grayscale bytes, the
-size and the method; it is written atomically and read back on a rerun instead of computing the
+backward flow), each worker on one OpenCV thread -- or, given a ``scheduler`` address, as tasks
+of a running Dask cluster (``dask.distributed``, the ``sweep`` extra; ``minist video
+--scheduler``), each grayscale frame sent to the cluster once. Each pair is **cached** as one
+``.npz`` file holding both flows in **float16**, named by the SHA-256 of the two frames'
+grayscale bytes, the size and the method; it is written atomically and read back on a rerun
+instead of computing the
 pair again. Float16 keeps 11 significant bits: an error below :math:`2^{-11}|w|` (under 0.016 px
 for flows under 32 px, far below any method's own error); the flows are rounded so on the first
 run too, so a rerun sees exactly the numbers the first run used. A pair takes
@@ -171,6 +174,40 @@ def _worker_init() -> None:
     require_cv2().setNumThreads(1)  # one process per core: no nested threads
 
 
+def _pair_task(gray_a: np.ndarray, gray_b: np.ndarray, method: str):
+    """One pair on a Dask worker: one OpenCV thread per task thread."""
+    _worker_init()
+    return _compute_pair(gray_a, gray_b, method)
+
+
+def require_distributed():
+    """``dask.distributed``, or one line saying how to install it (``--scheduler``)."""
+    try:
+        import distributed
+    except ImportError:
+        raise MinistError("--scheduler: the flows on a Dask cluster need Dask, which is not "
+                          "installed: pip install 'minist[sweep]'") from None
+    return distributed
+
+
+def _on_cluster(scheduler: str, gray: list, todo: list, method: str, timeout: float = 60):
+    """The pairs of ``todo`` (``((t, j), cache path)``) as tasks of the Dask cluster at
+    ``scheduler``: yields ``((t, j), path, (forward, backward))`` in ``todo``'s order."""
+    distributed = require_distributed()
+    try:
+        client = distributed.Client(scheduler, timeout=timeout)
+    except (OSError, TimeoutError) as exc:
+        first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise MinistError(f"--scheduler {scheduler}: cannot connect ({first_line})") from None
+    with client:
+        needed = sorted({i for (t, j), _ in todo for i in (t - j, t)})
+        sent = dict(zip(needed, client.scatter([gray[i] for i in needed]), strict=True))
+        futures = [client.submit(_pair_task, sent[t - j], sent[t], method, pure=False)
+                   for (t, j), _ in todo]
+        for ((t, j), path), future in zip(todo, futures, strict=True):
+            yield (t, j), path, future.result()
+
+
 def _read_cached(path: Path):
     try:
         with np.load(path) as data:
@@ -186,12 +223,13 @@ def _write_cached(path: Path, forward: np.ndarray, backward: np.ndarray) -> None
 
 def pair_flows(frames: Sequence, method: str, *, long_term: Iterable[int] = (1,),
                cache_dir: str | os.PathLike | None = None,
-               workers: int | None = None) -> PairFlows:
+               workers: int | None = None, scheduler: str | None = None) -> PairFlows:
     r"""Forward and backward flows of every pair :math:`(t - j, t)`, :math:`j \in`
     ``long_term``, of ``frames`` (each ``(1, 3, H, W)``). Pairs found in ``cache_dir`` are
     read back; the others are computed in ``workers`` processes (default: the cores this
-    process may use; 1 computes here) and, with ``cache_dir``, saved there as
-    ``flow-<key>.npz``. The flows are float32 arrays holding float16-rounded values."""
+    process may use; 1 computes here), or with ``scheduler`` (an address) as tasks of that
+    running Dask cluster, and, with ``cache_dir``, saved there as ``flow-<key>.npz``. The
+    flows are float32 arrays holding float16-rounded values."""
     check_method(method)
     pairs = pairs_for(len(frames), long_term)
     gray = [to_gray_uint8(f) for f in frames]
@@ -209,7 +247,12 @@ def pair_flows(frames: Sequence, method: str, *, long_term: Iterable[int] = (1,)
     if workers is None:
         workers = _available_cores()
     workers = max(1, min(workers, len(todo)))
-    if workers == 1:
+    if scheduler and todo:
+        for key, path, flows in _on_cluster(scheduler, gray, todo, method):
+            results[key] = flows
+            if path is not None:
+                _write_cached(path, *flows)
+    elif workers == 1:
         for (t, j), path in todo:
             results[t, j] = _compute_pair(gray[t - j], gray[t], method)
             if path is not None:  # each pair saved as it is done: an interrupted run keeps it
