@@ -103,18 +103,19 @@ class TorchStep:
                 out[spec.name] = x
         return out
 
-    @staticmethod
-    def gram(x):
-        """G = F F^T / M for a (1, N, H, W) activation."""
-        Fm = x.reshape(x.shape[1], -1)
-        return Fm @ Fm.T / Fm.shape[1]
+    def gram(self, x):
+        """G = F F^T / M for a (1, N, H, W) activation: a torch tensor (torch's own operations,
+        which refuse a NumPy array: in a student's copy this is no Gram matrix to borrow)."""
+        Fm = self.torch.flatten(x, start_dim=2)[0]
+        return self.torch.mm(Fm, Fm.t()) / Fm.shape[1]
 
     def loss(self, image):
+        torch = self.torch
         feats = self.features(image)
-        content = sum(self.c_scale[k] * 0.5 * ((feats[k] - P) ** 2).sum()
+        content = sum(self.c_scale[k] * 0.5 * torch.sum(torch.square(feats[k] - P))
                       for k, P in self.P.items())
-        style = sum(self.s_scale[k] * ((self.gram(feats[k]) - A) ** 2).sum() / (4 * A.shape[0] ** 2)
-                    for k, A in self.A.items())
+        style = sum(self.s_scale[k] * torch.sum(torch.square(self.gram(feats[k]) - A))
+                    / (4 * A.shape[0] ** 2) for k, A in self.A.items())
         return self.alpha * content + self.beta * style
 
     def step(self) -> float:

@@ -65,6 +65,29 @@ def forbidding(original, spec: str, codes: dict, marker: str):
     return guarded
 
 
+def guard(ex, codes: dict, patch: pytest.MonkeyPatch) -> None:
+    """Patch, with ``patch``, every alternative and route of the exercise ``ex`` into a
+    :func:`forbidding` wrapper of the code objects ``codes`` ({code: the student's function's
+    name}): where it is defined, in every module of minist that imported it by name
+    (``minist.losses`` re-exports the losses), and in the namespaces of ``ex``'s functions."""
+    students = [_registry().resolve(spec) for spec in ex.functions]
+    others = [spec for spec in (*ex.alternatives, *ex.routes) if ":" in spec]
+    for spec in others:
+        owner, name = _owner(spec)
+        original = getattr(owner, name)
+        if not inspect.isfunction(original):  # a constant, or a compiled kernel
+            continue
+        guarded = forbidding(original, spec, codes, ex.marker)
+        patch.setattr(owner, name, guarded)
+        namespaces = [getattr(f, "__globals__", {}) for f in students]
+        namespaces += [vars(m) for key, m in list(sys.modules.items())
+                       if (key == "minist" or key.startswith("minist.")) and m is not None]
+        for namespace in namespaces:  # a name imported elsewhere stays guarded
+            for key, value in list(namespace.items()):
+                if value is original:
+                    patch.setitem(namespace, key, guarded)
+
+
 @pytest.fixture(scope="module", autouse=True)
 def no_other_implementation(request):
     """Guard the alternatives and routes of the module's exercise (its ``pytestmark``)."""
@@ -79,18 +102,6 @@ def no_other_implementation(request):
     students = [registry.resolve(spec) for spec in ex.functions]
     codes = {_code(f): spec.split(":")[1] for f, spec in zip(students, ex.functions, strict=True)
              if _code(f) is not None}
-    others = [spec for spec in (*ex.alternatives, *ex.routes) if ":" in spec]
     with pytest.MonkeyPatch.context() as patch:
-        for spec in others:
-            owner, name = _owner(spec)
-            original = getattr(owner, name)
-            if not inspect.isfunction(original):  # a constant, or a compiled kernel
-                continue
-            guarded = forbidding(original, spec, codes, ex.marker)
-            patch.setattr(owner, name, guarded)
-            for function in students:  # a name the student's module imported stays guarded
-                namespace = getattr(function, "__globals__", {})
-                for key, value in list(namespace.items()):
-                    if value is original:
-                        patch.setitem(namespace, key, guarded)
+        guard(ex, codes, patch)
         yield

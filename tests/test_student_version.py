@@ -513,9 +513,150 @@ def test_a_student_version_holds_no_working_implementation_of_its_exercise(tmp_p
             lines = teacher.splitlines(keepends=True)
             body = "".join(lines[code[0].lineno - 1 : node.end_lineno])
         assert body not in student, f"{spec}: its code is still in the student version"
+    # and no other function of the copy's minist computes the exercise's answer
+    if ex.marker in STORED_MARKERS:
+        found = leaks(out, ex.marker)
+        assert len(found) > 100, found  # the probe reached minist's functions
+        assert not [where for where, what in found.items() if what == "LEAK"], found
 
 
 STORED_MARKERS = ("ex_gram", "ex_style_loss", "ex_content_loss", "ex_tv_loss", "ex_guided_gram")
+
+# Run in a student version (its own minist): call every function of its minist -- module
+# functions, static and class methods, and methods called unbound -- from inside a stand-in for
+# the student's function (the checks' guard of the exercise's alternatives and routes on, as
+# while the exercise is checked), on the exercise's seeded inputs (the stored teacher's values;
+# a 2-D F also as its (1, N, M, 1) activation), a missing argument or two given as a guide of
+# ones. A function that returns the teacher's answer (a non-scalar output: a Gram, a gradient)
+# is a working implementation the student could call: a leak.
+LEAK_PROBE = r"""
+import importlib, inspect, json, os, pkgutil, signal, sys
+from pathlib import Path
+sys.path[:0] = [str(Path.cwd() / "tutorials"), str(Path.cwd() / "tests"),
+                str(Path.cwd() / "tests" / "exercises")]
+import numpy as np
+import pytest
+import exercises, other_implementations, stored
+import minist
+
+ex = exercises.get(sys.argv[1])
+for info in pkgutil.walk_packages(minist.__path__, "minist."):
+    if not info.name.endswith("__main__"):
+        try:
+            importlib.import_module(info.name)
+        except Exception:
+            pass
+
+def students_function(candidate, args):  # stands for the student's function
+    return candidate(*args)
+
+class Slow(Exception):
+    pass
+
+def too_slow(*_):
+    raise Slow()
+
+signal.signal(signal.SIGALRM, too_slow)
+
+def candidates():
+    seen, found = set(), []
+    for name, module in sorted(sys.modules.items()):
+        if module is None or not (name == "minist" or name.startswith("minist.")):
+            continue
+        for attr, value in sorted(vars(module).items()):
+            if inspect.isfunction(value) and id(value) not in seen:
+                seen.add(id(value))
+                found.append((f"{name}.{attr}", value))
+            elif inspect.isclass(value) and value.__module__ == name:
+                for key, member in sorted(vars(value).items()):
+                    function = (getattr(value, key) if isinstance(member, classmethod) else
+                                member.__func__ if isinstance(member, staticmethod) else member)
+                    if callable(function) and inspect.isroutine(function) and id(member) not in seen:
+                        seen.add(id(member))
+                        found.append((f"{name}.{value.__qualname__}.{key}", function))
+    return found
+
+def arity(function):
+    try:
+        parameters = inspect.signature(function).parameters.values()
+    except (TypeError, ValueError):
+        return None
+    positional = [p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    if any(p.kind == p.KEYWORD_ONLY and p.default is p.empty for p in parameters):
+        return None
+    required = sum(p.default is p.empty for p in positional)
+    varargs = any(p.kind == p.VAR_POSITIONAL for p in parameters)
+    return required, (10**6 if varargs else len(positional))
+
+def outcome(function, args, answers):
+    signal.setitimer(signal.ITIMER_REAL, 5.0)
+    try:
+        result = students_function(function, args)
+    except BaseException as err:
+        return type(err).__name__
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+    for value in (result if isinstance(result, (tuple, list)) else (result,)):
+        try:
+            value = np.asarray(value, dtype=np.float64).ravel()
+        except Exception:
+            continue
+        for answer in answers:
+            if value.size == answer.size and np.allclose(value, answer.ravel(), rtol=1e-6,
+                                                         atol=1e-9):
+                return "LEAK"
+    return "ran"
+
+codes = {students_function.__code__: ex.functions[0].split(":")[1]}
+cases = [case for name in stored.CASES[ex.marker]
+         for case in stored.teacher_values(ex.marker, name)[:2]]
+results = {}
+with pytest.MonkeyPatch.context() as patch:
+    other_implementations.guard(ex, codes, patch)
+    for where, function in candidates():
+        shape = arity(function)
+        if shape is None:
+            continue
+        required, most = shape
+        seen = []
+        for args, outs in cases:
+            answers = [np.asarray(o, dtype=np.float64) for o in outs if np.size(o) > 1]
+            forms = [args]
+            if args[0].ndim == 2:
+                forms.append((args[0].reshape(1, *args[0].shape, 1), *args[1:]))
+            for form in forms:
+                n = len(form)
+                if n < required <= n + 2:
+                    form = (*form, *[np.ones(args[0].shape[-1])] * (required - n))
+                elif not required <= n <= most:
+                    continue
+                seen.append(outcome(function, form, answers))
+        if seen:
+            results[where] = "LEAK" if "LEAK" in seen else seen[0]
+print(json.dumps(results))
+sys.stdout.flush()
+os._exit(0)
+"""
+
+
+def leaks(copy: Path, marker: str) -> dict[str, str]:
+    """``{function: outcome}`` of :data:`LEAK_PROBE` for exercise ``marker`` in ``copy``."""
+    probe = _run(["-c", LEAK_PROBE, marker], copy)
+    assert probe.returncode == 0, probe.stderr[-3000:]
+    return json.loads(probe.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.slow
+def test_the_leak_probe_finds_a_working_implementation_and_the_guarded_routes(tmp_path):
+    """Not vacuous: in a copy that does not hand out ex_gram the teacher's Gram is a leak for
+    the probe; the guided Gram, another algorithm for it, fails while ex_gram is checked."""
+    out = tmp_path / "copy"
+    msv.make_student_version(out, ["ex_tv_loss"], quiet=True)
+    found = leaks(out, "ex_gram")
+    assert found["minist.losses.reference.gram_matrix"] == "LEAK", found
+    assert found["minist.losses.reference.guided_gram_matrix"] == "CheckError", found
+    assert found["minist.losses.guided_gram_matrix"] == "CheckError", found
+    assert "minist.bench_torch.TorchStep.gram" in found, found
 
 
 @pytest.mark.slow

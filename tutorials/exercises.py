@@ -85,6 +85,11 @@ class Exercise(NamedTuple):
         return f'{self.lesson_file}, section "{self.section}"'
 
 
+# The guided Gram and style loss (ex_guided_gram) compute ex_gram's and ex_style_loss's
+# quantities too, with a guide of ones: another algorithm for those two exercises.
+GUIDED = ("minist.losses.reference:guided_gram_matrix",
+          "minist.losses.reference:guided_style_layer_loss")
+
 EXERCISES: tuple[Exercise, ...] = (
     Exercise(
         "ex_conv_forward",
@@ -287,6 +292,7 @@ divides here so that Grams of different image sizes are comparable (lesson 05, s
             "minist.losses.kernels_numba:_gram_loops": "",
             "minist.losses.kernels_numba": "",
         },
+        alternatives=GUIDED,  # with a guide of ones: the plain Gram
     ),
     Exercise(
         "ex_style_loss",
@@ -326,6 +332,7 @@ float64, rounded once), ``dF`` shaped like ``F``, in its dtype. NumPy or CuPy al
             "minist.losses.kernels_cupy": "",
             "minist.losses.dispatch": "",
         },
+        alternatives=GUIDED,  # with a guide of ones: the plain style loss and its gradient
     ),
     Exercise(
         "ex_tv_loss",

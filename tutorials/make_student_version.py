@@ -445,11 +445,14 @@ def route_tree(root: Path, exercises: Sequence[Exercise]) -> list[str]:
     """Rewrite, in the copy at ``root``, the exercises' routes and alternatives; return the
     ``"path: name"`` of each rewritten route."""
     by_file: dict[Path, tuple[list, list]] = {}
+    written = {spec for ex in exercises for spec in ex.functions}  # stated by strip_tree
     for ex in exercises:
         for spec, target in ex.routes.items():
             module, _, name = spec.partition(":")
             by_file.setdefault(_module_file(module, root), ([], []))[0].append((ex, name, target))
         for spec in ex.alternatives:
+            if spec in written:  # another exercise's function, handed out too: its statement
+                continue
             module, qualname = split(spec)
             by_file.setdefault(_module_file(module, root), ([], []))[1].append((ex, qualname))
     done = []
@@ -538,7 +541,7 @@ def make_student_version(out, only: Sequence[str] | None = None, force: bool = F
             shutil.copy2(root / rel, target, follow_symlinks=False)
         stripped = strip_tree(build, exercises)
         route_tree(build, exercises)
-        write_stored_values(build, exercises, root)
+        write_stored_values(build, EXERCISES, root)  # every exercise's: checks all run here
         (build / STUDENT_MARKER).parent.mkdir(parents=True, exist_ok=True)
         (build / STUDENT_MARKER).write_text(_marker_text(exercises), encoding="utf-8")
         _move_into_place(build, out)

@@ -188,14 +188,19 @@ def guided_gram_matrix(F: Any, T: Any):
 
 
 def guided_style_layer_loss(F: Any, A: Any, T: Any):
-    r"""One layer's style loss with a spatial guide, and its gradient (Gatys et al. 2017, §4).
+    r"""One layer's style loss with a spatial guide, and its derivative (Gatys et al. 2017, §4).
 
     With :math:`G_T` from :func:`guided_gram_matrix` and the target :math:`A` (the guided Gram of
     the style image's region, :math:`N_l \times N_l`):
 
     .. math::
 
-        E = \frac{1}{4 N_l^2} \sum_{i,j} \big((G_T)_{ij} - A_{ij}\big)^2, \qquad
+        E = \frac{1}{4 N_l^2} \sum_{i,j} \big((G_T)_{ij} - A_{ij}\big)^2 .
+
+    Its gradient with respect to :math:`F`:
+
+    .. math::
+
         \frac{\partial E}{\partial F} = T \circ \frac{(G_T - A)\,(F \circ T)}{N_l^2 M_l}
         \in \mathbb{R}^{N_l \times M_l}.
 
