@@ -354,6 +354,50 @@ def test_only_strips_the_chosen_exercises_and_force_replaces(tmp_path):
         assert (out / "tests" / kept).is_file(), kept
 
 
+# exercise -> (file, what it states of the exercise's answer) in the teacher's Markdown
+MARKDOWN_ANSWERS = {
+    "ex_style_loss": [("README.md", "`∂E_l/∂F = (G−A)F/(N_l² M_l)`"),
+                      ("tutorials/README.md", "`∂E_l/∂F = (G − A) F / (N_l² M_l)`")],
+    "ex_guided_gram": [("README.md", "`∂E/∂F = T∘((G_T−A)(F∘T))/(N_l² M_l)`"),
+                       ("tutorials/README.md", "`T ∘ ((G_T − A)(F∘T)) / (N_l² M_l)`")],
+    "ex_content_loss": [("README.md", "`∂L/∂F = F − P`"),
+                        ("tutorials/README.md", "`∂L_content/∂F = F − P`")],
+    "ex_conv_backward": [("tutorials/README.md", "`dw = Σ dY X_colᵀ`, `db = Σ dy`")],
+    "ex_relu": [("README.md", "`dx = dy·[x > 0]`"), ("tutorials/README.md", "`dx = dy ⊙ [x > 0]`")],
+}
+
+
+def test_markdown_answer_spans_become_pointers_for_the_exercises_handed_out():
+    text = ("| Eq. 6 its gradient <!-- answer: ex_style_loss -->`dE = x`<!-- /answer --> |\n"
+            "| content <!-- answer: ex_content_loss, ex_nope -->`F - P`<!-- /answer --> |\n")
+    with pytest.raises(MinistError, match="x.md: answer span names unknown exercise 'ex_nope'"):
+        msv.redact_markdown(text, [exercises.get("ex_style_loss")], "x.md")
+    text = text.replace(", ex_nope", "")
+    assert msv.redact_markdown(text, [exercises.get("ex_style_loss")]) == (
+        "| Eq. 6 its gradient (derive it in `tutorials/05_gram_and_style.py`, section 2: "
+        "exercise `ex_style_loss`) |\n"
+        "| content <!-- answer: ex_content_loss -->`F - P`<!-- /answer --> |\n")
+    # the teacher's files: every span names known exercises and covers the answers listed
+    for marker, places in MARKDOWN_ANSWERS.items():
+        for rel, answer in places:
+            teacher = (ROOT / rel).read_text(encoding="utf-8")
+            assert answer in teacher, (rel, answer)
+            handed = msv.redact_markdown(teacher, [exercises.get(marker)], rel)
+            assert answer not in handed, f"{rel}: {answer} left for {marker}"
+            assert f"exercise `{marker}`)" in handed
+            others = [ex for ex in EXERCISES if ex.marker != marker and not (
+                marker == "ex_guided_gram" and ex.marker == "ex_style_loss")]
+            assert answer in msv.redact_markdown(teacher, others, rel), (rel, answer)
+
+
+def test_a_student_versions_readmes_state_no_gradient_of_its_exercises(full_student_version):
+    for places in MARKDOWN_ANSWERS.values():
+        for rel, answer in places:
+            text = (full_student_version / rel).read_text(encoding="utf-8")
+            assert answer not in text, f"{rel}: {answer}"
+            assert "<!-- answer:" not in text, rel
+
+
 def test_student_version_txt_lines_its_columns_up():
     """Every row of STUDENT_VERSION.txt starts its lesson and its functions in the same columns,
     the longest marker (ex_color_transform, 18 characters) included."""
@@ -566,7 +610,7 @@ def candidates():
         for attr, value in sorted(vars(module).items()):
             if inspect.isfunction(value) and id(value) not in seen:
                 seen.add(id(value))
-                found.append((f"{name}.{attr}", value))
+                found.append((f"{value.__module__}.{value.__qualname__}", value))
             elif inspect.isclass(value) and value.__module__ == name:
                 for key, member in sorted(vars(value).items()):
                     function = (getattr(value, key) if isinstance(member, classmethod) else

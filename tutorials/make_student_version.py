@@ -29,8 +29,12 @@ function of every exercise in ``tutorials/exercises.py`` (or only those given wi
   private kernels raise the exercise's error, CUDA sources of it become ``""``, and module
   docstrings that derive it keep their first paragraph; the docstrings of another algorithm the
   engine keeps for the same quantity (``Exercise.alternatives``) lose what states a gradient;
+* in the Markdown files (``README.md``, ``tutorials/README.md``), replaces each span marked
+  ``<!-- answer: ex_... -->...<!-- /answer -->`` of a handed-out exercise (a gradient in the
+  equation tables) with a pointer to the lesson section that derives it (:func:`redact_markdown`);
 * stores the teacher's values on seeded inputs for the checks that compare with a routed
-  kernel (``tests/exercises/stored/<marker>.npz``, from ``tests/exercises/stored.py``).
+  kernel, of every exercise (``tests/exercises/stored/<marker>.npz``, from
+  ``tests/exercises/stored.py``), so that an exercise not handed out checks there too.
 
 The signature and decorators stay; the lessons and the exercise checks stay unchanged. Which
 files: all but the teacher's own tests and their data (:func:`teacher_only`), of those git
@@ -466,6 +470,47 @@ def route_tree(root: Path, exercises: Sequence[Exercise]) -> list[str]:
     return done
 
 
+# A span of a Markdown file (README.md, tutorials/README.md) that states an exercise's answer --
+# a gradient, a formula that is the code: ``<!-- answer: ex_style_loss -->`...`<!-- /answer -->``.
+# In a student version that hands out one of the exercises named, it becomes a pointer to the
+# lesson section that derives it; elsewhere it stays (the comments show nowhere).
+ANSWER_SPAN = re.compile(r"<!--\s*answer:\s*([\w\s,]*?)\s*-->(.*?)<!--\s*/answer\s*-->", re.S)
+
+
+def redact_markdown(text: str, exercises: Sequence[Exercise], path: str = "<markdown>") -> str:
+    """``text`` with each :data:`ANSWER_SPAN` of a handed-out exercise replaced by a pointer."""
+    handed = {ex.marker: ex for ex in exercises}
+
+    def replace(match: re.Match) -> str:
+        markers = [m.strip() for m in match.group(1).split(",") if m.strip()]
+        for marker in markers or [""]:
+            try:
+                get(marker)
+            except KeyError as err:
+                raise MinistError(f"{path}: answer span names {err.args[0]}") from None
+        ex = next((handed[m] for m in markers if m in handed), None)
+        if ex is None:
+            return match.group(0)
+        number = ex.section.split(".", 1)[0] if ex.section else ""
+        where = f"`{ex.lesson_file}`" + (f", section {number}" if number.isdigit() else "")
+        return f"(derive it in {where}: exercise `{ex.marker}`)"
+
+    return ANSWER_SPAN.sub(replace, text)
+
+
+def redact_markdown_tree(root: Path, exercises: Sequence[Exercise]) -> list[str]:
+    """Apply :func:`redact_markdown` to every Markdown file of the copy at ``root``; return the
+    files it changed."""
+    changed = []
+    for path in sorted(root.rglob("*.md")):
+        text = path.read_text(encoding="utf-8")
+        new = redact_markdown(text, exercises, path.relative_to(root).as_posix())
+        if new != text:
+            path.write_text(new, encoding="utf-8")
+            changed.append(path.relative_to(root).as_posix())
+    return changed
+
+
 def write_stored_values(root: Path, exercises: Sequence[Exercise],
                         source: Path = ROOT) -> list[Path]:
     """The teacher's values on seeded inputs, for the copy's checks (``tests/exercises/stored``),
@@ -541,6 +586,7 @@ def make_student_version(out, only: Sequence[str] | None = None, force: bool = F
             shutil.copy2(root / rel, target, follow_symlinks=False)
         stripped = strip_tree(build, exercises)
         route_tree(build, exercises)
+        redact_markdown_tree(build, exercises)
         write_stored_values(build, EXERCISES, root)  # every exercise's: checks all run here
         (build / STUDENT_MARKER).parent.mkdir(parents=True, exist_ok=True)
         (build / STUDENT_MARKER).write_text(_marker_text(exercises), encoding="utf-8")
