@@ -216,6 +216,19 @@ def test_each_copy_is_graded_on_what_it_was_handed_out_with(handouts, tmp_path):
     assert "STUDENT_VERSION.txt lists (no manifest given; the student could have edited" in (
         fallback / "students" / "ivy.md").read_text()
 
+    # --only picks among what each copy was handed: ivy's copy keeps the teacher's tv_loss,
+    # which must not score (with a manifest, or from STUDENT_VERSION.txt alike)
+    for given in (["--manifest", handouts, "--roster", roster], []):
+        only = tmp_path / f"only{len(given)}"
+        assert _grade(subs, "-o", only, "--only", "ex_gram,ex_tv_loss", *given) == 0
+        assert [row[:1] + row[-4:] for row in _rows(only / "grades.csv")] == [
+            ["student", "score", "max_score", "ex_gram", "ex_tv_loss"],
+            ["ivy", "1", "1", "1", ""], ["jack", "0", "1", "", "0"]]
+        assert "not graded, not handed out to this copy: ex_tv_loss" in " ".join(
+            (only / "students" / "ivy.md").read_text().split())
+        assert [(r["student"], r["exercise"]) for r in _records(only / "checks.csv")] == [
+            ("ivy", "ex_gram"), ("jack", "ex_tv_loss")]
+
 
 @pytest.mark.slow
 def test_partial_credit_weights_and_gradescope_results(handouts, tmp_path):
@@ -255,6 +268,7 @@ def test_partial_credit_weights_and_gradescope_results(handouts, tmp_path):
     assert ("FAIL spd_power refuses what is not symmetric positive definite and computes in "
             "float64: spd_power(diag(1, -0.5, 2), 0.5) did not raise ValueError") in test["output"]
     assert isinstance(record["output"], str) and "handout 'course'" in record["output"]
+    assert "The copy graded is the folder class-copy/ inside the submission" in record["output"]
 
 
 # Correct answers that are not the teacher's: equal in exact arithmetic, different in rounding.
@@ -373,7 +387,14 @@ def test_the_exercises_come_from_only_then_the_manifest_then_student_version(tmp
     sub = grade.Submission("ann", copy, copy, "")
     week2 = ("ex_relu", "ex_max_pool")
     manifests = {"week2": week2, "week5": ("ex_gram",)}
-    assert grade.exercises_for(sub, ["ex_gram"], manifests)[0] == ("ex_gram",)
+    # --only: among what the copy was handed out with, naming what it leaves out
+    assert grade.exercises_for(sub, ["ex_relu"], manifests, handout="week2")[0] == ("ex_relu",)
+    markers, words = grade.exercises_for(sub, ["ex_gram", "ex_max_pool", "ex_tv_loss"],
+                                         manifests, handout="week2")
+    assert markers == ("ex_max_pool",)
+    assert words == ("the exercises given with --only, of the exercises of handout 'week2' (its "
+                     "manifest); not graded, not handed out to this copy: ex_gram, ex_tv_loss")
+    assert grade.exercises_for(sub, ["ex_gram", "ex_relu"], {})[0] == ("ex_relu",)
     assert grade.exercises_for(sub, [], manifests, handout="week2")[0] == week2
     assert grade.exercises_for(sub, [], {"week2": week2})[0] == week2  # the only one
     assert grade.exercises_for(sub._replace(name="week5"), [], manifests)[0] == ("ex_gram",)

@@ -304,6 +304,35 @@ def test_walk_skips_environments_caches_figures_and_weights(tmp_path):
         "README.md", "minist/a.py", "tutorials/01_x.py", "weights/README.md"]
 
 
+GRADING_LEFTOVERS = (  # what `grade.py submissions/ -o report/` leaves in the repository
+    "submissions/alice/class-copy/minist/a.py", "submissions/alice/class-copy/tutorials/"
+    "STUDENT_VERSION.txt", "submissions/bob/minist/a.py", "submissions/bob/README.md",
+    "report/grades.csv", "report/students/bob.md", "report/logs/bob/ex_gram.log",
+    "roster.csv", "week1.manifest.json")
+
+
+def test_grading_leftovers_are_never_copied_tracked_or_not(tmp_path):
+    repo = tmp_path / "repo"
+    for rel in ("minist/a.py", "minist/layers/b.py", "README.md", "tutorials/01_x.py",
+                *GRADING_LEFTOVERS):
+        (repo / rel).parent.mkdir(parents=True, exist_ok=True)
+        (repo / rel).write_text("x")
+    ours = ["README.md", "minist/a.py", "minist/layers/b.py", "tutorials/01_x.py"]
+    assert sorted(map(str, msv.repository_files(repo))) == ours  # no git: the walk
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@example.org"]
+    subprocess.run(git + ["init", "-q"], check=True)
+    subprocess.run(git + ["add", "minist", "README.md", "tutorials"], check=True)
+    subprocess.run(git + ["commit", "-qm", "x"], check=True)
+    (repo / "notes.txt").write_text("untracked")
+    assert sorted(map(str, msv.repository_files(repo))) == ours  # git: what it tracks
+    assert "notes.txt" in map(str, msv.untracked_files(repo))
+    subprocess.run(git + ["add", "-f", "."], check=True)  # even committed by mistake
+    subprocess.run(git + ["commit", "-qm", "y"], check=True)
+    assert sorted(map(str, msv.repository_files(repo))) == sorted(ours + ["notes.txt"])
+    assert msv.grading_material([Path(p) for p in GRADING_LEFTOVERS]) == {
+        Path("submissions"), Path("report"), Path("submissions/alice/class-copy")}
+
+
 def test_refuses_unsafe_or_unknown_targets(tmp_path):
     with pytest.raises(MinistError, match="inside the repository"):
         msv.make_student_version(ROOT / "class-copy", quiet=True)

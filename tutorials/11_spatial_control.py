@@ -77,14 +77,16 @@ plt = L.pyplot()
 #
 # $$E_{l} = \sum_r \frac{1}{4N_l^2}\sum_{i,j}\big(G_{T_r} - A_r\big)_{ij}^2 .$$
 #
-# **Gradient.** Write $\tilde F = F \circ T$. Then $G_T = \frac{1}{M_l}\tilde F\tilde F^\top$ is
-# the plain Gram matrix of $\tilde F$, so lesson 5's Eq. 6 gives
-# $\partial E / \partial \tilde F = \frac{1}{N_l^2 M_l}(G_T - A)\tilde F$. Since
-# $\tilde F_{ik} = F_{ik} T_k$, the chain rule multiplies column $k$ by $T_k$ once more:
-#
-# $$\frac{\partial E}{\partial F} = T \circ \frac{(G_T - A)(F \circ T)}{N_l^2 M_l}.$$
-#
-# A position outside the region ($T_k = 0$) gets no gradient from that region's term.
+# **Gradient.** Derive it in two steps. Write $\tilde F = F \circ T$. Then
+# $G_T = \frac{1}{M_l}\tilde F\tilde F^\top$ is the plain Gram matrix of $\tilde F$, and $E$ is
+# lesson 5's $E_l$ with $G_T$ in place of $G$: so $\partial E / \partial \tilde F$ is the
+# gradient you derived for lesson 5's Eq. 6, written with $\tilde F$ and $G_T$. Second step:
+# $\tilde F_{ik} = F_{ik} T_k$, so $\partial \tilde F_{ik} / \partial F_{ik} = T_k$ and
+# $\partial \tilde F_{ik} / \partial F_{jl} = 0$ otherwise. What does the chain rule do to
+# column $k$ of $\partial E / \partial \tilde F$? Put the two steps together, as matrix
+# products and an elementwise product with the guide, and check your answer on two cases:
+# with $T = 1$ it is lesson 5's gradient, and a position outside the region ($T_k = 0$) gets
+# no gradient from that region's term.
 #
 # Code: **`minist.losses.reference.guided_gram_matrix(F, T)`** and
 # **`minist.losses.reference.guided_style_layer_loss(F, A, T)`**, used by the engine's

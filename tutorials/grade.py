@@ -18,7 +18,9 @@ levels down (``erin/class-copy/minist/...``, as an unpacked archive often is). A
 submission takes the manifest of the handout named like its folder, or its roster ``handout``,
 or the only one given). Without a manifest the copy's ``tutorials/STUDENT_VERSION.txt`` says,
 which the student could have edited (the reports say so); without either, every exercise.
-``--only`` grades every student on the exercises listed, whatever they were handed.
+``--only`` grades every student on those of the exercises listed that their copy was handed
+out with: an exercise not handed out never counts (the teacher's code is still in the copy),
+and the reports name the ones left out.
 
 **Grades.** For each student and each of their exercises one worker process runs this
 repository's checks (``tests/exercises/test_<marker>.py``) against the student's functions.
@@ -204,9 +206,25 @@ def markers_in_student_version(copy: Path) -> tuple[str, ...]:
 
 def exercises_for(sub: Submission, only: Sequence[str], manifests: Mapping[str, Sequence[str]],
                   handout: str = "") -> tuple[tuple[str, ...], str]:
-    """``(markers, where they come from in words)`` for one submission (module docstring)."""
-    if only:
-        return tuple(only), "the exercises given with --only"
+    """``(markers, where they come from in words)`` for one submission (module docstring):
+    the exercises its copy was handed out with (:func:`handed_out`), and of those only the ones
+    ``only`` lists when it lists any -- an exercise not handed out never counts (the words name
+    the ones left out)."""
+    handed, source = handed_out(sub, manifests, handout)
+    if not only:
+        return handed, source
+    chosen = tuple(m for m in only if m in handed)
+    skipped = [m for m in only if m not in handed]
+    words = f"the exercises given with --only, of {source}"
+    if skipped:
+        words += f"; not graded, not handed out to this copy: {', '.join(skipped)}"
+    return chosen, words
+
+
+def handed_out(sub: Submission, manifests: Mapping[str, Sequence[str]],
+               handout: str = "") -> tuple[tuple[str, ...], str]:
+    """``(markers, where they come from in words)``: what the submission's copy was handed out
+    with -- its manifest, else its ``STUDENT_VERSION.txt``, else every exercise."""
     if manifests:
         key = handout or sub.name
         if key in manifests:
@@ -776,7 +794,14 @@ def prepare(args) -> Setup:
     for sub in subs:
         ids = roster.get(sub.name, {})
         markers, source = exercises_for(sub, only, manifests, ids.get("handout", ""))
-        students.append(Student(sub.name, markers, source, ids))
+        left_out = [m for m in only if m not in markers]
+        if left_out:
+            print(f"grade.py: {sub.name}: not graded on {', '.join(left_out)} (not handed out to "
+                  "that copy)", file=sys.stderr)
+        copy_at = ""
+        if sub.copy is not None and sub.copy != sub.folder:
+            copy_at = sub.copy.relative_to(sub.folder).as_posix()
+        students.append(Student(sub.name, markers, source, ids, copy_at))
     return Setup(subs, students, read_weights(args.weights), id_columns)
 
 

@@ -82,6 +82,15 @@ class Student(NamedTuple):
     exercises: tuple[str, ...]  # the markers it is graded on, in lesson order
     source: str  # where that list comes from, in words
     ids: Mapping[str, str]  # the roster's columns for this student ({} without a roster)
+    copy_at: str = ""  # where in the submission the copy was found ("" = the folder itself)
+
+    @property
+    def copy_words(self) -> str:
+        """The sentence saying where the copy graded was found, or ""."""
+        if not self.copy_at:
+            return ""
+        return (f"The copy graded is the folder {self.copy_at}/ inside the submission (no "
+                "minist/ folder at its top).")
 
 
 def points(grade: Grade, weights: Mapping[str, float]) -> float:
@@ -203,7 +212,8 @@ def student_report(student: Student, grades: Sequence[Grade], weights: Mapping[s
         f"# {student.name}: {number(total)} of {number(best)} points",
         "",
         f"Graded {when} by `tutorials/grade.py` on {student.source}; at most {timeout:g} s per "
-        "exercise. Each exercise is worth its weight times the fraction of its checks that pass.",
+        "exercise. Each exercise is worth its weight times the fraction of its checks that pass."
+        + (f" {_md(student.copy_words)}" if student.copy_at else ""),
         "",
         "| exercise | checks passed | points |",
         "|---|---|---|",
@@ -267,7 +277,8 @@ def gradescope_results(student: Student, grades: Sequence[Grade],
         "score": round(score(student, grades, weights), 4),
         "execution_time": round(sum(g.seconds for g in grades if g.student == student.name)),
         "output": f"Graded on {student.source}: {_count(len(student.exercises), 'exercise')}, "
-                  "each worth its weight times the fraction of its checks that pass.",
+                  "each worth its weight times the fraction of its checks that pass."
+                  + (f" {student.copy_words}" if student.copy_at else ""),
         "tests": tests,
     }
 

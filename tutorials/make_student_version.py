@@ -38,9 +38,11 @@ function of every exercise in ``tutorials/exercises.py`` (or only those given wi
 
 The signature and decorators stay; the lessons and the exercise checks stay unchanged. Which
 files: all but the teacher's own tests and their data (:func:`teacher_only`), of those git
-tracks plus untracked files it does not ignore (``git ls-files --cached --others
---exclude-standard``); outside a git checkout, every file except ``.git``, virtual
-environments, caches, lesson figures and weight files. The copy is built in a temporary folder
+tracks (``git ls-files --cached``: an untracked file is not copied, and the script names it);
+outside a git checkout, every file except ``.git``, virtual environments, caches, lesson
+figures and weight files. Never the teacher's grading files, tracked or not
+(:func:`grading_material`): a folder with a ``grades.csv`` (a report of ``grade.py``), a
+student's copy, a folder of submissions, ``*.manifest.json`` and ``roster.csv``. The copy is built in a temporary folder
 beside ``OUT`` and renamed into place at the end, so ``OUT`` is never left half-written; a
 non-empty ``OUT`` is replaced only with ``--force``.
 
@@ -96,6 +98,7 @@ SKIP_DIRS = {
 }
 SKIP_PATHS = {Path("tutorials") / "figures"}
 SKIP_SUFFIXES = {".pyc", ".h5", ".pth", ".part"}
+ROSTER = "roster.csv"  # grade.py --roster's file, as the README names it: never copied
 
 
 def teacher_only(rel: Path) -> bool:
@@ -125,25 +128,61 @@ class Stripped(NamedTuple):
 
 
 def repository_files(root: Path = ROOT) -> list[Path]:
-    """The files to copy, relative to ``root``: git's view when ``root`` is a checkout."""
+    """The files to copy, relative to ``root``: those git tracks when ``root`` is a checkout
+    (else :func:`_walk_files`), never the teacher's grading files (:func:`grading_material`)."""
     listed = _git_files(root)
     files = listed if listed is not None else _walk_files(root)
-    return sorted(p for p in files if (root / p).is_file() or (root / p).is_symlink())
+    files = [p for p in files if (root / p).is_file() or (root / p).is_symlink()]
+    folders = grading_material(files)
+    return sorted(p for p in files if not any(p.is_relative_to(f) for f in folders)
+                  and not p.name.endswith(MANIFEST_SUFFIX) and p.name != ROSTER)
+
+
+def grading_material(files: Sequence[Path]) -> set[Path]:
+    """The folders among ``files`` that hold the teacher's grading, never handed out: a report of
+    ``grade.py`` (a folder with a ``grades.csv``), a student's copy (a folder below the root with
+    a ``tutorials/STUDENT_VERSION.txt``) and a folder of submissions (two or more sub-folders
+    with a ``minist/`` folder in them, up to two levels down, where ``grade.py`` finds a copy)
+    -- as ``grade.py submissions/ -o report/`` leaves them."""
+    found: set[Path] = set()
+    with_minist: dict[Path, set[str]] = {}
+    for p in files:
+        parts = p.parts
+        if p.name == "grades.csv":
+            found.add(p.parent)
+        if len(parts) > 2 and parts[-2:] == STUDENT_MARKER.parts:
+            found.add(Path(*parts[:-2]))
+        for k in range(2, len(parts) - 1):
+            if parts[k] == "minist":  # a copy in parts[:k]: in each folder up to three above
+                for j in range(max(1, k - 3), k):  # it, the sub-folder it came in
+                    with_minist.setdefault(Path(*parts[:j]), set()).add(parts[j])
+    found |= {folder for folder, copies in with_minist.items() if len(copies) >= 2}
+    return {f for f in found if f != Path(".")}
 
 
 def _git_files(root: Path) -> list[Path] | None:
-    """Tracked + untracked-but-not-ignored files, or ``None`` when ``root`` is not a checkout."""
+    """The files git tracks, or ``None`` when ``root`` is not a checkout."""
     git = ["git", "-C", str(root)]
     try:
         top = subprocess.run(git + ["rev-parse", "--show-toplevel"], capture_output=True,
                              text=True, check=True).stdout.strip()
         if Path(top).resolve() != root.resolve():
             return None  # root is a folder inside some other checkout: walk it instead
-        out = subprocess.run(git + ["ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-                             capture_output=True, check=True).stdout
+        out = subprocess.run(git + ["ls-files", "-z", "--cached"], capture_output=True,
+                             check=True).stdout
     except (OSError, subprocess.CalledProcessError):
         return None
     return [Path(name) for name in dict.fromkeys(out.decode().split("\0")) if name]
+
+
+def untracked_files(root: Path = ROOT) -> list[Path]:
+    """Files git neither tracks nor ignores: not copied (the teacher may have forgotten them)."""
+    try:
+        out = subprocess.run(["git", "-C", str(root), "ls-files", "-z", "--others",
+                              "--exclude-standard"], capture_output=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return []
+    return [Path(name) for name in out.decode().split("\0") if name]
 
 
 def _walk_files(root: Path) -> list[Path]:
@@ -433,7 +472,12 @@ def route_source(source: str, routes: Iterable[tuple[Exercise, str, str]], path:
         if doc is None:
             continue
         indent = node.body[0].col_offset
-        text = redact(doc.value.value) or f"See exercise {ex.marker}."
+        text = redact(doc.value.value)
+        note = (f"In the student version: not an exercise, another implementation that minist "
+                f"keeps beside exercise {ex.marker}; a function of that exercise that calls it "
+                "fails its checks.")
+        text = f"{text}\n\n{textwrap.fill(note, 96 - indent)}" if text else textwrap.fill(
+            note, 96 - indent)
         edits.append((doc.lineno, doc.end_lineno, docstring_lines(text, indent, newline)))
     edits.sort(key=lambda e: e[0], reverse=True)
     for (first, last, new), below in zip(edits, [None] + edits[:-1], strict=True):
@@ -598,6 +642,12 @@ def make_student_version(out, only: Sequence[str] | None = None, force: bool = F
     if not quiet:
         for s in stripped:
             print(f"stripped {s.marker:<18} {s.path}:{s.first}-{s.last}  {s.qualname}")
+        left = [p for p in untracked_files(root) if not teacher_only(p)] if _git_files(
+            root) is not None else []
+        if left:
+            shown = ", ".join(p.as_posix() for p in left[:5]) + (", ..." if len(left) > 5 else "")
+            print(f"not copied, not tracked by git ({len(left)} files; git add what belongs in "
+                  f"the copy): {shown}")
         print(f"student version written to {out} ({len(files)} files, "
               f"{len(stripped)} functions in {len(exercises)} exercises stripped)")
         print(f"the teacher's manifest (keep it, do not hand it out; grade.py --manifest reads "
