@@ -129,12 +129,17 @@ def compare(got, want, *, rtol: float, atol: float, factors=None) -> str | None:
     if g.ndim == 2 and g.shape[0] == g.shape[1] and np.allclose(g, w.T, rtol=rtol, atol=atol):
         return "is the transpose of the expected one"
     error = np.abs(g - w)
-    if rtol > 0:  # relative to the expected value, atol / rtol keeping zeros from dividing
-        size = f"max relative error {float(np.max(error / (np.abs(w) + atol / rtol + 1e-300))):.3g}"
-    else:  # an absolute tolerance only: a relative error would divide by atol / 0
-        size = f"max absolute error {float(np.max(error)):.3g} (allowed {atol:.3g})"
     k = np.unravel_index(int(np.argmax(error - atol - rtol * np.abs(w))), g.shape)
     where = f" at index {tuple(int(i) for i in k)}" if g.ndim else ""
+    if rtol > 0 and w[k] == 0:  # nothing to be relative to: the error itself
+        return (f"differs: absolute error {float(error[k]):.3g}{where}, where it should be 0 "
+                f"(got {g[k]:.6g}, expected {w[k]:.6g})")
+    if rtol > 0:  # relative to the expected value, where there is one (not 0)
+        nonzero = w != 0
+        relative = error[nonzero] / (np.abs(w[nonzero]) + atol / rtol)
+        size = f"max relative error {float(np.max(relative)):.3g}"
+    else:  # an absolute tolerance only: a relative error would divide by atol / 0
+        size = f"max absolute error {float(np.max(error)):.3g} (allowed {atol:.3g})"
     return f"differs: {size}{where} (got {g[k]:.6g}, expected {w[k]:.6g})"
 
 
@@ -263,7 +268,7 @@ PROPER_WORDS = {
     "cuda": "CUDA", "gpu": "GPU", "cpu": "CPU", "vgg": "VGG", "yiq": "YIQ", "rgb": "RGB",
     "adam": "Adam", "relu": "ReLU", "spd": "SPD",
 }
-PROPER_PHRASES = {"denman beavers": "Denman-Beavers"}
+PROPER_PHRASES = {"denman beavers": "Denman-Beavers", "the teachers": "the teacher's"}
 
 
 def named(title: str):

@@ -153,3 +153,49 @@ def test_importing_the_lessons_helpers_switches_nothing_on_and_a_lesson_says_a_s
     with pytest.raises(ZeroDivisionError), L.lesson("99_demo"):  # other errors go on
         1 / 0  # noqa: B018
     assert not classroom.stand_ins_enabled()
+
+
+def test_a_diagnosis_never_divides_by_a_zero_reference():
+    """Where the reference value is 0 a relative error means nothing: the diagnosis gives the
+    absolute error there, and a relative error only over the entries that are not 0 (the
+    ReLU backward that lets the gradient through at x <= 0 once read "max relative error
+    2.15e+299")."""
+    from diagnose import CheckError, compare, expect_gradient
+
+    with pytest.raises(CheckError) as failed:
+        expect_gradient(np.array([0.215354, 0.0, 0.0]), np.zeros(3), what="dx")
+    assert str(failed.value) == (
+        "dx vs finite differences: your gradient differs: absolute error 0.215 at index (0,), "
+        "where it should be 0 (got 0.215354, finite differences 0)")
+    assert compare(np.array([1e-3, 3.0]), np.array([0.0, 2.0]), rtol=1e-7, atol=0.0) == (
+        "differs: max relative error 0.5 at index (1,) (got 3, expected 2)")
+
+
+def test_the_first_run_notice_says_nothing_for_a_compilation_under_its_threshold():
+    import importlib.util
+    import io
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "tutorials" / "first_run.py"
+    spec = importlib.util.spec_from_file_location("_minist_first_run", path)
+    first_run = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(first_run)
+    assert first_run.QUIET_BELOW_S == 1.0
+
+    quick = first_run.CompileNotice(io.StringIO(), quiet_below_s=1e9)  # never reached
+    for _ in range(3):
+        quick.start()
+        quick.start()  # nested: one kernel
+        quick.end()
+        quick.end()
+    quick.report()
+    assert quick.kernels == 3 and quick.out.getvalue() == ""
+
+    slow = first_run.CompileNotice(io.StringIO(), quiet_below_s=0.0)  # reached at once
+    slow.start()
+    slow.end()
+    slow.report()
+    slow.report()  # said once
+    lines = slow.out.getvalue().strip().splitlines()
+    assert [line.split(" Numba")[0] for line in lines] == ["[first run]", "[first run] compiling 1"]
+    assert lines[1].endswith("s; they are cached now.")

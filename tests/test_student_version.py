@@ -644,7 +644,7 @@ def candidates():
                 for key, member in sorted(vars(value).items()):
                     function = (getattr(value, key) if isinstance(member, classmethod) else
                                 member.__func__ if isinstance(member, staticmethod) else member)
-                    if callable(function) and inspect.isroutine(function) and id(member) not in seen:
+                    if inspect.isroutine(function) and id(member) not in seen:
                         seen.add(id(member))
                         found.append((f"{name}.{value.__qualname__}.{key}", function))
     return found
@@ -752,6 +752,33 @@ def test_check_in_a_student_version_passes_the_teachers_answers_and_fails_a_wron
     assert result.returncode == 1, result.stdout[-3000:]
     assert "vs the teacher's G, on F (3, 5) float64: your G is 5.000x the expected one" in (
         " ".join(result.stdout.split()))
+
+
+@pytest.mark.slow
+def test_a_copy_lists_what_it_hands_out_and_checks_every_exercise(tmp_path):
+    """A copy for ex_gram alone: ``check.py --list`` marks ex_gram; ex_tv_loss, not handed out,
+    checks there too (the teacher's values of every exercise are stored); a failure's verdict
+    also says why a check was skipped, and its line reads "teacher's"."""
+    out = tmp_path / "copy"
+    msv.make_student_version(out, ["ex_gram"], quiet=True)
+    listing = _run(["tutorials/check.py", "--list"], out)
+    assert listing.returncode == 0, listing.stderr
+    marked = [line.split()[1] for line in listing.stdout.splitlines() if line.startswith("* ")]
+    assert marked == ["ex_gram"], listing.stdout
+    assert "\n  ex_tv_loss " in listing.stdout
+    assert sorted(p.stem for p in (out / "tests" / "exercises" / "stored").glob("*.npz")) == sorted(
+        STORED_MARKERS)
+    result = _run(["tutorials/check.py", "ex_tv_loss"], out)
+    skipped = "(1 skipped here: the teacher's kernels are not in a student version"
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert "ex_tv_loss: all 4 checks pass " + skipped in result.stdout
+    restore(out, "minist.losses.reference:tv_loss",
+            (("grad[:, :, 1:, :] += 2 * dv", "grad[:, :, 1:, :] += 4 * dv"),))
+    result = _run(["tutorials/check.py", "ex_tv_loss"], out)
+    assert result.returncode == 1, result.stdout[-3000:]
+    said = " ".join(result.stdout.split())
+    assert "checks fail (the lines in words above) " + skipped in said, said[-3000:]
+    assert "FAIL ex_tv_loss: equals the teacher's values on seeded inputs: " in said
 
 
 def test_a_student_function_that_calls_the_engines_other_algorithm_fails_its_check(tmp_path):

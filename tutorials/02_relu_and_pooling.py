@@ -75,7 +75,7 @@ if L.written("ex_relu"):
     dy = np.array([10.0, 20.0, 30.0, 40.0, 50.0])
     print("x        ", x)
     print("y        ", y)
-    print("mask     ", cache.mask.astype(int))
+    print("mask     ", (cache.mask > 0).astype(int))
     print("dy       ", dy)
     print("dx       ", relu_backward(dy, cache), " (no gradient where x <= 0)")
 

@@ -124,7 +124,8 @@ if GRAM:
 # $\big(E(F + h e_{ik}) - E(F - h e_{ik})\big) / 2h$ with the analytic gradient, in float64.
 
 # %%
-STYLE = GRAM and L.ready("ex_style_loss", what="section 2's gradient check and section 3")
+STYLE = GRAM and L.ready("ex_style_loss", what="section 2's gradient check, section 3 and "
+                         "sections 4-5 (the texture synthesis minimises the style loss)")
 if STYLE:
     A = reference.gram_matrix(rng.standard_normal((N, H * W)))  # a "style" Gram of this layer
     E, dF = reference.style_layer_loss(F, A)

@@ -4,11 +4,12 @@ Runs the exercise's checks (``tests/exercises/test_ex_gram.py``, marker ``ex_gra
 functions of *this* copy of minist, with short tracebacks, and prints one line in words per
 failed check -- what was compared, on what small input, and a diagnosis where one is cheap::
 
-    FAIL ex_gram: equals the teachers values on seeded inputs: G vs the teacher's G, on F (3, 5)
+    FAIL ex_gram: equals the teacher's values on seeded inputs: G vs the teacher's G, on F (3, 5)
     float64: your G is 5.000x the expected one (off by a factor of M = 5)
 
 then a last line: how many checks pass. Exit status 0 when all pass, 1 when some fail, 2 for a
-command-line error. ``--list`` lists the exercises; ``--tb long`` shows full tracebacks; anything
+command-line error. ``--list`` lists the exercises (in a student's copy, those it hands out
+marked ``*``); ``--tb long`` shows full tracebacks; anything
 after ``--`` goes to pytest. The same checks run with ``python -m pytest -m ex_gram`` (the
 lines in words come at the end there too), which is what CI and teachers use.
 """
@@ -120,15 +121,37 @@ def check(ex: Exercise, tb: str = "short", extra: Sequence[str] = ()) -> int:
         print(f"{ex.marker}: {tally.collection_errors[0]}")
     elif total == 0:
         print(f"{ex.marker}: no checks ran (pytest exit status {int(status)})")
-    elif failed:
-        print(f"{ex.marker}: {failed} of {total} checks fail (the lines in words above); the "
-              f"lesson to derive it from: {ex.where}")
     else:
         skipped = tally.count("skipped")
         why = "; ".join(tally.skip_reasons) or "no reason given"
         note = f" ({skipped} skipped here: {why})" if skipped else ""
-        print(f"{ex.marker}: all {total - skipped} checks pass{note}.")
+        if failed:
+            print(f"{ex.marker}: {failed} of {total - skipped} checks fail (the lines in words "
+                  f"above){note}; the lesson to derive it from: {ex.where}")
+        else:
+            print(f"{ex.marker}: all {total - skipped} checks pass{note}.")
     return int(status)
+
+
+def handed_out(root: Path = ROOT) -> tuple[str, ...] | None:
+    """The exercises this copy hands out (its ``tutorials/STUDENT_VERSION.txt``), or ``None`` in
+    the teacher's repository (no such file)."""
+    try:
+        text = (root / "tutorials" / "STUDENT_VERSION.txt").read_text(encoding="utf-8")
+    except OSError:
+        return None
+    listed = {line.split()[0] for line in text.splitlines() if line.strip()}
+    return tuple(ex.marker for ex in EXERCISES if ex.marker in listed)
+
+
+def print_list(handed: Sequence[str] | None) -> None:
+    """The exercises, one a line; in a student's copy the ones it hands out marked ``*``."""
+    if handed is not None:
+        print("Marked *: handed out in this copy, yours to write. The others are written "
+              "already (their checks pass here).")
+    for ex in EXERCISES:
+        mark = "" if handed is None else ("* " if ex.marker in handed else "  ")
+        print(f"{mark}{ex.marker:<18} {ex.lesson_file:<34} {ex.summary}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -149,8 +172,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--list", action="store_true", help="list the exercises and exit")
     args = parser.parse_args(argv)
     if args.list or not args.exercise:
-        for ex in EXERCISES:
-            print(f"{ex.marker:<18} {ex.lesson_file:<34} {ex.summary}")
+        print_list(handed_out())
         return 0 if args.list else 2
     try:
         ex = get(args.exercise)

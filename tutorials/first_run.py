@@ -8,12 +8,14 @@ later runs start in seconds. Without a word that first wait looks like a hang. T
 Numba's compile events: at the first compilation it says what is happening, and
 :func:`report_compilation` says how long compiling took in all -- ``check.py`` calls it before
 its verdict, so the verdict stays the last line; otherwise it is said when the process ends.
+Compiling that takes under a second in all (a kernel whose cache was stale) says nothing.
 """
 
 from __future__ import annotations
 
 import atexit
 import sys
+import threading
 import time
 
 # What a first run costs: all eight lessons in fast mode, from an empty cache, compile 16
@@ -22,7 +24,77 @@ import time
 EXPECTED = ("about 20 s for all the lessons' kernels on an idle 2-core machine, a few minutes "
             "on a small or busy one")
 
+# A compilation shorter than this says nothing: the notice is for a wait that looks like a hang.
+QUIET_BELOW_S = 1.0
+
 _listener = None
+
+
+class CompileNotice:
+    """Counts Numba's compilations and says what is happening once they take a while.
+
+    :meth:`start` and :meth:`end` bracket each compilation (they nest: a kernel compiles the
+    functions it calls). The notice "[first run] Numba is compiling ..." comes when compiling
+    has gone on for :data:`QUIET_BELOW_S` (a timer, so that it comes *during* a long wait), and
+    :meth:`report` says how long it took -- both only when compiling took that long in all: a
+    kernel or two compiled in a fraction of a second is not worth a word.
+    """
+
+    def __init__(self, out=None, quiet_below_s: float | None = None):
+        self.out = out
+        self.quiet_below_s = QUIET_BELOW_S if quiet_below_s is None else quiet_below_s
+        self.depth = 0
+        self.started = 0.0
+        self.seconds = 0.0
+        self.kernels = 0
+        self.reported = 0  # kernels already told about (report says each count once)
+        self.announced = False
+        self.timer: threading.Timer | None = None
+        self.lock = threading.Lock()
+
+    def say(self, text):
+        print(text, file=self.out or sys.stdout, flush=True)
+
+    def announce(self):
+        with self.lock:
+            if not self.announced:
+                self.announced = True
+                self.say("\n[first run] Numba is compiling minist's CPU kernels for this "
+                         f"machine. This happens once ({EXPECTED}); they are cached, and "
+                         "later runs start in seconds.")
+
+    def start(self):
+        if self.depth == 0:
+            self.started = time.perf_counter()
+            if not self.announced and self.timer is None:
+                wait = max(self.quiet_below_s - self.seconds, 0.0)
+                self.timer = threading.Timer(wait, self.announce)
+                self.timer.daemon = True
+                self.timer.start()
+        self.depth += 1
+
+    def end(self):
+        self.depth -= 1
+        if self.depth == 0:
+            self.seconds += time.perf_counter() - self.started
+            self.kernels += 1
+            if self.timer is not None:
+                self.timer.cancel()
+                self.timer = None
+            if self.seconds >= self.quiet_below_s:
+                self.announce()
+
+    def report(self):
+        """Say how long compiling took, once: the kernels compiled since the last report (only
+        after the notice: nothing for a compilation under :data:`QUIET_BELOW_S`)."""
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        if self.kernels > self.reported and self.announced:
+            kernels = "1 Numba kernel" if self.kernels == 1 else f"{self.kernels} Numba kernels"
+            self.say(f"[first run] compiling {kernels} took {self.seconds:.0f} s; they are "
+                     "cached now.")
+        self.reported = self.kernels
 
 
 def announce_compilation(stream=None) -> bool:
@@ -35,44 +107,18 @@ def announce_compilation(stream=None) -> bool:
     except ImportError:  # pragma: no cover - numba without the event API
         return False
 
+    notice = CompileNotice(stream)
+
     class Listener(event.Listener):
-        def __init__(self, out):
-            self.out = out
-            self.depth = 0  # compilations nest (a kernel compiles the functions it calls)
-            self.started = 0.0
-            self.seconds = 0.0
-            self.kernels = 0
-            self.reported = 0  # kernels already told about (report says each count once)
-
-        def say(self, text):
-            print(text, file=self.out or sys.stdout, flush=True)
-
         def on_start(self, ev):
-            if self.depth == 0:
-                if self.kernels == 0:
-                    self.say("\n[first run] Numba is compiling minist's CPU kernels for this "
-                             f"machine. This happens once ({EXPECTED}); they are cached, and "
-                             "later runs start in seconds.")
-                self.started = time.perf_counter()
-            self.depth += 1
+            notice.start()
 
         def on_end(self, ev):
-            self.depth -= 1
-            if self.depth == 0:
-                self.seconds += time.perf_counter() - self.started
-                self.kernels += 1
+            notice.end()
 
-        def report(self):
-            """Say how long compiling took, once: the kernels compiled since the last report."""
-            if self.kernels > self.reported:
-                kernels = "1 Numba kernel" if self.kernels == 1 else f"{self.kernels} Numba kernels"
-                self.say(f"[first run] compiling {kernels} took {self.seconds:.0f} s; they are "
-                         "cached now.")
-                self.reported = self.kernels
-
-    _listener = Listener(stream)
-    event.register("numba:compile", _listener)
-    atexit.register(_listener.report)
+    event.register("numba:compile", Listener())
+    _listener = notice
+    atexit.register(notice.report)
     return True
 
 

@@ -42,9 +42,9 @@ tracks (``git ls-files --cached``: an untracked file is not copied, and the scri
 outside a git checkout, every file except ``.git``, virtual environments, caches, lesson
 figures and weight files. Never the teacher's grading files, tracked or not
 (:func:`grading_material`): a folder with a ``grades.csv`` (a report of ``grade.py``), a
-student's copy, a folder of submissions, ``*.manifest.json`` and ``roster.csv``. The copy is built in a temporary folder
-beside ``OUT`` and renamed into place at the end, so ``OUT`` is never left half-written; a
-non-empty ``OUT`` is replaced only with ``--force``.
+student's copy, a folder of submissions, ``*.manifest.json`` and ``roster.csv``. The copy is
+built in a temporary folder beside ``OUT`` and renamed into place at the end, so ``OUT`` is never
+left half-written; a non-empty ``OUT`` is replaced only with ``--force``.
 
 **The teacher's manifest.** Beside the copy, never inside it, the script writes
 ``OUT.manifest.json`` (``--manifest FILE`` puts it elsewhere): which exercises the copy was handed

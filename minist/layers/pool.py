@@ -317,10 +317,10 @@ class ReluMaxPoolCache(NamedTuple):
 def relu_max_pool_backward(dy, cache: ReluMaxPoolCache):
     r"""The backward pass of a ReLU followed by max pooling, in one step (VGG's fused layers).
 
-    It returns the gradient of :math:`y = \operatorname{maxpool}(\max(z, 0))` with respect to
-    :math:`z`. The ReLU's backward needs the mask :math:`[z > 0]`, but only where max pooling sends a
-    gradient: at the chosen maximum of each window, where :math:`\max(z, 0)` *is* the window's
-    output :math:`y`. So the mask there is :math:`[y > 0]`, and
+    It returns the gradient of :math:`y = \operatorname{maxpool}(\max(z, 0))` with respect
+    to :math:`z`. The ReLU's backward needs the mask :math:`[z > 0]`, but only where max
+    pooling sends a gradient: at the chosen maximum of each window, where :math:`\max(z, 0)`
+    *is* the window's output :math:`y`. So the mask there is :math:`[y > 0]`, and
 
     .. math::
 
