@@ -359,6 +359,32 @@ def test_the_first_run_notice_comes_before_the_verdict(handouts, tmp_path):
     assert compiled[0] < len(lines) - 1
 
 
+@pytest.mark.slow
+def test_calling_the_engines_other_algorithm_fails_in_grading_as_in_check(tmp_path):
+    """A convolution 'written' as a call of the im2col one of the same file (the student's own
+    copy of it), and a Gram written as the guided Gram with a guide of ones: no points."""
+    subs = tmp_path / "submissions"
+    msv.make_student_version(subs / "olga", ["ex_conv_forward", "ex_gram"], quiet=True)
+    share_numba_cache(subs / "olga")
+    conv = subs / "olga" / "minist" / "layers" / "conv.py"
+    source = conv.read_text(encoding="utf-8")
+    start = source.index("def conv2d_forward_loops(")
+    body = source.index(":\n", source.index(")", start)) + 2
+    conv.write_text(source[:body] + "    return conv2d_forward(x, w, b, stride, pad)\n"
+                    + source[body:], encoding="utf-8")
+    with open(subs / "olga" / "minist" / "losses" / "reference.py", "a", encoding="utf-8") as f:
+        f.write("\n\ndef gram_matrix(F):\n    import numpy as np\n\n"
+                "    return guided_gram_matrix(F, np.ones(feature_matrix(F).shape[1]))\n")
+    out = tmp_path / "report"
+    assert _grade(subs, "-o", out) == 0
+    rows = {r["exercise"]: r for r in _records(out / "checks.csv")}
+    assert {m: rows[m]["checks_passed"] for m in rows} == {"ex_conv_forward": "0", "ex_gram": "0"}
+    assert ("your conv2d_forward_loops calls minist.layers.conv.conv2d_forward, another "
+            "implementation that minist keeps") in rows["ex_conv_forward"]["first_failure"]
+    assert ("your gram_matrix calls minist.losses.reference.guided_gram_matrix, another "
+            "implementation that minist keeps") in rows["ex_gram"]["first_failure"]
+
+
 # ------------------------------------------------------------------------------ the pieces
 
 

@@ -645,7 +645,9 @@ def install_submission(copy: Path, ex: Exercise) -> list[str]:
     everywhere the teacher's minist holds them (:func:`reroute`); returns where, in words.
 
     In the student's modules, every *other* exercise's function is the teacher's again: each
-    exercise is graded on its own.
+    exercise is graded on its own; so are the exercise's alternatives and routes (another
+    algorithm the engine keeps, as ``conv2d_forward`` beside ``conv2d_forward_loops``), which
+    the checks then forbid the student's function to call, as ``check.py`` does.
     """
     loaded: dict = {}
     for spec in ex.functions:
@@ -659,6 +661,13 @@ def install_submission(copy: Path, ex: Exercise) -> list[str]:
             if module in loaded:
                 owner, name = _lookup(loaded[module], qualname)
                 teacher, _ = _lookup(importlib.import_module(module), qualname)
+                setattr(owner, name, getattr(teacher, name))
+    for spec in (*ex.alternatives, *ex.routes):  # the teacher's too, so that the checks'
+        module, _, qualname = spec.partition(":")  # guard of them (tests/other_implementations)
+        if qualname and module in loaded:  # fails a student's function that calls one
+            owner, name = _lookup(loaded[module], qualname)
+            teacher, _ = _lookup(importlib.import_module(module), qualname)
+            if hasattr(owner, name):
                 setattr(owner, name, getattr(teacher, name))
     places = []
     for spec in ex.functions:
