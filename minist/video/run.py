@@ -28,7 +28,10 @@ Eq. M, :math:`\delta` = ``--blend-weight``), its temporal term taking the neighb
 pass's direction. Where each pass's results go and how a rerun resumes:
 :mod:`minist.video.store`.
 
-The names of :mod:`minist.video.store` and :mod:`minist.video.frame` are importable from here too.
+:func:`stylize_clip` is in parts of one job each: :func:`_prepare` (the network, the styles,
+the frames, where to resume, the flows, the messages), :func:`_paint_pass` (one pass),
+:func:`_paint_frame` (one frame), :class:`_Watchers` (progress bar, log, preview). The names
+of :mod:`minist.video.store` and :mod:`minist.video.frame` are importable from here too.
 """
 
 from __future__ import annotations
@@ -38,9 +41,11 @@ import os
 import shutil
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from minist.errors import MinistError
 from minist.images import load_image
@@ -50,6 +55,7 @@ from minist.problem import VideoLossParts
 from minist.video import frames as clips
 from minist.video import require_av
 from minist.video.flow import (
+    PairFlows,
     check_method,
     default_method,
     pair_flows,
@@ -189,89 +195,213 @@ def stylize_clip(plan: ClipPlan, styles: Sequence[str], out, options: VideoOptio
     ``temporal``); ``quiet``: no messages and no progress bar; ``preview``: a
     :class:`~minist.preview.ClipPreviewObserver`. Ctrl-C (KeyboardInterrupt) goes on to the
     caller after the frames done are kept (:func:`clip_progress` says how many)."""
-    from tqdm import tqdm
-
-    from minist.inputs import load_network
-    from minist.stylize import StyleTransfer
-
-    o = options
     say = (lambda text: None) if quiet else (lambda text: print(text, file=sys.stderr))
+    work, clip = _prepare(plan, styles, options, network, say, progress)
+    watch = _Watchers.open(work, log, quiet, preview)
+    try:
+        for p in range(work.pass_number, options.passes + 1):
+            _paint_pass(work, watch, p, work.done if p == work.pass_number else 0)
+        for p in range(1, options.passes):  # the last pass is done: the earlier ones are not
+            shutil.rmtree(pass_folder(plan.folder, p, options.passes), ignore_errors=True)
+    finally:
+        watch.close()
+    if preview is not None:
+        preview.clip_ended()
+    return _write_output(plan, out, options, clip)
+
+
+@dataclass
+class _ClipWork:
+    """What every frame of a clip's run needs, set up once by :func:`_prepare`: the options,
+    the per-frame ones (``--init`` replaced frame by frame), the network, the style images,
+    the frames (``(1, 3, H, W)``, 0-based), their flows, the output folder, and where the run
+    starts (pass, frames of it done)."""
+
+    options: VideoOptions
+    per_frame: StylizeOptions
+    net: Any
+    style_images: list
+    frames: list
+    flows: PairFlows
+    folder: Path
+    pass_number: int
+    done: int
+
+    @property
+    def total(self) -> int:
+        """Frames in the selection."""
+        return len(self.frames)
+
+
+def _prepare(plan: ClipPlan, styles: Sequence[str], o: VideoOptions, network, say,
+             progress) -> tuple[_ClipWork, Any]:
+    """The network, the style images, the frames, where the run resumes (the settings kept in
+    the folder), the flows, and the messages that say so; returns the work and the clip read
+    (its frame rate and sound go to the output)."""
+    from minist.inputs import load_network
+
     per_frame = StylizeOptions(**{n: getattr(o, n) for n in OPTION_NAMES}).validated()
     net = network if network is not None else load_network(
         o.weights, pooling=o.pooling, config=_config(o.device), progress=progress)
     style_images = [load_image(s) for s in styles]
     clip = clips.read_frames(plan.source, (plan.first, plan.last), o.size)
-    frames, total = clip.frames, len(clip.frames)
-    folder = plan.folder
-    settings = run_settings(o, plan.source, styles, plan.first, plan.last, plan.method)
-    folder.mkdir(parents=True, exist_ok=True)
-    pass_number, done, message = resume_point(folder, settings, total, o.passes)
-    if message:
-        print(message, file=sys.stderr)
-    write_settings(folder, settings)
-    say(f"minist: optical flow: {plan.method}{'' if o.flow else ' (default; --flow to choose)'}")
-    flows = pair_flows(frames, plan.method, long_term=o.long_term,
-                       cache_dir=folder / FLOWS_NAME,
-                       workers=o.workers if o.workers or total > 2 else 1,
-                       scheduler=o.scheduler)
-    cached = sum(f.stat().st_size for f in (folder / FLOWS_NAME).glob("flow-*.npz"))
-    say(f"minist: flows of {len(flows.backward)} pairs cached in {folder / FLOWS_NAME} "
-        f"({cached / 1e6:.1f} MB)")
+    total = len(clip.frames)
+    pass_number, done = _resume(plan, styles, o, total)
+    flows = _flows(plan, clip.frames, o, say)
     if (pass_number, done) == (o.passes, total):
-        say(f"minist: the {total} frames are already done in {folder} (the same settings)")
+        say(f"minist: the {total} frames are already done in {plan.folder} (the same settings)")
     elif done or pass_number > 1:
         where = f" of pass {pass_number}" if o.passes > 1 else ""
         say(f"minist: resuming after {done} frame{'s' if done != 1 else ''}{where} of {total} "
-            f"in {folder}")
-    log_file = open(log, "a" if done or pass_number > 1 else "w") if log else None  # noqa: SIM115
-    bar = tqdm(total=total * o.passes, initial=(pass_number - 1) * total + done, unit="frame",
-               disable=quiet, file=sys.stderr, dynamic_ncols=True)
+            f"in {plan.folder}")
+    work = _ClipWork(o, per_frame, net, style_images, clip.frames, flows, plan.folder,
+                     pass_number, done)
+    return work, clip
+
+
+def _resume(plan: ClipPlan, styles: Sequence[str], o: VideoOptions,
+            total: int) -> tuple[int, int]:
+    """``(pass, frames of it done)`` where this run starts (:func:`resume_point`, its one line
+    said even when quiet), the folder made and this run's settings kept in it."""
+    settings = run_settings(o, plan.source, styles, plan.first, plan.last, plan.method)
+    plan.folder.mkdir(parents=True, exist_ok=True)
+    pass_number, done, message = resume_point(plan.folder, settings, total, o.passes)
+    if message:
+        print(message, file=sys.stderr)
+    write_settings(plan.folder, settings)
+    return pass_number, done
+
+
+def _flows(plan: ClipPlan, frames: list, o: VideoOptions, say) -> PairFlows:
+    """The flows of every pair (:func:`~minist.video.flow.pair_flows`, cached in ``flows/``),
+    saying which method and what the cache holds."""
+    cache = plan.folder / FLOWS_NAME
+    say(f"minist: optical flow: {plan.method}{'' if o.flow else ' (default; --flow to choose)'}")
+    flows = pair_flows(frames, plan.method, long_term=o.long_term, cache_dir=cache,
+                       workers=o.workers if o.workers or len(frames) > 2 else 1,
+                       scheduler=o.scheduler)
+    cached = sum(f.stat().st_size for f in cache.glob("flow-*.npz"))
+    say(f"minist: flows of {len(flows.backward)} pairs cached in {cache} "
+        f"({cached / 1e6:.1f} MB)")
+    return flows
+
+
+@dataclass
+class _Watchers:
+    """Who hears of the frames: the progress bar (one tick a frame, over all passes), the log
+    (a JSONL file, appended to on a resumed run), the preview."""
+
+    bar: Any
+    log_file: Any
+    preview: Any
+    quiet: bool
+    passes: int
+    total: int
+
+    @classmethod
+    def open(cls, work: _ClipWork, log, quiet: bool, preview) -> _Watchers:
+        from tqdm import tqdm
+
+        resumed = work.done or work.pass_number > 1
+        log_file = open(log, "a" if resumed else "w") if log else None  # noqa: SIM115
+        passes = work.options.passes
+        bar = tqdm(total=work.total * passes, initial=(work.pass_number - 1) * work.total
+                   + work.done, unit="frame", disable=quiet, file=sys.stderr, dynamic_ncols=True)
+        return cls(bar, log_file, preview, quiet, passes, work.total)
+
+    def started(self, frame: int, p: int, k: int) -> list[Observer]:
+        """Frame ``frame`` (1-based), the ``k``-th of pass ``p``, begins: its observers."""
+        if self.preview is not None:
+            self.preview.frame_started(frame=frame, frames=self.total, passes=self.passes,
+                                       done=(p - 1) * self.total + k, **{"pass": p})
+        observers = [FrameObserver(None if self.quiet else self.bar, self.log_file, frame, p,
+                                   self.passes)]
+        return observers + ([self.preview] if self.preview is not None else [])
+
+    def finished(self, image, p: int, k: int) -> None:
+        """The ``k``-th frame of pass ``p`` is written (``image``, as read back)."""
+        if self.preview is not None:
+            self.preview.frame_finished(image, (p - 1) * self.total + k + 1)
+        self.bar.update(1)
+
+    def close(self) -> None:
+        self.bar.close()
+        if self.log_file is not None:
+            self.log_file.close()
+
+
+@dataclass
+class _Pass:
+    """One pass under way: its number, direction and order, its folder and the one before's,
+    and the results of its frames painted so far that later frames still look back at
+    (RGB ``(1, 3, H, W)`` as written, by 0-based frame)."""
+
+    number: int
+    order: list[int]
+    here: Path
+    before: Path | None
+    results: dict[int, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def direction(self) -> int:
+        return direction_of(self.number)
+
+
+def _paint_pass(work: _ClipWork, watch: _Watchers, p: int, start_at: int) -> None:
+    """Pass ``p`` from its ``start_at``-th frame (in the pass's order) to its end; the frames
+    it looks back at (up to ``max(--long-term)``) read back from its folder."""
+    o = work.options
+    here = pass_folder(work.folder, p, o.passes)
+    here.mkdir(parents=True, exist_ok=True)
+    before = pass_folder(work.folder, p - 1, o.passes) if p > 1 else None
+    step = _Pass(p, list(pass_order(p, work.total)), here, before)
     keep = max(o.long_term)
-    try:
-        for p in range(pass_number, o.passes + 1):
-            here = pass_folder(folder, p, o.passes)
-            here.mkdir(parents=True, exist_ok=True)
-            before = pass_folder(folder, p - 1, o.passes) if p > 1 else None
-            direction, order = direction_of(p), list(pass_order(p, total))
-            start_at = done if p == pass_number else 0
-            results = {t: load_image(clips.frame_path(here, t + 1))  # this pass's, as written
-                       for t in order[max(0, start_at - keep):start_at]}
-            for k in range(start_at, total):
-                t = order[k]
-                if p == 1:
-                    init = o.init if k == 0 else start_image(o.init_frames, frames[t], t,
-                                                             results, flows)
-                else:
-                    own = load_image(clips.frame_path(before, t + 1))
-                    init = later_pass_start(own, t, results, flows, direction, o.blend_weight)
-                term_at = temporal_term_at(t, results, flows, o.long_term, o.temporal_weight,
-                                           net.device, direction)
-                transfer = StyleTransfer(frames[t], style_images, replace(per_frame, init=init),
-                                         network=net, temporal_at=term_at)
-                if preview is not None:
-                    preview.frame_started(frame=t + 1, frames=total, passes=o.passes,
-                                          done=(p - 1) * total + k, **{"pass": p})
-                observers = [FrameObserver(None if quiet else bar, log_file, t + 1, p,
-                                           o.passes)]
-                transfer.run(observers=observers + ([preview] if preview is not None else []))
-                path = clips.write_frame(here, t + 1, transfer.result())
-                results[t] = load_image(path)  # as written: what a resumed run reads back
-                if k >= keep:  # no later frame of this pass looks that far back
-                    results.pop(order[k - keep], None)
-                if preview is not None:
-                    preview.frame_finished(results[t], (p - 1) * total + k + 1)
-                bar.update(1)
-        for p in range(1, o.passes):  # the last pass is done: the earlier ones are not needed
-            shutil.rmtree(pass_folder(folder, p, o.passes), ignore_errors=True)
-    finally:
-        bar.close()
-        if log_file is not None:
-            log_file.close()
-    if preview is not None:
-        preview.clip_ended()
+    for t in step.order[max(0, start_at - keep):start_at]:  # this pass's, as written
+        step.results[t] = load_image(clips.frame_path(here, t + 1))
+    for k in range(start_at, work.total):
+        t = step.order[k]
+        step.results[t] = _paint_frame(work, watch, step, k)
+        if k >= keep:  # no later frame of this pass looks that far back
+            step.results.pop(step.order[k - keep], None)
+        watch.finished(step.results[t], p, k)
+
+
+def _paint_frame(work: _ClipWork, watch: _Watchers, step: _Pass, k: int) -> np.ndarray:
+    """The ``k``-th frame of the pass ``step``: its start and temporal term, the run loop, the
+    result written; returns the result as written (8-bit, read back: what a resumed run
+    reads)."""
+    from minist.stylize import StyleTransfer
+
+    o, t = work.options, step.order[k]
+    term_at = temporal_term_at(t, step.results, work.flows, o.long_term, o.temporal_weight,
+                               work.net.device, step.direction)
+    transfer = StyleTransfer(work.frames[t], work.style_images,
+                             replace(work.per_frame, init=_frame_start(work, step, k)),
+                             network=work.net, temporal_at=term_at)
+    transfer.run(observers=watch.started(t + 1, step.number, k))
+    return load_image(clips.write_frame(step.here, t + 1, transfer.result()))
+
+
+def _frame_start(work: _ClipWork, step: _Pass, k: int):
+    """Where the ``k``-th frame of the pass ``step`` starts: ``--init`` for the first frame of
+    pass 1, :func:`start_image` for the others; on a later pass :func:`later_pass_start` from
+    the frame's result of the pass before."""
+    o, t = work.options, step.order[k]
+    if step.number == 1:
+        if k == 0:
+            return o.init
+        return start_image(o.init_frames, work.frames[t], t, step.results, work.flows)
+    own = load_image(clips.frame_path(step.before, t + 1))
+    return later_pass_start(own, t, step.results, work.flows, step.direction, o.blend_weight)
+
+
+def _write_output(plan: ClipPlan, out, o: VideoOptions, clip) -> Path:
+    """The path written: the frames' folder, or the video made from the frames there (at
+    ``--fps`` or the clip's rate, with its sound for ``--keep-audio``)."""
     if plan.output_kind == "folder":
-        return folder
-    written = [load_image(clips.frame_path(folder, i + 1)) for i in range(total)]
+        return plan.folder
+    written = [load_image(clips.frame_path(plan.folder, i + 1))
+               for i in range(len(clip.frames))]
     return clips.write_clip(out, written, o.fps or clip.fps,
                             audio=clip if o.keep_audio else None)
 
