@@ -409,6 +409,25 @@ def test_bad_clip_options_are_one_line(extra, needle, clip, weights, tmp_path, c
     assert not (tmp_path / "o").exists()
 
 
+def test_an_unreachable_scheduler_is_one_line_before_anything_is_written(clip, weights,
+                                                                        tmp_path, capsys):
+    """--scheduler at a port of 127.0.0.1 that nothing listens on: refused at once, in
+    plan_clip -- no output folder, no settings file, no flows."""
+    import socket
+
+    pytest.importorskip("distributed")
+    frames, style = clip
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    with socket.socket() as closed:  # bound, not listening: a connection is refused
+        closed.bind(("127.0.0.1", 0))
+        address = f"tcp://127.0.0.1:{closed.getsockname()[1]}"
+        code, err = _video(capsys, frames, style, "-o", tmp_path / "o.mp4", "--weights",
+                           weights, *FAST, "--scheduler", address)
+    assert code == 2
+    _one_line_error(err, f"--scheduler {address}: cannot connect")
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before
+
+
 def test_the_preview_shows_the_frame_under_way_and_the_latest_finished(clip, weights, tmp_path):
     """The clip's live page (no browser: its endpoints, asked while the clip runs): the frame
     and the frames done in the state, the latest finished frame as /finished.png; the server

@@ -57,9 +57,9 @@ from minist.video import require_av
 from minist.video.flow import (
     PairFlows,
     check_method,
+    check_scheduler,
     default_method,
     pair_flows,
-    require_distributed,
 )
 from minist.video.frame import (
     later_pass_start,
@@ -168,7 +168,8 @@ class ClipPlan:
 def plan_clip(input_path, styles: Sequence[str], out, options: VideoOptions) -> ClipPlan:
     """Every check that needs no frame decoded, in one line each (MinistError) before any
     work: the input, ``--frames``, the styles, the output and its writer, ``--keep-audio``,
-    the flow method and the libraries the clip needs (Dask for ``--scheduler``)."""
+    the flow method and the libraries the clip needs, and that the ``--scheduler`` answers
+    (Dask installed, the address reachable within a few seconds)."""
     source = clips.open_clip(input_path)
     first, last = clips.check_selection(source, options.frames)
     for style in styles:
@@ -179,7 +180,7 @@ def plan_clip(input_path, styles: Sequence[str], out, options: VideoOptions) -> 
         require_av()  # the writer at the end: refuse now rather than after the frames
     method = check_method(options.flow) if options.flow else default_method()
     if options.scheduler:
-        require_distributed()
+        check_scheduler(options.scheduler)
     return ClipPlan(source, first, last, kind, frames_folder(out), method)
 
 
