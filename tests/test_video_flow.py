@@ -349,3 +349,41 @@ def test_a_scheduler_without_dask_is_one_line(monkeypatch):
     a, b = _shifted_pair()
     with pytest.raises(MinistError, match=r"^--scheduler: .*pip install 'minist\[sweep\]'$"):
         pair_flows([a, b], "dis", scheduler="tcp://127.0.0.1:1")
+
+
+@pytest.fixture()
+def closed_port():
+    """A port of 127.0.0.1 bound by this test but not listening: a connection to it is refused
+    at once (and no other process can take it meanwhile)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        yield s.getsockname()[1]
+
+
+def test_check_scheduler_says_in_one_line_when_nothing_answers(closed_port):
+    pytest.importorskip("distributed")
+    from minist.video.flow import check_scheduler
+
+    for address in (f"tcp://127.0.0.1:{closed_port}", f"127.0.0.1:{closed_port}"):
+        with pytest.raises(MinistError) as raised:
+            check_scheduler(address, timeout=2.0)
+        assert str(raised.value) == f"--scheduler {address}: cannot connect (Connection refused)"
+    with pytest.raises(MinistError, match=r"^--scheduler tcp://127\.0\.0\.1:x: not an address"):
+        check_scheduler("tcp://127.0.0.1:x")
+
+
+def test_check_scheduler_passes_an_address_that_answers():
+    """A listening socket accepts the connection (the kernel's backlog, nothing accepted by
+    hand): the check asks no more than that; an in-process address is left to the cluster."""
+    pytest.importorskip("distributed")
+    import socket
+
+    from minist.video.flow import check_scheduler
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(1)
+        assert check_scheduler(f"tcp://127.0.0.1:{s.getsockname()[1]}", timeout=2.0) is None
+    assert check_scheduler("inproc://10.0.0.1/1/2") is None

@@ -1,7 +1,9 @@
-"""``minist video`` (issue 19): the temporal term of a frame's problem and its gradient, the frame
-loop end to end on a tiny random network (frames, video, log, resume, Ctrl-C), every bad input
-as one line and exit 2 with nothing written, and that the temporal term makes a panned clip
-steadier than frames painted independently."""
+"""``minist video`` (issue 19) end to end, on a tiny random network: the frame loop (frames,
+video, log, resume, Ctrl-C, several scales, two passes, the flows on a Dask cluster, the
+preview), every bad input as one line and exit 2 with nothing written, and that the temporal
+term makes a panned clip steadier than frames painted independently. A frame's temporal term
+and start: tests/test_video_frame.py; the output folder's bookkeeping:
+tests/test_video_store.py."""
 
 from __future__ import annotations
 
@@ -14,49 +16,13 @@ import pytest
 pytest.importorskip("av")
 pytest.importorskip("cv2")
 
-from gradcheck import numerical_gradient, relative_error  # noqa: E402
-
 from minist.cli import main  # noqa: E402
-from minist.color import LuminanceView  # noqa: E402
 from minist.images import load_image, save_image  # noqa: E402
-from minist.objective import Evaluation, LossParts  # noqa: E402
 from minist.options import DEFAULT_TEMPORAL_WEIGHT  # noqa: E402
-from minist.problem import Problem, TemporalTerm, VideoLossParts  # noqa: E402
-from minist.temporal import long_term_weights  # noqa: E402
 
 FAST = ["--size", "48", "--iters", "4", "--quiet", "--content-layers", "relu2_1",
         "--style-layers", "relu1_1,relu2_1", "--flow", "dis"]
 SHIFT = 3  # px per frame of the pan
-
-
-class QuadraticObjective:
-    """A stand-in for Eq. 7 with a known gradient: sum(x^2) / 2 (content), 0, 0."""
-
-    def evaluate(self, net, x):
-        return Evaluation(float(np.sum(x * x) / 2), x.copy(), LossParts(float(np.sum(x * x) / 2),
-                                                                        0.0, 0.0))
-
-
-@pytest.mark.parametrize("luminance", [False, True])
-def test_temporal_term_gradient_matches_finite_differences_float64(luminance):
-    rng = np.random.default_rng(1)
-    channels = 1 if luminance else 3
-    shape = (1, channels, 5, 6)
-    x = rng.uniform(size=shape)
-    warped = [rng.uniform(size=shape), rng.uniform(size=shape)]
-    weights = long_term_weights([(rng.uniform(size=(5, 6)) > 0.3).astype(np.float64),
-                                 (rng.uniform(size=(5, 6)) > 0.3).astype(np.float64)])
-    view = LuminanceView(rng.uniform(size=(1, 3, 5, 6))) if luminance else None
-    problem = Problem(None, QuadraticObjective(), view, 6, TemporalTerm(warped, weights, 7.5))
-    e = problem(x)
-    assert isinstance(e.parts, VideoLossParts)
-    expected = sum(float(np.sum(c * (x - w) ** 2)) / x.size for w, c in zip(warped, weights,
-                                                                               strict=True))
-    assert e.parts.temporal == pytest.approx(expected, rel=1e-12)
-    numeric = numerical_gradient(lambda v: np.asarray(problem(v).loss), x, np.asarray(1.0))
-    assert relative_error(e.grad, numeric) < 1e-7
-    assert Problem(None, QuadraticObjective(), view, 6)(x).parts == \
-        LossParts(*e.parts[:3])  # without the term: a still image's parts, as before
 
 
 def _pan(folder, frames=3, size=(40, 48), seed=0):
@@ -257,72 +223,6 @@ def test_the_temporal_term_works_at_every_scale(clip, weights, tmp_path, capsys,
     assert all(r["temporal"] > 0 for r in lines if r["frame"] > 1)
 
 
-def _zero_flows(total, long_term=(1,)):
-    """Flows of a still clip: every pair's flows are 0, so every pixel is reliable (c = 1)."""
-    from minist.video.flow import PairFlows, pairs_for
-
-    keys = pairs_for(total, long_term)
-    zero = np.zeros((2, 8, 10), np.float32)
-    return PairFlows({k: zero for k in keys}, {k: zero for k in keys}, "dis")
-
-
-def test_the_term_at_a_coarser_scale_is_the_resized_neighbour_warped_along_the_resized_flow():
-    from minist.images import resize_to
-    from minist.temporal import resize_flow, warp
-    from minist.video.flow import PairFlows
-    from minist.video.run import temporal_term_at
-
-    rng = np.random.default_rng(2)
-    previous = rng.uniform(size=(1, 3, 16, 20)).astype(np.float32)
-    backward = np.zeros((2, 16, 20), np.float32)
-    backward[0] = -2.0  # the camera panned: each pixel was 2 px to the left
-    forward = -backward
-    flows = PairFlows({(1, 1): forward}, {(1, 1): backward}, "dis")
-    at = temporal_term_at(1, {0: previous}, flows, (1,), 3.0, "cpu")
-
-    class Still:  # the problem's variable: the image itself
-        variable = staticmethod(lambda image: image)
-
-    term = at(Still(), (8, 10))
-    expected, inside = warp(resize_to(previous, (8, 10)), resize_flow(backward, (8, 10)))
-    assert term.weight == 3.0
-    assert np.array_equal(term.warped[0], expected)
-    assert term.weights[0].shape == (8, 10)
-    assert np.array_equal(term.weights[0][:, 1:], np.ones((8, 9), np.float32))  # 1 px inside
-    assert np.array_equal(term.weights[0][:, 0], np.zeros(8, np.float32))  # came from outside
-    assert not inside[:, 0].any()
-
-    class Luminance:  # a luminance-only run: the term is on the luminance
-        variable = staticmethod(color_luminance)
-
-    gray = at(Luminance(), (16, 20))
-    assert gray.warped[0].shape == (1, 1, 16, 20)
-    assert np.array_equal(gray.warped[0], color_luminance(warp(previous, backward)[0]))
-    assert temporal_term_at(0, {}, flows, (1,), 3.0, "cpu") is None  # the first frame
-
-
-def color_luminance(image):
-    from minist.color import luminance
-
-    return luminance(image)
-
-
-def test_a_later_pass_starts_from_the_blend_of_its_result_and_its_warped_neighbour():
-    """Eq. M with c = 1 (a still clip): delta = 1 gives the neighbour, 0 the frame's own
-    result, 0.25 a quarter of the way; a backward pass's neighbour of frame t is t + 1."""
-    from minist.video.run import later_pass_start
-
-    rng = np.random.default_rng(0)
-    own, neighbour = (rng.uniform(size=(1, 3, 8, 10)).astype(np.float32) for _ in range(2))
-    flows = _zero_flows(3)
-    assert np.array_equal(later_pass_start(own, 1, {2: neighbour}, flows, -1, 1.0), neighbour)
-    assert np.array_equal(later_pass_start(own, 1, {2: neighbour}, flows, -1, 0.0), own)
-    np.testing.assert_allclose(later_pass_start(own, 1, {2: neighbour}, flows, -1, 0.25),
-                               0.25 * neighbour + 0.75 * own, rtol=0, atol=1e-7)
-    assert later_pass_start(own, 2, {}, flows, -1, 1.0) is own  # the pass's first frame
-    assert np.array_equal(later_pass_start(own, 1, {0: neighbour}, flows, 1, 1.0), neighbour)
-
-
 def test_two_passes_alternate_direction_and_resume_mid_pass(clip, weights, tmp_path, capsys,
                                                             monkeypatch):
     frames, style = clip
@@ -407,6 +307,25 @@ def test_bad_clip_options_are_one_line(extra, needle, clip, weights, tmp_path, c
     assert code == 2
     _one_line_error(err, needle)
     assert not (tmp_path / "o").exists()
+
+
+def test_an_unreachable_scheduler_is_one_line_before_anything_is_written(clip, weights,
+                                                                        tmp_path, capsys):
+    """--scheduler at a port of 127.0.0.1 that nothing listens on: refused at once, in
+    plan_clip -- no output folder, no settings file, no flows."""
+    import socket
+
+    pytest.importorskip("distributed")
+    frames, style = clip
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    with socket.socket() as closed:  # bound, not listening: a connection is refused
+        closed.bind(("127.0.0.1", 0))
+        address = f"tcp://127.0.0.1:{closed.getsockname()[1]}"
+        code, err = _video(capsys, frames, style, "-o", tmp_path / "o.mp4", "--weights",
+                           weights, *FAST, "--scheduler", address)
+    assert code == 2
+    _one_line_error(err, f"--scheduler {address}: cannot connect")
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before
 
 
 def test_the_preview_shows_the_frame_under_way_and_the_latest_finished(clip, weights, tmp_path):

@@ -47,6 +47,7 @@ from __future__ import annotations
 import hashlib
 import multiprocessing
 import os
+import socket
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -188,6 +189,35 @@ def require_distributed():
         raise MinistError("--scheduler: the flows on a Dask cluster need Dask, which is not "
                           "installed: pip install 'minist[sweep]'") from None
     return distributed
+
+
+SCHEDULER_CONNECT_TIMEOUT = 3.0  # seconds: a reachable scheduler answers well within this
+DASK_SCHEDULER_PORT = 8786  # Dask's default, for an address without a port
+SOCKET_PROTOCOLS = ("tcp", "tls", "ws", "wss")  # the address is HOST:PORT of a TCP socket
+
+
+def check_scheduler(address: str, timeout: float = SCHEDULER_CONNECT_TIMEOUT) -> None:
+    """One line (MinistError) unless Dask is installed and the scheduler at ``address``
+    (``tcp://HOST:PORT``, ``HOST:PORT``, ``tls://...``) accepts a connection within
+    ``timeout`` seconds: ``--scheduler`` checked before any work. Only that the address
+    answers -- the cluster's own handshake comes with the flows, as do addresses of other
+    protocols (``inproc://``, ``ucx://``)."""
+    require_distributed()
+    from distributed.comm.addressing import parse_address, parse_host_port
+
+    try:
+        protocol, location = parse_address(address)
+        host, port = parse_host_port(location, DASK_SCHEDULER_PORT)
+    except (TypeError, ValueError) as exc:
+        raise MinistError(f"--scheduler {address}: not an address ({exc})") from None
+    if protocol not in SOCKET_PROTOCOLS:
+        return
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            pass
+    except OSError as exc:  # refused, no such host, timed out (socket.timeout is an OSError)
+        reason = exc.strerror or str(exc) or type(exc).__name__
+        raise MinistError(f"--scheduler {address}: cannot connect ({reason})") from None
 
 
 def _on_cluster(scheduler: str, gray: list, todo: list, method: str, timeout: float = 60):

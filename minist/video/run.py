@@ -1,46 +1,37 @@
 r"""A clip painted frame by frame, stable in time (Ruder, Dosovitskiy & Brox 2016): the frame
-loop of ``minist video``. This module only wires; the equations are in :mod:`minist.temporal`
-(warping, reliability, the temporal loss, resizing a flow, the multi-pass blend), the temporal
-term of a frame's objective in :mod:`minist.problem` (:class:`~minist.problem.TemporalTerm`),
-clips in and out in :mod:`minist.video.frames`, the flows in :mod:`minist.video.flow`, and every
-frame runs the same run loop as a still image (:class:`~minist.stylize.StyleTransfer`,
-:mod:`minist.loop`).
+loop of ``minist video``. This module only wires: the equations are in :mod:`minist.temporal`
+(warping, reliability, the temporal loss, resizing a flow, the multi-pass blend), a frame's
+temporal term and start in :mod:`minist.video.frame`, the term inside a frame's objective in
+:mod:`minist.problem` (:class:`~minist.problem.TemporalTerm`), the output folder's bookkeeping
+(pass folders, settings, resuming) in :mod:`minist.video.store`, clips in and out in
+:mod:`minist.video.frames`, the flows in :mod:`minist.video.flow`, and every frame runs the
+same run loop as a still image (:class:`~minist.stylize.StyleTransfer`, :mod:`minist.loop`).
 
 For frames :math:`t = 1 \dots T` of the selection (output numbered from 1):
 
-1. the flows of every pair :math:`(t-j, t)`, :math:`j \in J` (``--long-term``), computed once
+1. every check first (:func:`plan_clip`), nothing written before them;
+2. the flows of every pair :math:`(t-j, t)`, :math:`j \in J` (``--long-term``), computed once
    at the output size -- in local processes (``--workers``) or on a Dask cluster
    (``--scheduler``) -- and cached beside the output frames (``flows/``);
-2. frame :math:`t`'s problem at each size of its schedule (every scale of ``--scales``): Eq. 7
-   at the frame plus :math:`\gamma \sum_j \mathcal{L}_{temporal}(x, \omega_j, c_j)`, with
-   :math:`\omega_j` the result of the neighbour :math:`t-j` warped into frame :math:`t` along
-   the backward flow and :math:`c_j` its long-term weights; at a coarser scale the neighbour's
-   result, the flow and the weights are resized to that scale
-   (:func:`minist.temporal.resize_flow`, :func:`~minist.temporal.resize_weights`); with
-   ``--original-colors luminance`` the term is on the optimised luminance, the warped results
-   turned into luminance too (:func:`temporal_term_at`);
-3. its start (``--init-frames``): the previous result warped, with the frame's content where
-   the flow is unreliable, :math:`c \odot \omega_1 + (1 - c) \odot I_t` (``prev-warped``);
-   the previous result (``prev``); the frame (``content``); noise (``noise``); the first frame
-   starts from ``--init``;
+3. frame :math:`t`'s problem at each size of its schedule: Eq. 7 at the frame plus
+   :math:`\gamma \sum_j \mathcal{L}_{temporal}(x, \omega_j, c_j)`
+   (:func:`~minist.video.frame.temporal_term_at`), from its start (``--init-frames``,
+   :func:`~minist.video.frame.start_image`; the first frame starts from ``--init``);
 4. the run loop, then the result written atomically as ``frame_NNNN.png``; the previous
    results are the frames as written (read back, 8-bit), so a resumed run continues from the
    very numbers an uninterrupted one would.
 
-**Multi-pass** (``--passes N``, Ruder et al. §3.4): pass 1 is the above; pass :math:`k` goes
-over the clip the other way round (pass 2 from the last frame to the first, ...), each frame
-starting from its pass :math:`k-1` result blended with its neighbour's of this pass, warped
-(:func:`minist.temporal.blend_neighbour`, Eq. M, :math:`\delta` = ``--blend-weight``), its
-temporal term taking the neighbours in the pass's direction (:math:`t + j` on a backward
-pass). The results of a pass before the last are kept in ``pass_K/`` beside the frames, and
-removed once the last pass is done.
+**Multi-pass** (``--passes N``, Ruder et al. §3.4): pass :math:`k` goes over the clip the other
+way round from pass :math:`k-1`, each frame starting from its pass :math:`k-1` result blended
+with its neighbour's of this pass, warped (:func:`~minist.video.frame.later_pass_start`,
+Eq. M, :math:`\delta` = ``--blend-weight``), its temporal term taking the neighbours in the
+pass's direction. Where each pass's results go and how a rerun resumes:
+:mod:`minist.video.store`.
 
-**Resuming.** The settings that make a frame's result (every option that shapes it, the input,
-the styles, the first frame; with several passes also the last) are kept beside the frames
-(``minist-video.json``); a rerun with the same settings continues after the frames written in
-a row in the order of the pass under way (frame :math:`t` of one pass depends only on frames
-before it, so with one pass a longer ``--frames A:B`` resumes a shorter one); other settings
-start afresh, said in one line.
+:func:`stylize_clip` is in parts of one job each: :func:`_prepare` (the network, the styles,
+the frames, where to resume, the flows, the messages), :func:`_paint_pass` (one pass),
+:func:`_paint_frame` (one frame), :class:`_Watchers` (progress bar, log, preview). The names
+of :mod:`minist.video.store` and :mod:`minist.video.frame` are importable from here too.
 """
 
 from __future__ import annotations
@@ -49,232 +40,59 @@ import json
 import os
 import shutil
 import sys
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from minist.backend import to_device
 from minist.errors import MinistError
-from minist.images import load_image, resize_to
+from minist.images import load_image
 from minist.loop import Observer
 from minist.options import OPTION_NAMES, StylizeOptions, VideoOptions
-from minist.problem import TemporalTerm, VideoLossParts
-from minist.temporal import (
-    blend_neighbour,
-    long_term_weights,
-    reliability,
-    resize_flow,
-    resize_weights,
-    warp,
-)
+from minist.problem import VideoLossParts
 from minist.video import frames as clips
 from minist.video import require_av
 from minist.video.flow import (
     PairFlows,
     check_method,
+    check_scheduler,
     default_method,
     pair_flows,
-    require_distributed,
 )
-from minist.weights.atomic import atomic_path
+from minist.video.frame import (
+    later_pass_start,
+    neighbour_flows,
+    start_image,
+    temporal_error,
+    temporal_term_at,
+)
+from minist.video.store import (
+    FLOWS_NAME,
+    SETTINGS_NAME,
+    clip_progress,
+    direction_of,
+    finished_frames,
+    frames_folder,
+    pass_folder,
+    pass_order,
+    remove_results,
+    resume_point,
+    run_settings,
+    write_settings,
+)
 
-SETTINGS_NAME = "minist-video.json"
-FLOWS_NAME = "flows"
-
-
-# ---------------------------------------------------------------------------------------------
-# Where things go
-# ---------------------------------------------------------------------------------------------
-
-
-def frames_folder(out: str | os.PathLike) -> Path:
-    """Where the output frames go: ``out`` itself for a folder, ``OUT.frames/`` beside a
-    video (kept for resuming)."""
-    if clips.output_kind(out) == "folder":
-        return Path(out)
-    path = Path(out)
-    return path.with_name(path.name + ".frames")
-
-
-def pass_folder(folder: str | os.PathLike, pass_number: int, passes: int) -> Path:
-    """Where the results of pass ``pass_number`` go: the output frames' folder for the last
-    pass, ``pass_K/`` inside it for an earlier one."""
-    folder = Path(folder)
-    return folder if pass_number == passes else folder / f"pass_{pass_number}"
-
-
-def direction_of(pass_number: int) -> int:
-    """+1 (first frame to last) for passes 1, 3, ...; -1 for passes 2, 4, ..."""
-    return 1 if pass_number % 2 else -1
-
-
-def pass_order(pass_number: int, total: int) -> range:
-    """The 0-based frames of a pass in the order it paints them."""
-    return range(total) if direction_of(pass_number) > 0 else range(total - 1, -1, -1)
-
-
-def finished_frames(folder: str | os.PathLike, total: int, pass_number: int = 1) -> int:
-    """How many frames ``frame_0001.png, frame_0002.png, ...`` are in ``folder`` in a row in
-    the order of pass ``pass_number`` (from the last frame on a backward pass), at most
-    ``total``."""
-    done = 0
-    for t in pass_order(pass_number, total):
-        if not clips.frame_path(folder, t + 1).is_file():
-            break
-        done += 1
-    return done
-
-
-def clip_progress(folder: str | os.PathLike, total: int, passes: int = 1) -> tuple[int, int]:
-    """``(pass under way, frames of it done)`` from the frames in ``folder`` (and its
-    ``pass_K/``); ``(passes, total)`` when the clip is done."""
-    for p in range(passes, 0, -1):
-        done = finished_frames(pass_folder(folder, p, passes), total, p)
-        if done:
-            return (p + 1, 0) if done == total and p < passes else (p, done)
-    return 1, 0
-
-
-def run_settings(options: VideoOptions, source: Any, styles: Sequence[str], first: int,
-                 last: int, method: str) -> dict[str, Any]:
-    """What makes the frames' results: the options that shape them, the input, the styles, the
-    first frame of the selection and the flow method; the last frame only with several passes
-    (with one, frame t depends only on frames up to t)."""
-    settings = options.as_metadata()
-    settings.pop("frames", None)
-    settings["flow"] = method
-    out = {"input": os.path.abspath(source.path),
-           "styles": [os.path.abspath(s) for s in styles], "first_frame": first,
-           "options": settings}
-    if options.passes > 1:
-        out["last_frame"] = last
-    return out
-
-
-def _write_json(path: Path, data: dict) -> None:
-    with atomic_path(path, suffix=".part.json") as tmp:
-        Path(tmp).write_text(json.dumps(data, indent=1) + "\n")
-
-
-def _remove_results(folder: Path) -> None:
-    for old in folder.glob("frame_[0-9][0-9][0-9][0-9].png"):
-        old.unlink()
-    for old in folder.glob("pass_[0-9]*"):
-        if old.is_dir():
-            shutil.rmtree(old)
-
-
-def resume_point(folder: Path, settings: dict, total: int,
-                 passes: int = 1) -> tuple[int, int, str | None]:
-    """``(pass, frames of it done, message)``: where a run with ``settings`` continues in
-    ``folder`` (:func:`clip_progress`) when the settings kept there are these; else pass 1
-    from its start and, where results of other settings were there (removed now), one line
-    saying the run starts afresh."""
-    path = folder / SETTINGS_NAME
-    previous = None
-    if path.is_file():
-        try:
-            previous = json.loads(path.read_text())
-        except (OSError, ValueError):
-            previous = None
-    if previous == settings:
-        return (*clip_progress(folder, total, passes), None)
-    message = None
-    if previous is not None or clip_progress(folder, total, passes) != (1, 0):
-        message = (f"minist: the settings differ from those of the frames in {folder}; "
-                   "starting afresh")
-    _remove_results(folder)
-    return 1, 0, message
-
-
-# ---------------------------------------------------------------------------------------------
-# One frame's problem and start
-# ---------------------------------------------------------------------------------------------
-
-
-def neighbour_flows(flows: PairFlows, t: int, j: int,
-                    direction: int = 1) -> tuple[Any, Any] | None:
-    r"""The flows between frame ``t`` and its neighbour :math:`n = t - j` (``direction`` +1)
-    or :math:`n = t + j` (-1, a backward pass), 0-based, as ``(towards, back)``: the flow from
-    the neighbour to frame :math:`t` and the one from frame :math:`t` to the neighbour (the
-    one that warps the neighbour's result into frame :math:`t`, Eq. W) -- a pair's forward and
-    backward flows, swapped on a backward pass; None where the pair was not computed."""
-    if direction > 0:
-        key = (t, j)
-        if key not in flows.backward:
-            return None
-        return flows.forward[key], flows.backward[key]
-    key = (t + j, j)
-    if key not in flows.backward:
-        return None
-    return flows.backward[key], flows.forward[key]
-
-
-def temporal_term_at(t: int, results: dict[int, Any], flows: PairFlows,
-                     long_term: Sequence[int], weight: float, device: str, direction: int = 1
-                     ) -> Callable[[Any, tuple[int, int]], TemporalTerm] | None:
-    r"""Frame ``t``'s (0-based) temporal term, as the function
-    ``(problem, (H, W)) -> TemporalTerm`` that :class:`~minist.stylize.StyleTransfer` calls at
-    each size it builds a problem at (``temporal_at``); None when no neighbour has a result.
-
-    The neighbours: :math:`n = t - j` (``direction`` +1) or :math:`t + j` (-1) for each
-    :math:`j` of ``long_term`` with a result in ``results`` (RGB at the output size, CPU).
-    At the output size, their reliabilities :math:`c(j)` (Eq. C1, C2) become long-term weights
-    :math:`c_{long}(j)` (Eq. L); at a size :math:`(H, W)` each result, its flow to frame
-    :math:`t` and its weights are resized there, the result warped (Eq. W) and turned into
-    the problem's variable (its luminance for a luminance-only run)."""
-    offsets, pairs = [], []
-    for j in sorted(long_term):
-        pair = neighbour_flows(flows, t, j, direction)
-        if pair is not None and t - direction * j in results:
-            offsets.append(j)
-            pairs.append(pair)
-    if not offsets:
-        return None
-    weights = long_term_weights([reliability(towards, back) for towards, back in pairs])
-
-    def at(problem, shape: tuple[int, int]) -> TemporalTerm:
-        warped, resized = [], []
-        for j, (_, back), c in zip(offsets, pairs, weights, strict=True):
-            neighbour = resize_to(results[t - direction * j], shape)
-            image, _ = warp(neighbour, resize_flow(back, shape))  # omega_j at this size
-            warped.append(problem.variable(to_device(image, device, np.float32)))
-            resized.append(to_device(resize_weights(c, shape), device, np.float32))
-        return TemporalTerm(warped, resized, weight)
-
-    return at
-
-
-def start_image(init_frames: str, frame: np.ndarray, t: int, results: dict[int, Any],
-                flows: PairFlows):
-    """The start of frame ``t`` > 0 on the first pass (``--init-frames``): an array, or
-    ``"content"`` / ``"noise"`` for :func:`minist.inputs.initial_image`."""
-    if init_frames in ("content", "noise"):
-        return init_frames
-    previous = results[t - 1]
-    if init_frames == "prev":
-        return previous
-    towards, back = neighbour_flows(flows, t, 1)
-    c = reliability(towards, back)[None, None]
-    return (c * warp(previous, back)[0] + (1 - c) * frame).astype(np.float32)
-
-
-def later_pass_start(own: np.ndarray, t: int, results: dict[int, Any], flows: PairFlows,
-                     direction: int, blend: float) -> np.ndarray:
-    r"""The start of frame ``t`` on a pass after the first: its result of the pass before,
-    ``own``, blended with the result of its neighbour :math:`t - ` ``direction`` on this pass
-    (in ``results``), warped, where that is reliable (Eq. M,
-    :func:`minist.temporal.blend_neighbour`, :math:`\delta` = ``blend``); ``own`` alone for
-    the pass's first frame."""
-    pair = neighbour_flows(flows, t, 1, direction)
-    if pair is None or t - direction not in results:
-        return own
-    towards, back = pair
-    warped, _ = warp(results[t - direction], back)
-    return blend_neighbour(own, warped, reliability(towards, back), blend).astype(np.float32)
+__all__ = [
+    # this module
+    "ClipPlan", "FrameObserver", "FrameRecord", "plan_clip", "stylize_clip",
+    # re-exported from minist.video.store
+    "FLOWS_NAME", "SETTINGS_NAME", "clip_progress", "direction_of", "finished_frames",
+    "frames_folder", "pass_folder", "pass_order", "remove_results", "resume_point",
+    "run_settings", "write_settings",
+    # re-exported from minist.video.frame
+    "later_pass_start", "neighbour_flows", "start_image", "temporal_error", "temporal_term_at",
+]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -350,7 +168,8 @@ class ClipPlan:
 def plan_clip(input_path, styles: Sequence[str], out, options: VideoOptions) -> ClipPlan:
     """Every check that needs no frame decoded, in one line each (MinistError) before any
     work: the input, ``--frames``, the styles, the output and its writer, ``--keep-audio``,
-    the flow method and the libraries the clip needs (Dask for ``--scheduler``)."""
+    the flow method and the libraries the clip needs, and that the ``--scheduler`` answers
+    (Dask installed, the address reachable within a few seconds)."""
     source = clips.open_clip(input_path)
     first, last = clips.check_selection(source, options.frames)
     for style in styles:
@@ -361,7 +180,7 @@ def plan_clip(input_path, styles: Sequence[str], out, options: VideoOptions) -> 
         require_av()  # the writer at the end: refuse now rather than after the frames
     method = check_method(options.flow) if options.flow else default_method()
     if options.scheduler:
-        require_distributed()
+        check_scheduler(options.scheduler)
     return ClipPlan(source, first, last, kind, frames_folder(out), method)
 
 
@@ -377,89 +196,213 @@ def stylize_clip(plan: ClipPlan, styles: Sequence[str], out, options: VideoOptio
     ``temporal``); ``quiet``: no messages and no progress bar; ``preview``: a
     :class:`~minist.preview.ClipPreviewObserver`. Ctrl-C (KeyboardInterrupt) goes on to the
     caller after the frames done are kept (:func:`clip_progress` says how many)."""
-    from tqdm import tqdm
-
-    from minist.inputs import load_network
-    from minist.stylize import StyleTransfer
-
-    o = options
     say = (lambda text: None) if quiet else (lambda text: print(text, file=sys.stderr))
+    work, clip = _prepare(plan, styles, options, network, say, progress)
+    watch = _Watchers.open(work, log, quiet, preview)
+    try:
+        for p in range(work.pass_number, options.passes + 1):
+            _paint_pass(work, watch, p, work.done if p == work.pass_number else 0)
+        for p in range(1, options.passes):  # the last pass is done: the earlier ones are not
+            shutil.rmtree(pass_folder(plan.folder, p, options.passes), ignore_errors=True)
+    finally:
+        watch.close()
+    if preview is not None:
+        preview.clip_ended()
+    return _write_output(plan, out, options, clip)
+
+
+@dataclass
+class _ClipWork:
+    """What every frame of a clip's run needs, set up once by :func:`_prepare`: the options,
+    the per-frame ones (``--init`` replaced frame by frame), the network, the style images,
+    the frames (``(1, 3, H, W)``, 0-based), their flows, the output folder, and where the run
+    starts (pass, frames of it done)."""
+
+    options: VideoOptions
+    per_frame: StylizeOptions
+    net: Any
+    style_images: list
+    frames: list
+    flows: PairFlows
+    folder: Path
+    pass_number: int
+    done: int
+
+    @property
+    def total(self) -> int:
+        """Frames in the selection."""
+        return len(self.frames)
+
+
+def _prepare(plan: ClipPlan, styles: Sequence[str], o: VideoOptions, network, say,
+             progress) -> tuple[_ClipWork, Any]:
+    """The network, the style images, the frames, where the run resumes (the settings kept in
+    the folder), the flows, and the messages that say so; returns the work and the clip read
+    (its frame rate and sound go to the output)."""
+    from minist.inputs import load_network
+
     per_frame = StylizeOptions(**{n: getattr(o, n) for n in OPTION_NAMES}).validated()
     net = network if network is not None else load_network(
         o.weights, pooling=o.pooling, config=_config(o.device), progress=progress)
     style_images = [load_image(s) for s in styles]
     clip = clips.read_frames(plan.source, (plan.first, plan.last), o.size)
-    frames, total = clip.frames, len(clip.frames)
-    folder = plan.folder
-    settings = run_settings(o, plan.source, styles, plan.first, plan.last, plan.method)
-    folder.mkdir(parents=True, exist_ok=True)
-    pass_number, done, message = resume_point(folder, settings, total, o.passes)
-    if message:
-        print(message, file=sys.stderr)
-    _write_json(folder / SETTINGS_NAME, settings)
-    say(f"minist: optical flow: {plan.method}{'' if o.flow else ' (default; --flow to choose)'}")
-    flows = pair_flows(frames, plan.method, long_term=o.long_term,
-                       cache_dir=folder / FLOWS_NAME,
-                       workers=o.workers if o.workers or total > 2 else 1,
-                       scheduler=o.scheduler)
-    cached = sum(f.stat().st_size for f in (folder / FLOWS_NAME).glob("flow-*.npz"))
-    say(f"minist: flows of {len(flows.backward)} pairs cached in {folder / FLOWS_NAME} "
-        f"({cached / 1e6:.1f} MB)")
+    total = len(clip.frames)
+    pass_number, done = _resume(plan, styles, o, total)
+    flows = _flows(plan, clip.frames, o, say)
     if (pass_number, done) == (o.passes, total):
-        say(f"minist: the {total} frames are already done in {folder} (the same settings)")
+        say(f"minist: the {total} frames are already done in {plan.folder} (the same settings)")
     elif done or pass_number > 1:
         where = f" of pass {pass_number}" if o.passes > 1 else ""
         say(f"minist: resuming after {done} frame{'s' if done != 1 else ''}{where} of {total} "
-            f"in {folder}")
-    log_file = open(log, "a" if done or pass_number > 1 else "w") if log else None  # noqa: SIM115
-    bar = tqdm(total=total * o.passes, initial=(pass_number - 1) * total + done, unit="frame",
-               disable=quiet, file=sys.stderr, dynamic_ncols=True)
+            f"in {plan.folder}")
+    work = _ClipWork(o, per_frame, net, style_images, clip.frames, flows, plan.folder,
+                     pass_number, done)
+    return work, clip
+
+
+def _resume(plan: ClipPlan, styles: Sequence[str], o: VideoOptions,
+            total: int) -> tuple[int, int]:
+    """``(pass, frames of it done)`` where this run starts (:func:`resume_point`, its one line
+    said even when quiet), the folder made and this run's settings kept in it."""
+    settings = run_settings(o, plan.source, styles, plan.first, plan.last, plan.method)
+    plan.folder.mkdir(parents=True, exist_ok=True)
+    pass_number, done, message = resume_point(plan.folder, settings, total, o.passes)
+    if message:
+        print(message, file=sys.stderr)
+    write_settings(plan.folder, settings)
+    return pass_number, done
+
+
+def _flows(plan: ClipPlan, frames: list, o: VideoOptions, say) -> PairFlows:
+    """The flows of every pair (:func:`~minist.video.flow.pair_flows`, cached in ``flows/``),
+    saying which method and what the cache holds."""
+    cache = plan.folder / FLOWS_NAME
+    say(f"minist: optical flow: {plan.method}{'' if o.flow else ' (default; --flow to choose)'}")
+    flows = pair_flows(frames, plan.method, long_term=o.long_term, cache_dir=cache,
+                       workers=o.workers if o.workers or len(frames) > 2 else 1,
+                       scheduler=o.scheduler)
+    cached = sum(f.stat().st_size for f in cache.glob("flow-*.npz"))
+    say(f"minist: flows of {len(flows.backward)} pairs cached in {cache} "
+        f"({cached / 1e6:.1f} MB)")
+    return flows
+
+
+@dataclass
+class _Watchers:
+    """Who hears of the frames: the progress bar (one tick a frame, over all passes), the log
+    (a JSONL file, appended to on a resumed run), the preview."""
+
+    bar: Any
+    log_file: Any
+    preview: Any
+    quiet: bool
+    passes: int
+    total: int
+
+    @classmethod
+    def open(cls, work: _ClipWork, log, quiet: bool, preview) -> _Watchers:
+        from tqdm import tqdm
+
+        resumed = work.done or work.pass_number > 1
+        log_file = open(log, "a" if resumed else "w") if log else None  # noqa: SIM115
+        passes = work.options.passes
+        bar = tqdm(total=work.total * passes, initial=(work.pass_number - 1) * work.total
+                   + work.done, unit="frame", disable=quiet, file=sys.stderr, dynamic_ncols=True)
+        return cls(bar, log_file, preview, quiet, passes, work.total)
+
+    def started(self, frame: int, p: int, k: int) -> list[Observer]:
+        """Frame ``frame`` (1-based), the ``k``-th of pass ``p``, begins: its observers."""
+        if self.preview is not None:
+            self.preview.frame_started(frame=frame, frames=self.total, passes=self.passes,
+                                       done=(p - 1) * self.total + k, **{"pass": p})
+        observers = [FrameObserver(None if self.quiet else self.bar, self.log_file, frame, p,
+                                   self.passes)]
+        return observers + ([self.preview] if self.preview is not None else [])
+
+    def finished(self, image, p: int, k: int) -> None:
+        """The ``k``-th frame of pass ``p`` is written (``image``, as read back)."""
+        if self.preview is not None:
+            self.preview.frame_finished(image, (p - 1) * self.total + k + 1)
+        self.bar.update(1)
+
+    def close(self) -> None:
+        self.bar.close()
+        if self.log_file is not None:
+            self.log_file.close()
+
+
+@dataclass
+class _Pass:
+    """One pass under way: its number, direction and order, its folder and the one before's,
+    and the results of its frames painted so far that later frames still look back at
+    (RGB ``(1, 3, H, W)`` as written, by 0-based frame)."""
+
+    number: int
+    order: list[int]
+    here: Path
+    before: Path | None
+    results: dict[int, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def direction(self) -> int:
+        return direction_of(self.number)
+
+
+def _paint_pass(work: _ClipWork, watch: _Watchers, p: int, start_at: int) -> None:
+    """Pass ``p`` from its ``start_at``-th frame (in the pass's order) to its end; the frames
+    it looks back at (up to ``max(--long-term)``) read back from its folder."""
+    o = work.options
+    here = pass_folder(work.folder, p, o.passes)
+    here.mkdir(parents=True, exist_ok=True)
+    before = pass_folder(work.folder, p - 1, o.passes) if p > 1 else None
+    step = _Pass(p, list(pass_order(p, work.total)), here, before)
     keep = max(o.long_term)
-    try:
-        for p in range(pass_number, o.passes + 1):
-            here = pass_folder(folder, p, o.passes)
-            here.mkdir(parents=True, exist_ok=True)
-            before = pass_folder(folder, p - 1, o.passes) if p > 1 else None
-            direction, order = direction_of(p), list(pass_order(p, total))
-            start_at = done if p == pass_number else 0
-            results = {t: load_image(clips.frame_path(here, t + 1))  # this pass's, as written
-                       for t in order[max(0, start_at - keep):start_at]}
-            for k in range(start_at, total):
-                t = order[k]
-                if p == 1:
-                    init = o.init if k == 0 else start_image(o.init_frames, frames[t], t,
-                                                             results, flows)
-                else:
-                    own = load_image(clips.frame_path(before, t + 1))
-                    init = later_pass_start(own, t, results, flows, direction, o.blend_weight)
-                term_at = temporal_term_at(t, results, flows, o.long_term, o.temporal_weight,
-                                           net.device, direction)
-                transfer = StyleTransfer(frames[t], style_images, replace(per_frame, init=init),
-                                         network=net, temporal_at=term_at)
-                if preview is not None:
-                    preview.frame_started(frame=t + 1, frames=total, passes=o.passes,
-                                          done=(p - 1) * total + k, **{"pass": p})
-                observers = [FrameObserver(None if quiet else bar, log_file, t + 1, p,
-                                           o.passes)]
-                transfer.run(observers=observers + ([preview] if preview is not None else []))
-                path = clips.write_frame(here, t + 1, transfer.result())
-                results[t] = load_image(path)  # as written: what a resumed run reads back
-                if k >= keep:  # no later frame of this pass looks that far back
-                    results.pop(order[k - keep], None)
-                if preview is not None:
-                    preview.frame_finished(results[t], (p - 1) * total + k + 1)
-                bar.update(1)
-        for p in range(1, o.passes):  # the last pass is done: the earlier ones are not needed
-            shutil.rmtree(pass_folder(folder, p, o.passes), ignore_errors=True)
-    finally:
-        bar.close()
-        if log_file is not None:
-            log_file.close()
-    if preview is not None:
-        preview.clip_ended()
+    for t in step.order[max(0, start_at - keep):start_at]:  # this pass's, as written
+        step.results[t] = load_image(clips.frame_path(here, t + 1))
+    for k in range(start_at, work.total):
+        t = step.order[k]
+        step.results[t] = _paint_frame(work, watch, step, k)
+        if k >= keep:  # no later frame of this pass looks that far back
+            step.results.pop(step.order[k - keep], None)
+        watch.finished(step.results[t], p, k)
+
+
+def _paint_frame(work: _ClipWork, watch: _Watchers, step: _Pass, k: int) -> np.ndarray:
+    """The ``k``-th frame of the pass ``step``: its start and temporal term, the run loop, the
+    result written; returns the result as written (8-bit, read back: what a resumed run
+    reads)."""
+    from minist.stylize import StyleTransfer
+
+    o, t = work.options, step.order[k]
+    term_at = temporal_term_at(t, step.results, work.flows, o.long_term, o.temporal_weight,
+                               work.net.device, step.direction)
+    transfer = StyleTransfer(work.frames[t], work.style_images,
+                             replace(work.per_frame, init=_frame_start(work, step, k)),
+                             network=work.net, temporal_at=term_at)
+    transfer.run(observers=watch.started(t + 1, step.number, k))
+    return load_image(clips.write_frame(step.here, t + 1, transfer.result()))
+
+
+def _frame_start(work: _ClipWork, step: _Pass, k: int):
+    """Where the ``k``-th frame of the pass ``step`` starts: ``--init`` for the first frame of
+    pass 1, :func:`start_image` for the others; on a later pass :func:`later_pass_start` from
+    the frame's result of the pass before."""
+    o, t = work.options, step.order[k]
+    if step.number == 1:
+        if k == 0:
+            return o.init
+        return start_image(o.init_frames, work.frames[t], t, step.results, work.flows)
+    own = load_image(clips.frame_path(step.before, t + 1))
+    return later_pass_start(own, t, step.results, work.flows, step.direction, o.blend_weight)
+
+
+def _write_output(plan: ClipPlan, out, o: VideoOptions, clip) -> Path:
+    """The path written: the frames' folder, or the video made from the frames there (at
+    ``--fps`` or the clip's rate, with its sound for ``--keep-audio``)."""
     if plan.output_kind == "folder":
-        return folder
-    written = [load_image(clips.frame_path(folder, i + 1)) for i in range(total)]
+        return plan.folder
+    written = [load_image(clips.frame_path(plan.folder, i + 1))
+               for i in range(len(clip.frames))]
     return clips.write_clip(out, written, o.fps or clip.fps,
                             audio=clip if o.keep_audio else None)
 
@@ -468,18 +411,3 @@ def _config(device: str):
     from minist.execution import ExecutionConfig
 
     return ExecutionConfig(device=device)
-
-
-def temporal_error(results: Sequence[Any], flows: PairFlows) -> list[float]:
-    r"""The frame-to-frame temporal error of a painted clip, :math:`E_t = \frac1D \sum c \odot
-    (x_t - \omega(x_{t-1}))^2` for each consecutive pair (the short-term flows and their
-    :math:`c`), e.g. to compare runs on the same flows."""
-    from minist.temporal import temporal_loss
-
-    out = []
-    for t in range(1, len(results)):
-        backward = flows.backward[t, 1]
-        c = reliability(flows.forward[t, 1], backward)
-        value, _ = temporal_loss(results[t], warp(results[t - 1], backward)[0], c)
-        out.append(float(value))
-    return out
