@@ -57,6 +57,7 @@ class RunState:
     def __init__(self, image):
         self.iteration = 0
         self.history: list[IterationRecord] = []
+        self.evaluation = None  # the last iteration's evaluation at its start image
         self.version = 0
         self.restart(image)
 
@@ -88,8 +89,11 @@ class RunState:
                 self.last_finite_image,
             )
         self.last_finite_image = self.image
+        self.evaluation = e  # its parts beyond the record's (a clip's temporal term)
         self.image = optimizer.step(self.image, problem)
-        record = IterationRecord(at_scale, *e.parts, e.loss, time.perf_counter() - start, size)
+        parts = e.parts
+        record = IterationRecord(at_scale, parts.content, parts.style, parts.tv, e.loss,
+                                 time.perf_counter() - start, size)
         self.history.append(record)
         self.iteration += 1
         return record

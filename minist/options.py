@@ -375,19 +375,102 @@ class StylizeOptions:
         return as_metadata(self)
 
 
-def schema() -> dict[str, Option]:
-    """Every option of :class:`StylizeOptions` by name, in declaration order."""
+def schema(options_class: type | None = None) -> dict[str, Option]:
+    """Every option of :class:`StylizeOptions` (or of ``options_class``, e.g.
+    :class:`VideoOptions`) by name, in declaration order."""
+    options_class = options_class or StylizeOptions
     out = {}
-    for f in fields(StylizeOptions):
+    for f in fields(options_class):
         declared = f.metadata.get(_OPTION)
         if declared is None:
-            raise TypeError(f"StylizeOptions.{f.name}: declare it with minist.options.option()")
+            raise TypeError(f"{options_class.__name__}.{f.name}: declare it with "
+                            "minist.options.option()")
         default = f.default if f.default is not MISSING else f.default_factory()
         out[f.name] = declared._replace(name=f.name, default=default)
     return out
 
 
 OPTION_NAMES = tuple(f.name for f in fields(StylizeOptions))
+
+
+# ---------------------------------------------------------------------------------------------
+# A clip's options (minist video): every per-frame option above, and these
+# ---------------------------------------------------------------------------------------------
+
+VIDEO = "video (Ruder, Dosovitskiy & Brox 2016, Artistic style transfer for videos)"
+INIT_FRAMES = ("prev-warped", "prev", "content", "noise")
+FLOW_METHODS = ("deepflow", "dis", "farneback")  # minist.video.flow.METHODS
+# gamma: measured on the tree clip (../shared/data/video/tree.avi, see the README and
+# minist.video.run); the losses are normalised, so Ruder et al.'s 1e3 does not carry over
+DEFAULT_TEMPORAL_WEIGHT = 1e4
+
+
+def _frames_text(text: str) -> tuple[int, int]:
+    """``"3:10"`` -> ``(3, 10)`` (1-based, inclusive)."""
+    first, colon, last = text.partition(":")
+    try:
+        if not colon:
+            raise ValueError
+        return int(first), int(last)
+    except ValueError:
+        raise ValueError(f"expected A:B (1-based, inclusive), got {text!r}") from None
+
+
+def _frame_range(value):
+    if len(value) != 2 or not all(isinstance(v, int) and not isinstance(v, bool)
+                                  for v in value):
+        return f"expected two frame numbers A:B, got {value!r}"
+    first, last = value
+    return None if 1 <= first <= last else \
+        f"expected 1 <= A <= B (1-based, inclusive), got {first}:{last}"
+
+
+def _offsets(values):
+    return None if values and all(v >= 1 for v in values) else \
+        f"expected whole numbers of frames >= 1, got {list(values)}"
+
+
+@dataclass(frozen=True)
+class VideoOptions(StylizeOptions):
+    """Every setting of a ``minist video`` run: those of :class:`StylizeOptions`, each per frame
+    (``iters`` counts per frame, ``init`` is the first frame's start), and the clip's own."""
+
+    temporal_weight: float = option(  # gamma of the temporal term (minist.problem)
+        DEFAULT_TEMPORAL_WEIGHT, FLOAT, "gamma, the weight of the temporal loss that ties each "
+        "frame to the previous results warped along the optical flow; 0: none (default: "
+        "%(default)s)", check=_weight, group=VIDEO)
+    init_frames: str = option(
+        "prev-warped", STR, "where frames after the first start: the previous result warped "
+        "along the flow (the frame's content where the flow is unreliable), the previous result, "
+        "the frame's content, or noise (default: %(default)s)", choices=INIT_FRAMES,
+        noun="start", metavar="|".join(INIT_FRAMES), group=VIDEO)
+    flow: str | None = option(  # None: minist.video.flow.default_method()
+        None, STR, "optical flow method (default: deepflow where opencv-contrib has it, else "
+        "dis)", optional=True, choices=FLOW_METHODS, noun="flow method",
+        metavar="|".join(FLOW_METHODS), group=VIDEO)
+    long_term: Sequence[int] = option(  # the frames t - j that constrain frame t
+        (1,), INT, "the frames t-j whose results constrain frame t, each where no nearer one "
+        "does (default: %(default)s, short-term only)", sequence=True,
+        parse=_numbers_text(int), check=_offsets, normalise=lambda v: tuple(sorted(set(v))),
+        metavar="J1,J2,...", group=VIDEO)
+    frames: Sequence[int] | None = option(  # (A, B), 1-based, inclusive
+        None, INT, "the frames A:B of the input, 1-based and inclusive (default: all); the "
+        "output is numbered from 1", sequence=True, optional=True, parse=_frames_text,
+        check=_frame_range, normalise=lambda v: None if v is None else tuple(v),
+        metavar="A:B", group=VIDEO)
+    fps: float | None = option(
+        None, FLOAT, "frame rate of a video output (default: the input's; 24 for frames)",
+        optional=True, check=_positive, group=VIDEO, in_settings=False)
+    keep_audio: bool = option(
+        False, BOOL, "copy the input's sound, cut to --frames (video output only)",
+        group=VIDEO, in_settings=False)
+
+
+def _check_video(o: VideoOptions) -> None:
+    """What depends on several of a clip's options."""
+    _need(o.temporal_weight == 0 or o.scales is None, "--scales",
+          "not yet with --temporal-weight > 0 (the flow is not resized per scale); give "
+          "--temporal-weight 0 or leave --scales out")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -434,19 +517,21 @@ def _check_together(o: StylizeOptions) -> None:
 def validated(options: StylizeOptions) -> StylizeOptions:
     """``options`` checked, as a new object (:meth:`StylizeOptions.validated`)."""
     changes = {}
-    for name, opt in schema().items():
+    for name, opt in schema(type(options)).items():
         value = getattr(options, name)
         check_value(opt, value)
         if opt.normalise is not None:
             changes[name] = opt.normalise(value)
     checked = replace(options, **changes)
     _check_together(checked)
+    if isinstance(checked, VideoOptions):
+        _check_video(checked)
     return checked
 
 
 def as_metadata(options: StylizeOptions) -> dict[str, Any]:
     """JSON-ready settings (:meth:`StylizeOptions.as_metadata`)."""
-    options_schema = schema()
+    options_schema = schema(type(options))
     out = {name: value for name, value in asdict(options).items()
            if options_schema[name].in_settings}
     out["weights"] = str(options.weights)
@@ -462,6 +547,9 @@ def as_metadata(options: StylizeOptions) -> dict[str, Any]:
                          for m in getattr(options, name)]
     if options.scales is not None and options.scales != "auto":
         out["scales"] = list(options.scales)
+    for name in ("long_term", "frames"):
+        if getattr(options, name, None) is not None:
+            out[name] = list(getattr(options, name))
     return out
 
 
@@ -470,25 +558,31 @@ def as_metadata(options: StylizeOptions) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------
 
 
-def add_arguments(parser, group: str = MAIN) -> None:
+def add_arguments(parser, group: str = MAIN, options_class: type | None = None) -> None:
     """The options of ``group`` as arguments of ``parser`` (an argparse parser or group), in
-    declaration order: ``--style-scale`` for ``style_scale``, the default as text."""
-    for name, opt in schema().items():
+    declaration order: ``--style-scale`` for ``style_scale``, the default as text.
+    ``options_class``: :class:`StylizeOptions` (default) or :class:`VideoOptions`."""
+    for name, opt in schema(options_class).items():
         if opt.group != group or opt.cli_flag is None:
             continue
         if opt.negated:
             parser.add_argument(opt.cli_flag, dest=name, action="store_false", help=opt.help)
+            continue
+        if opt.kind is BOOL:  # a switch that turns a False default on (--keep-audio)
+            parser.add_argument(opt.cli_flag, dest=name, action="store_true", help=opt.help)
             continue
         extra = {"metavar": opt.metavar} if opt.metavar else {}
         parser.add_argument(opt.cli_flag, dest=name, default=_text(opt.default),
                             help=opt.help, **extra)
 
 
-def from_arguments(args) -> StylizeOptions:
-    """The parsed command line as validated :class:`StylizeOptions`: each option's text through
-    its parser (``--style-layers`` fills ``style_layer_weights`` too)."""
+def from_arguments(args, options_class: type | None = None) -> StylizeOptions:
+    """The parsed command line as validated :class:`StylizeOptions` (or ``options_class``):
+    each option's text through its parser (``--style-layers`` fills ``style_layer_weights``
+    too)."""
+    options_class = options_class or StylizeOptions
     values = {}
-    for name, opt in schema().items():
+    for name, opt in schema(options_class).items():
         if opt.cli_flag is None or not hasattr(args, name):
             continue
         value = getattr(args, name)
@@ -500,7 +594,7 @@ def from_arguments(args) -> StylizeOptions:
         if opt.fills:
             value, values[opt.fills] = value
         values[name] = value
-    return StylizeOptions(**values).validated()
+    return options_class(**values).validated()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -17,6 +17,24 @@ luminance :math:`Y`, whose gradient comes back as the sum over the channels
 ``problem(x) -> Evaluation(loss, grad, parts)``, which unpacks as the ``(loss, grad)`` an
 optimizer asks for (``optimizer.step(x, problem)``, :mod:`minist.optim`).
 
+**A clip** (``minist video``, :mod:`minist.video.run`) adds the temporal term of Ruder,
+Dosovitskiy & Brox (2016) to the same :math:`f`: with the previous results warped into this
+frame, :math:`\omega_j`, their per-pixel weights :math:`c_j` (long-term: each counting only
+where no nearer frame does, :func:`minist.temporal.long_term_weights`) and :math:`\gamma`
+(``--temporal-weight``),
+
+.. math::
+
+    f_{video}(\vec x) = f(\vec x) + \gamma \sum_{j \in J} \mathcal{L}_{temporal}(\vec x,
+        \omega_j, c_j), \qquad
+    \nabla f_{video}(\vec x) = \nabla f(\vec x) + \gamma \sum_{j \in J}
+        \tfrac{2}{D}\, c_j \odot (\vec x - \omega_j)
+
+on the optimised variable itself (the luminance of a luminance-only run, whose targets are
+then the warped luminances): a :class:`TemporalTerm` in :attr:`Problem.temporal`, its value
+(before :math:`\gamma`) in the evaluation's parts as ``temporal`` (:class:`VideoLossParts`).
+A still image's problem has no temporal term and its parts are :class:`LossParts` as before.
+
 What is *not* here: the sizes of a coarse-to-fine run and how the image is carried from one to
 the next (:mod:`minist.scales`), where the run stands (:class:`minist.loop.RunState`), and the
 front that loads the inputs and wires these together
@@ -27,14 +45,44 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
-from minist import color
+from minist import color, temporal
 from minist.color import LuminanceView
 from minist.masks import guided_style_terms
 from minist.objective import Evaluation, LossParts, Objective, build_terms
 
-__all__ = ["Evaluation", "LossParts", "Problem", "build_problem"]
+__all__ = ["Evaluation", "LossParts", "Problem", "TemporalTerm", "VideoLossParts",
+           "build_problem"]
+
+
+class VideoLossParts(NamedTuple):
+    """The parts of a frame's loss: Eq. 7's, and the temporal term's before its weight."""
+
+    content: float
+    style: float
+    tv: float
+    temporal: float  # sum_j L_temporal(x, omega_j, c_j), before gamma
+
+
+class TemporalTerm(NamedTuple):
+    r"""The temporal term of a frame: ``warped`` :math:`\omega_j` (each shaped like the
+    variable, on its device), their ``weights`` :math:`c_j` ``(H, W)`` (already long-term
+    weights, :func:`minist.temporal.long_term_weights`) and ``weight`` :math:`\gamma`."""
+
+    warped: Sequence[Any]
+    weights: Sequence[Any]
+    weight: float
+
+    def evaluate(self, x) -> tuple[float, Any]:
+        r""":math:`\sum_j \mathcal{L}_{temporal}(x, \omega_j, c_j)` and its gradient
+        (:func:`minist.temporal.temporal_loss`, Eq. T)."""
+        value, grad = 0.0, None
+        for warped, weights in zip(self.warped, self.weights, strict=True):
+            v, g = temporal.temporal_loss(x, warped, weights)
+            value += float(v)
+            grad = g if grad is None else grad + g
+        return value, grad
 
 
 @dataclass(frozen=True)
@@ -44,22 +92,31 @@ class Problem:
 
     ``net``: the network; ``objective``: the terms, their targets and weights;
     ``luminance_view``: None, or the view of a luminance-only run (the variable is then the
-    luminance ``(1, 1, H, W)``); ``size``: the longest side of the images, px.
+    luminance ``(1, 1, H, W)``); ``size``: the longest side of the images, px;
+    ``temporal``: a frame's :class:`TemporalTerm` (a clip), or None (module docstring).
     """
 
     net: Any
     objective: Objective
     luminance_view: LuminanceView | None = None
     size: int = 0
+    temporal: TemporalTerm | None = None
 
     def __call__(self, x) -> Evaluation:
         r""":math:`f(x)` and :math:`\nabla f(x)`, with the loss's parts (one forward and one
-        backward pass through the network)."""
+        backward pass through the network), plus the temporal term when there is one."""
         if self.luminance_view is None:
-            return self.objective.evaluate(self.net, x)
-        view = self.luminance_view  # the network sees the view; the gradient comes back
-        e = self.objective.evaluate(self.net, view.network_input(x))
-        return Evaluation(e.loss, view.gradient(e.grad), e.parts)
+            e = self.objective.evaluate(self.net, x)
+        else:
+            view = self.luminance_view  # the network sees the view; the gradient comes back
+            e = self.objective.evaluate(self.net, view.network_input(x))
+            e = Evaluation(e.loss, view.gradient(e.grad), e.parts)
+        if self.temporal is None:
+            return e
+        value, grad = self.temporal.evaluate(x)  # on the variable itself
+        gamma = self.temporal.weight
+        return Evaluation(e.loss + gamma * value, e.grad + (gamma * grad).astype(e.grad.dtype),
+                          VideoLossParts(*e.parts, value))
 
     def variable(self, image):
         """The variable for an RGB ``image``: the image itself, or its luminance."""

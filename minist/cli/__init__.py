@@ -19,7 +19,7 @@ EXIT_INTERRUPTED = 130
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from minist.cli import bench, stylize, sweep, weights
+    from minist.cli import bench, stylize, sweep, video, weights
 
     parser = argparse.ArgumentParser(
         prog="minist",
@@ -28,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"minist {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers.required = True
-    for module in (stylize, sweep, weights, bench):
+    for module in (stylize, video, sweep, weights, bench):
         module.register(subparsers)
     return parser
 
