@@ -515,7 +515,8 @@ def test_a_student_version_holds_no_working_implementation_of_its_exercise(tmp_p
         assert body not in student, f"{spec}: its code is still in the student version"
 
 
-STORED_MARKERS = ("ex_gram", "ex_style_loss", "ex_content_loss", "ex_tv_loss", "ex_guided_gram")
+STORED_MARKERS = ("ex_gram", "ex_style_loss", "ex_content_loss", "ex_tv_loss", "ex_guided_gram",
+                  "ex_warp", "ex_consistency", "ex_temporal_loss")
 
 
 @pytest.mark.slow
