@@ -39,14 +39,13 @@ sys.path.insert(0, str(pathlib.Path.cwd() if "__file__" not in globals() else pa
 import lesson_utils as L
 
 # %%
-import importlib.util
 import shutil
 import time
 
 import numpy as np
 
 from minist.images import load_image, save_image
-from minist.options import DEFAULT_TEMPORAL_WEIGHT
+from minist.options import VideoOptions
 from minist.temporal import (blend_neighbour, disoccluded, long_term_weights,
                              motion_boundaries, reliability, sample_bilinear, temporal_loss, warp)
 
@@ -56,7 +55,11 @@ L.begin(LESSON, needs=(  # the exercises this lesson runs
     "ex_content_loss", "ex_gram", "ex_style_loss", "ex_tv_loss",
 ))
 plt = L.pyplot()
-OPENCV = importlib.util.find_spec("cv2") is not None
+try:
+    import cv2  # noqa: F401 - OpenCV, from the `video` extra: the optical flow
+    OPENCV = True
+except ImportError:
+    OPENCV = False
 if not OPENCV:
     L.say("[video] OpenCV is not installed (the `video` extra: pip install -e '.[video]'): "
           "skipping section 1's measured flow and section 6's clips.")
@@ -329,7 +332,8 @@ if CONSISTENCY:
 # $(\mathcal{L}_{temporal}, \partial \mathcal{L}_{temporal} / \partial x)$.
 
 # %%
-L.say(f"minist's default temporal weight gamma (--temporal-weight): {DEFAULT_TEMPORAL_WEIGHT:g}")
+L.say(f"minist's default temporal weight gamma (--temporal-weight): "
+      f"{VideoOptions().temporal_weight:g}")
 LOSS = L.ready("ex_temporal_loss", what="section 4's gradient check and section 6's clips")
 if LOSS:
     rng = np.random.default_rng(1)
@@ -420,7 +424,6 @@ STYLE_TRANSFER = ("ex_relu", "ex_vgg_backward", "ex_content_loss", "ex_gram", "e
 CLIPS = (OPENCV and WARP and CONSISTENCY and LOSS
          and L.ready(*STYLE_TRANSFER, what="section 6's clips (a style transfer per frame)"))
 if CLIPS:
-    from minist.options import VideoOptions
     from minist.video.flow import pair_flows
     from minist.video.frames import frame_path
     from minist.video.run import plan_clip, stylize_clip, temporal_error
