@@ -1,9 +1,11 @@
 """The teacher's values on seeded inputs: what the checks of a student version compare with.
 
 In the teacher's tree an exercise check may compare the student's function with an independent
-implementation (the Numba kernels of the losses). A student version holds none: those kernels
-call the student's own function there (``Exercise.routes``), so comparing with them would prove
-nothing. For those comparisons the checks read :func:`teacher_values`:
+implementation (the Numba kernels of the losses; lesson 12's equations written as loops in the
+teacher's own ``tests/test_temporal_loops.py``). A student version holds none: those kernels
+call the student's own function there (``Exercise.routes``), and the teacher's tests are not
+copied, so comparing with them would prove nothing or be impossible. For those comparisons the
+checks read :func:`teacher_values`:
 
 * in the teacher's tree, computed now by the teacher's independent implementation (``CASES``:
   each exercise's named cases, a function and seeded inputs);
