@@ -70,6 +70,12 @@ warped, where that is reliable (Ruder et al. §3.4, :math:`\delta` the blend wei
         + \bigl(\bar\delta + \delta (1 - c)\bigr) \odot x^{(i)}.              \qquad \text{(M)}
 
 (:func:`blend_neighbour`).
+
+Lesson: ``tutorials/12_video.py`` derives and checks each equation here (the flow, (W), (C1),
+(C2), (T) and its gradient, (L), (M)) and shows what flicker looks like; its exercises
+``ex_warp`` (:func:`sample_bilinear`, :func:`warp`), ``ex_consistency`` (:func:`disoccluded`,
+:func:`motion_boundaries`, :func:`reliability`) and ``ex_temporal_loss``
+(:func:`temporal_loss`) are checked by ``python tutorials/check.py <exercise>``.
 """
 
 from __future__ import annotations
@@ -101,7 +107,8 @@ def sample_bilinear(image: Any, rows: Any, cols: Any) -> tuple[Any, Any]:
             + a\, b\, I_{r+1,s+1}.
 
     Returns ``(values (1, C, H, W), inside (H, W) bool)``: positions outside
-    :math:`[0, H-1] \times [0, W-1]` are ``inside = False`` and read 0."""
+    :math:`[0, H-1] \times [0, W-1]` are ``inside = False`` and read 0.
+    Lesson: ``tutorials/12_video.py``, section 2 (exercise ``ex_warp``)."""
     xp = get_array_module(image)
     _, _, H, W = image.shape
     inside = (rows >= 0) & (rows <= H - 1) & (cols >= 0) & (cols <= W - 1)
@@ -129,7 +136,7 @@ def warp(previous: Any, backward_flow: Any) -> tuple[Any, Any]:
     :math:`\omega(x')(p) = x'(p + \hat w(p))`, with ``backward_flow`` :math:`\hat w` ``(2, H, W)``
     (:math:`(\hat u, \hat v)`, px). Returns ``(warped, inside)``: ``inside`` ``(H, W)`` is False
     where :math:`p + \hat w(p)` leaves the frame (the warped value is 0 there).
-    Tutorial: ``tutorials/12_video`` (to come)."""
+    Lesson: ``tutorials/12_video.py``, section 2 (exercise ``ex_warp``)."""
     _, _, H, W = previous.shape
     _check_flow(backward_flow, H, W, "warp")
     rows, cols = _grid(backward_flow)
@@ -140,7 +147,8 @@ def disoccluded(forward_flow: Any, backward_flow: Any) -> Any:
     r"""Eq. (C1): ``(H, W)`` bool, True where the forward flow :math:`w` (:math:`t-1 \to t`)
     warped into frame :math:`t`, :math:`\tilde w(p) = w(p + \hat w(p))`, and the backward flow
     :math:`\hat w` do not cancel: :math:`|\tilde w + \hat w|^2 > 0.01 (|\tilde w|^2 +
-    |\hat w|^2) + 0.5`, and where :math:`p + \hat w(p)` leaves the frame."""
+    |\hat w|^2) + 0.5`, and where :math:`p + \hat w(p)` leaves the frame.
+    Lesson: ``tutorials/12_video.py``, section 3 (exercise ``ex_consistency``)."""
     _, H, W = backward_flow.shape
     _check_flow(forward_flow, H, W, "disoccluded")
     w_tilde, inside = warp(forward_flow[None], backward_flow)
@@ -153,7 +161,8 @@ def disoccluded(forward_flow: Any, backward_flow: Any) -> Any:
 
 def motion_boundaries(backward_flow: Any) -> Any:
     r"""Eq. (C2): ``(H, W)`` bool, True where :math:`|\nabla \hat u|^2 + |\nabla \hat v|^2 >
-    0.01 |\hat w|^2 + 0.002`, the gradients by central differences (one-sided at the border)."""
+    0.01 |\hat w|^2 + 0.002`, the gradients by central differences (one-sided at the border).
+    Lesson: ``tutorials/12_video.py``, section 3 (exercise ``ex_consistency``)."""
     xp = get_array_module(backward_flow)
     gradient_energy = 0
     for component in backward_flow:  # u^, v^
@@ -165,7 +174,8 @@ def motion_boundaries(backward_flow: Any) -> Any:
 
 def reliability(forward_flow: Any, backward_flow: Any) -> Any:
     r"""The per-pixel weights :math:`c` ``(H, W)`` in the flow's dtype: 0 where (C1) or (C2)
-    holds or the warp leaves the frame, 1 elsewhere."""
+    holds or the warp leaves the frame, 1 elsewhere. Lesson: ``tutorials/12_video.py``,
+    section 3 (exercise ``ex_consistency``)."""
     unreliable = disoccluded(forward_flow, backward_flow) | motion_boundaries(backward_flow)
     return (~unreliable).astype(backward_flow.dtype)
 
@@ -174,7 +184,8 @@ def temporal_loss(x: Any, warped: Any, weights: Any) -> tuple[Any, Any]:
     r"""Eq. (T): :math:`\mathcal{L} = \frac1D \sum_k c_k (x_k - \omega_k)^2` and its gradient
     :math:`\frac2D c \odot (x - \omega)`, for ``x`` and ``warped`` ``(1, C, H, W)`` and the
     weights ``c`` ``(H, W)`` (broadcast over channels). The value is a 0-d array of ``x``'s
-    dtype, summed in float64 (as :mod:`minist.losses.reference`); the gradient is ``x``-shaped."""
+    dtype, summed in float64 (as :mod:`minist.losses.reference`); the gradient is ``x``-shaped.
+    Lesson: ``tutorials/12_video.py``, section 4 (exercise ``ex_temporal_loss``)."""
     xp = get_array_module(x)
     if warped.shape != x.shape or weights.shape != x.shape[2:]:
         raise MinistError(f"temporal_loss: image {tuple(x.shape)}, warped "
@@ -190,7 +201,8 @@ def temporal_loss(x: Any, warped: Any, weights: Any) -> tuple[Any, Any]:
 def long_term_weights(weights: Sequence[Any]) -> list[Any]:
     r"""Eq. (L): ``weights[i]`` is :math:`c(j_i)` for the frames :math:`t - j_i`, nearest first
     (:math:`j_0 < j_1 < \dots`); returns :math:`c_{long}(j_i) = \max(c(j_i) - \sum_{k < i}
-    c(j_k), 0)`: each earlier frame counts only where no nearer one does."""
+    c(j_k), 0)`: each earlier frame counts only where no nearer one does.
+    Lesson: ``tutorials/12_video.py``, section 5."""
     out, covered = [], None
     for c in weights:
         xp = get_array_module(c)
@@ -203,7 +215,7 @@ def blend_neighbour(current: Any, warped_neighbour: Any, weights: Any, delta: fl
     r"""Eq. (M): a multi-pass start, :math:`\delta\, c \odot \omega(x^{(i \mp 1)}) +
     (\bar\delta + \delta(1 - c)) \odot x^{(i)}`, ``delta`` :math:`\delta \in [0, 1]` the
     blend weight (``--blend-weight``); where the flow is unreliable the frame keeps its own
-    result."""
+    result. Lesson: ``tutorials/12_video.py``, section 5."""
     if not 0 <= delta <= 1:
         raise MinistError(f"--blend-weight: must be between 0 and 1, got {delta!r}")
     c = weights.astype(current.dtype)

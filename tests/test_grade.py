@@ -77,13 +77,15 @@ def _copy_of(template: Path, to: Path) -> Path:
 @pytest.fixture(scope="module")
 def handouts(tmp_path_factory):
     """Copies as the teacher made them, each with its manifest beside it: ``class-copy`` (every
-    exercise), ``week5`` (ex_gram), ``week6`` (ex_tv_loss), ``week9`` (the colour exercises)."""
+    exercise), ``week5`` (ex_gram), ``week6`` (ex_tv_loss), ``week9`` (the colour exercises, the
+    losses and the temporal loss)."""
     folder = tmp_path_factory.mktemp("handouts")
     msv.make_student_version(folder / "class-copy", quiet=True)
     msv.make_student_version(folder / "week5", ["ex_gram"], quiet=True)
     msv.make_student_version(folder / "week6", ["ex_tv_loss"], quiet=True)
     msv.make_student_version(folder / "week9", ["ex_gram", "ex_content_loss", "ex_tv_loss",
-                                                "ex_yiq", "ex_color_transform"], quiet=True)
+                                                "ex_yiq", "ex_color_transform",
+                                                "ex_temporal_loss"], quiet=True)
     return folder
 
 
@@ -290,6 +292,10 @@ VARIANTS = {
         ("grad[:, :, :, 1:] += 2 * dh", "grad[:, :, 1:, :] -= 2 * dv"),
         ("grad[:, :, :, :-1] -= 2 * dh", "grad[:, :, :-1, :] += 2 * dv"),
     ))],
+    "ex_temporal_loss": [("minist.temporal:temporal_loss", (  # a dot product; 2 c (x - w) / D
+        ("xp.sum(weighted.astype(xp.float64) * diff) / D",
+         "xp.vdot(weighted.astype(xp.float64).ravel(), diff.astype(xp.float64).ravel()) / D"),
+        ("(2.0 / D) * weighted", "2 * c * (x - warped.astype(x.dtype)) / D")))],
     "ex_yiq": [("minist.color:apply_color_matrix", ()), ("minist.color:rgb_to_yiq", ()),
                ("minist.color:yiq_to_rgb", ((  # solve T rgb = yiq for every pixel, in float64
                    "return apply_color_matrix(yiq, np.linalg.inv(YIQ_FROM_RGB))",

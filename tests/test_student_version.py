@@ -593,7 +593,8 @@ def test_a_student_version_holds_no_working_implementation_of_its_exercise(tmp_p
         assert not [where for where, what in found.items() if what == "LEAK"], found
 
 
-STORED_MARKERS = ("ex_gram", "ex_style_loss", "ex_content_loss", "ex_tv_loss", "ex_guided_gram")
+STORED_MARKERS = ("ex_gram", "ex_style_loss", "ex_content_loss", "ex_tv_loss", "ex_guided_gram",
+                  "ex_warp", "ex_consistency", "ex_temporal_loss")
 
 # Run in a student version (its own minist): call every function of its minist -- module
 # functions, static and class methods, and methods called unbound -- from inside a stand-in for

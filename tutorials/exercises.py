@@ -90,6 +90,45 @@ class Exercise(NamedTuple):
 GUIDED = ("minist.losses.reference:guided_gram_matrix",
           "minist.losses.reference:guided_style_layer_loss")
 
+# The student version's docstring of minist.temporal: its equations of values, no gradient.
+TEMPORAL_MODULE = r"""
+Temporal consistency for video (Ruder, Dosovitskiy & Brox 2016, "Artistic style transfer for
+videos"): warping along the optical flow, where the flow can be trusted, the temporal loss.
+
+Images are ``(1, C, H, W)`` and flows ``(2, H, W)``: :math:`(u, v)`, the displacement in pixels
+along :math:`x` (columns) and :math:`y` (rows); ``xp`` follows the arrays (NumPy or CuPy).
+
+**Backward warping** (W): the backward flow :math:`\hat w` of frame :math:`t` says where each
+of its pixels was in frame :math:`t-1`; the previous result seen from frame :math:`t` is
+
+.. math::
+
+    \omega(x')(p) = x'\bigl(p + \hat w(p)\bigr),
+
+read between pixels by bilinear interpolation (:func:`warp`, :func:`sample_bilinear`).
+
+**Where the flow is reliable**: with :math:`w` the forward flow and :math:`\tilde w(p) =
+w(p + \hat w(p))`, a pixel is disoccluded where (C1)
+:math:`|\tilde w + \hat w|^2 > 0.01 (|\tilde w|^2 + |\hat w|^2) + 0.5`
+(:func:`disoccluded`) and on a motion boundary where (C2)
+:math:`|\nabla \hat u|^2 + |\nabla \hat v|^2 > 0.01 |\hat w|^2 + 0.002`
+(:func:`motion_boundaries`); the weights :math:`c` are 0 there and 1 elsewhere
+(:func:`reliability`).
+
+**The temporal loss** (T), over the :math:`D = C \times H \times W` numbers of the image:
+
+.. math::
+
+    \mathcal{L}_{temporal}(x, \omega, c) = \frac{1}{D} \sum_{k=1}^{D} c_k (x_k - \omega_k)^2
+
+(:func:`temporal_loss`). **Long-term** (L): :math:`c_{long}(j) = \max(c(j) - \sum_{k \in J,
+k < j} c(k), 0)` (:func:`long_term_weights`). **Multi-pass** (M): :math:`x'^{(i)} = \delta\, c
+\odot \omega(x^{(i \mp 1)}) + (\bar\delta + \delta (1 - c)) \odot x^{(i)}`
+(:func:`blend_neighbour`).
+
+Lesson: ``tutorials/12_video.py``.
+"""
+
 EXERCISES: tuple[Exercise, ...] = (
     Exercise(
         "ex_conv_forward",
@@ -600,6 +639,129 @@ dtype (sum in float64, rounded once), ``dF`` shaped like ``F``, in its dtype. Nu
 alike.
 """,
         },
+    ),
+    Exercise(
+        "ex_warp",
+        "12_video",
+        ("minist.temporal:sample_bilinear", "minist.temporal:warp"),
+        "bilinear interpolation and the backward warp of the previous frame along the flow",
+        section="2. Backward warping by bilinear interpolation",
+        statements={
+            "minist.temporal:sample_bilinear": r"""
+``image`` ``(1, C, H, W)`` read at real positions by bilinear interpolation.
+
+``rows`` and ``cols`` are ``(H, W)`` float arrays: position :math:`(y, x)` of output pixel
+:math:`(i, j)` is ``(rows[i, j], cols[i, j])``. With :math:`r = \lfloor y \rfloor`,
+:math:`s = \lfloor x \rfloor`, :math:`a = y - r`, :math:`b = x - s`:
+
+.. math::
+
+    I(y, x) = (1-a)(1-b)\, I_{r,s} + (1-a)\, b\, I_{r,s+1} + a (1-b)\, I_{r+1,s}
+        + a\, b\, I_{r+1,s+1} .
+
+A position is *inside* when :math:`0 \le y \le H - 1` and :math:`0 \le x \le W - 1`: the last
+row and column included, where the value is exactly that pixel's (no index may leave the
+image, also when ``H`` or ``W`` is 1); a position outside reads 0. Returns ``(values,
+inside)``: ``values`` ``(1, C, H, W)`` in the image's dtype, ``inside`` ``(H, W)`` bool. No
+Python loops over the pixels: index the image with integer arrays (NumPy or CuPy alike,
+``get_array_module``).
+""",
+            "minist.temporal:warp": r"""
+Eq. (W): the previous frame's image seen from the current frame, along the backward flow.
+
+.. math::
+
+    \omega(x')(p) = x'\bigl(p + \hat w(p)\bigr)
+
+``previous`` is :math:`x'`, ``(1, C, H, W)``; ``backward_flow`` :math:`\hat w` is ``(2, H, W)``:
+for each pixel :math:`p` of the current frame, where it was in the previous frame, in pixels --
+``backward_flow[0]`` = :math:`\hat u` along :math:`x` (columns), ``backward_flow[1]`` =
+:math:`\hat v` along :math:`y` (rows). Read between pixels by bilinear interpolation
+(:func:`sample_bilinear`). Returns ``(warped, inside)``: ``warped`` ``(1, C, H, W)`` in
+``previous``'s dtype, 0 where :math:`p + \hat w(p)` leaves the frame, and ``inside`` ``(H, W)``
+bool, False there. A flow not of shape ``(2, H, W)``: raise the one-line :class:`MinistError`
+of ``_check_flow(backward_flow, H, W, "warp")``.
+""",
+        },
+    ),
+    Exercise(
+        "ex_consistency",
+        "12_video",
+        ("minist.temporal:disoccluded", "minist.temporal:motion_boundaries",
+         "minist.temporal:reliability"),
+        "where the flow can be trusted: the consistency check, motion boundaries, the weights c",
+        section="3. Where the flow cannot be trusted: disocclusions and motion boundaries",
+        statements={
+            "minist.temporal:disoccluded": r"""
+Eq. (C1): the pixels of frame :math:`t` where the two flows of the pair disagree.
+
+``forward_flow`` :math:`w` ``(2, H, W)`` goes from frame :math:`t-1` to frame :math:`t`,
+``backward_flow`` :math:`\hat w` ``(2, H, W)`` from :math:`t` to :math:`t-1` (``[0]``: along
+columns, ``[1]``: along rows). With :math:`\tilde w(p) = w(p + \hat w(p))`, the forward flow
+warped into frame :math:`t` (:func:`warp`: a flow is an image of two channels), pixel
+:math:`p` is disoccluded where
+
+.. math::
+
+    |\tilde w + \hat w|^2 > 0.01\,\bigl(|\tilde w|^2 + |\hat w|^2\bigr) + 0.5
+
+(:math:`|\cdot|^2` the squared length of the 2-vector at :math:`p`; the constants are
+``DISOCCLUSION_RELATIVE`` and ``DISOCCLUSION_ABSOLUTE``), and wherever :math:`p + \hat w(p)`
+leaves the frame. Returns an ``(H, W)`` bool array. Flows of different shapes: raise the
+one-line :class:`MinistError` of ``_check_flow(forward_flow, H, W, "disoccluded")``.
+""",
+            "minist.temporal:motion_boundaries": r"""
+Eq. (C2): where the backward flow :math:`\hat w = (\hat u, \hat v)` ``(2, H, W)`` changes too
+fast to be trusted.
+
+.. math::
+
+    |\nabla \hat u|^2 + |\nabla \hat v|^2 > 0.01\,|\hat w|^2 + 0.002
+
+(the constants are ``BOUNDARY_RELATIVE`` and ``BOUNDARY_ABSOLUTE``), with
+:math:`|\nabla f|^2` the sum of the squares of :math:`f`'s differences along the rows and
+along the columns: central, :math:`(f_{i+1} - f_{i-1})/2`, inside, and one-sided,
+:math:`f_1 - f_0` and :math:`f_{n-1} - f_{n-2}`, on the border (as ``numpy.gradient``).
+Returns an ``(H, W)`` bool array.
+""",
+            "minist.temporal:reliability": r"""
+The per-pixel weights :math:`c` ``(H, W)`` of a pair of flows, in ``backward_flow``'s dtype.
+
+:math:`c = 0` where the flow cannot be trusted -- :func:`disoccluded` (Eq. C1, which includes
+the pixels whose flow leaves the frame) or :func:`motion_boundaries` (Eq. C2) -- and
+:math:`c = 1` elsewhere.
+""",
+        },
+    ),
+    Exercise(
+        "ex_temporal_loss",
+        "12_video",
+        ("minist.temporal:temporal_loss",),
+        "the temporal loss and its gradient (Ruder et al. 2016)",
+        section="4. The temporal loss and its gradient",
+        statements={
+            "minist.temporal": TEMPORAL_MODULE,
+            "minist.temporal:temporal_loss": r"""
+Eq. (T): the short-term temporal loss, and its gradient.
+
+``x`` is the image ``(1, C, H, W)``, ``warped`` :math:`\omega` the previous result warped into
+this frame (``x``'s shape), ``weights`` :math:`c` ``(H, W)`` the per-pixel weights, the same for
+every channel:
+
+.. math::
+
+    \mathcal{L}_{temporal} = \frac{1}{D} \sum_{k=1}^{D} c_k\,(x_k - \omega_k)^2,
+    \qquad D = C \times H \times W .
+
+Also return the gradient of :math:`\mathcal{L}_{temporal}` with respect to ``x``; derive it
+yourself. Returns ``(L, grad)``: ``L`` a 0-d array of ``x``'s dtype (sum in float64, rounded
+once), ``grad`` shaped like ``x``, in its dtype. Cast ``warped`` and ``weights`` to ``x``'s
+dtype. Shapes that disagree (``warped`` not ``x``'s shape, ``weights`` not ``x``'s
+``(H, W)``): raise a one-line :class:`MinistError` that names ``temporal_loss``. NumPy or CuPy
+alike (``get_array_module``).
+""",
+        },
+        routes={"minist.problem": ""},  # its docstring states the temporal term's gradient
     ),
 )
 
