@@ -8,6 +8,7 @@ import os
 
 import numpy as np
 import pytest
+from cli_errors import assert_one_line_error
 
 from minist.cli import main
 from minist.images import read_png_metadata, save_image
@@ -49,12 +50,6 @@ def _stylize(capsys, content, style, output, weights, *options):
     return _run(capsys, "stylize", content, style, "-o", output, "--weights", weights, *options)
 
 
-def _one_line_error(err, *needles):
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1, err
-    assert lines[0].startswith("minist: error: ")
-    for needle in needles:
-        assert str(needle) in lines[0], (needle, lines[0])
 
 
 def test_stylize_writes_image_log_intermediates_and_metadata(photos, weights, tmp_path, capsys):
@@ -92,14 +87,14 @@ def test_per_layer_style_weights(photos, weights, tmp_path, capsys):
         capsys, content, style, tmp_path / "o.png", weights, *FAST[:-1], "relu1_1:0.25,relu2_1"
     )
     assert code == 2
-    _one_line_error(err, "--style-layers")
+    assert_one_line_error(err, "--style-layers")
 
 
 def test_missing_content_file(photos, weights, tmp_path, capsys):
     _, style = photos
     code, err = _stylize(capsys, tmp_path / "nope.jpg", style, tmp_path / "o.png", weights, *FAST)
     assert code == 2
-    _one_line_error(err, "nope.jpg", "no such file")
+    assert_one_line_error(err, "nope.jpg", "no such file")
 
 
 def test_non_image_style_file(photos, weights, tmp_path, capsys):
@@ -108,7 +103,7 @@ def test_non_image_style_file(photos, weights, tmp_path, capsys):
     text.write_text("not an image")
     code, err = _stylize(capsys, content, text, tmp_path / "o.png", weights, *FAST)
     assert code == 2
-    _one_line_error(err, "notes.jpg")
+    assert_one_line_error(err, "notes.jpg")
     assert not (tmp_path / "o.png").exists()
 
 
@@ -118,7 +113,7 @@ def test_truncated_image(photos, weights, tmp_path, capsys):
     cut.write_bytes(content.read_bytes()[: content.stat().st_size // 2])
     code, err = _stylize(capsys, cut, style, tmp_path / "o.png", weights, *FAST)
     assert code == 2
-    _one_line_error(err, "cut.png")
+    assert_one_line_error(err, "cut.png")
 
 
 def test_unreadable_file(photos, weights, tmp_path, capsys, monkeypatch):
@@ -135,7 +130,7 @@ def test_unreadable_file(photos, weights, tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(builtins, "open", deny)
     code, err = _stylize(capsys, content, style, tmp_path / "o.png", weights, *FAST)
     assert code == 2
-    _one_line_error(err, "content.png")
+    assert_one_line_error(err, "content.png")
 
 
 def test_image_too_small_for_the_layers(photos, weights, tmp_path, capsys):
@@ -145,7 +140,7 @@ def test_image_too_small_for_the_layers(photos, weights, tmp_path, capsys):
         "--style-layers", "relu5_1"
     )
     assert code == 2
-    _one_line_error(err, "needs at least 16 px")
+    assert_one_line_error(err, "needs at least 16 px")
 
 
 def test_unwritable_output_is_refused_before_any_work(photos, tmp_path, capsys):
@@ -155,17 +150,17 @@ def test_unwritable_output_is_refused_before_any_work(photos, tmp_path, capsys):
         capsys, content, style, tmp_path / "no" / "dir" / "o.png", tmp_path / "missing.h5", *FAST
     )
     assert code == 2
-    _one_line_error(err, "does not exist")
+    assert_one_line_error(err, "does not exist")
     code, err = _stylize(capsys, content, style, tmp_path / "o.gif", tmp_path / "missing.h5", *FAST)
     assert code == 2
-    _one_line_error(err, "o.gif")
+    assert_one_line_error(err, "o.gif")
 
 
 def test_missing_weights(photos, tmp_path, capsys):
     content, style = photos
     code, err = _stylize(capsys, content, style, tmp_path / "o.png", tmp_path / "missing.h5", *FAST)
     assert code == 2
-    _one_line_error(err, "missing.h5", "minist weights fetch vgg19", "minist weights convert")
+    assert_one_line_error(err, "missing.h5", "minist weights fetch vgg19", "minist weights convert")
 
 
 def test_mismatched_weights(photos, tmp_path, capsys):
@@ -177,7 +172,7 @@ def test_mismatched_weights(photos, tmp_path, capsys):
         f.attrs["something"] = 1
     code, err = _stylize(capsys, content, style, tmp_path / "o.png", bad, *FAST)
     assert code == 2
-    _one_line_error(err, "bad.h5", "minist_format")
+    assert_one_line_error(err, "bad.h5", "minist_format")
 
 
 def test_layer_beyond_partial_weights(photos, tmp_path, capsys):
@@ -201,7 +196,7 @@ def test_layer_beyond_partial_weights(photos, tmp_path, capsys):
     )
     code, err = _stylize(capsys, *photos, tmp_path / "o.png", part, "--size", "32", "--quiet")
     assert code == 2
-    _one_line_error(err, "relu4_2", "deeper than the weights reach")
+    assert_one_line_error(err, "relu4_2", "deeper than the weights reach")
 
 
 @pytest.mark.parametrize(
@@ -223,7 +218,7 @@ def test_invalid_option_values(photos, weights, tmp_path, capsys, argv, needle):
     content, style = photos
     code, err = _stylize(capsys, content, style, tmp_path / "o.png", weights, "--quiet", *argv)
     assert code == 2
-    _one_line_error(err, needle)
+    assert_one_line_error(err, needle)
     assert not (tmp_path / "o.png").exists()
 
 
@@ -248,7 +243,7 @@ def test_non_finite_loss_keeps_the_last_finite_image(
         "--optimizer", "adam",
     )
     assert code == 2
-    _one_line_error(err, "iteration 3", "lower --lr")
+    assert_one_line_error(err, "iteration 3", "lower --lr")
     assert "stopped" in read_png_metadata(out)["minist:status"]
 
 

@@ -16,6 +16,8 @@ import pytest
 pytest.importorskip("av")
 pytest.importorskip("cv2")
 
+from cli_errors import assert_one_line_error
+
 from minist.cli import main  # noqa: E402
 from minist.images import load_image, save_image  # noqa: E402
 from minist.options import DEFAULT_TEMPORAL_WEIGHT  # noqa: E402
@@ -54,12 +56,6 @@ def _video(capsys, *argv):
     return code, capsys.readouterr().err
 
 
-def _one_line_error(err, *needles):
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1, err
-    assert lines[0].startswith("minist: error: ")
-    for needle in needles:
-        assert str(needle) in lines[0], (needle, lines[0])
 
 
 def test_video_writes_frames_log_and_video(clip, weights, tmp_path, capsys):
@@ -176,7 +172,7 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(kind, clip, weights, t
     before = sorted(p.name for p in tmp_path.rglob("*"))
     code, err = _video(capsys, source, style, "-o", out, "--weights", weights, *FAST, *extra)
     assert code == 2
-    _one_line_error(err, needle)
+    assert_one_line_error(err, needle)
     assert sorted(p.name for p in tmp_path.rglob("*")) == before
 
 
@@ -188,7 +184,7 @@ def test_a_flow_method_the_library_lacks(clip, weights, tmp_path, capsys, monkey
     code, err = _video(capsys, frames, style, "-o", f"{tmp_path / 'o'}/", "--weights", weights,
                        *FAST[:-1], "deepflow")
     assert code == 2
-    _one_line_error(err, "--flow deepflow", "lacks")
+    assert_one_line_error(err, "--flow deepflow", "lacks")
     assert not (tmp_path / "o").exists()
 
 
@@ -198,7 +194,7 @@ def test_without_the_video_extra(clip, weights, tmp_path, capsys, monkeypatch):
     code, err = _video(capsys, frames, style, "-o", f"{tmp_path / 'o'}/", "--weights", weights,
                        *FAST)
     assert code == 2
-    _one_line_error(err, "pip install 'minist[video]'")
+    assert_one_line_error(err, "pip install 'minist[video]'")
     assert not (tmp_path / "o").exists()
 
 
@@ -305,7 +301,7 @@ def test_bad_clip_options_are_one_line(extra, needle, clip, weights, tmp_path, c
     code, err = _video(capsys, frames, style, "-o", f"{tmp_path / 'o'}/", "--weights", weights,
                        *FAST, *extra)
     assert code == 2
-    _one_line_error(err, needle)
+    assert_one_line_error(err, needle)
     assert not (tmp_path / "o").exists()
 
 
@@ -324,7 +320,7 @@ def test_an_unreachable_scheduler_is_one_line_before_anything_is_written(clip, w
         code, err = _video(capsys, frames, style, "-o", tmp_path / "o.mp4", "--weights",
                            weights, *FAST, "--scheduler", address)
     assert code == 2
-    _one_line_error(err, f"--scheduler {address}: cannot connect")
+    assert_one_line_error(err, f"--scheduler {address}: cannot connect")
     assert sorted(p.name for p in tmp_path.rglob("*")) == before
 
 
