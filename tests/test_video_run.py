@@ -373,7 +373,8 @@ def test_video_preview_prints_its_address(clip, weights, tmp_path, capsys):
 
 def test_the_temporal_term_steadies_a_pan(tmp_path, weights, capsys):
     """E = mean over consecutive pairs of (1/D) sum c (x_t - omega(x_{t-1}))^2, on the same
-    flows: with the defaults (prev-warped start, gamma) well below independent frames."""
+    flows: the warped start alone below independent frames, the defaults (the warped start and
+    the temporal loss) below both, and a larger gamma lower still."""
     from minist.video.flow import pair_flows
     from minist.video.frames import frame_path, read_clip
     from minist.video.run import temporal_error
@@ -381,14 +382,21 @@ def test_the_temporal_term_steadies_a_pan(tmp_path, weights, capsys):
     frames = _pan(tmp_path / "pan", frames=3, seed=5)
     style = tmp_path / "style.png"
     save_image(style, np.random.default_rng(4).uniform(size=(1, 3, 40, 40)).astype(np.float32))
+    flows = pair_flows(read_clip(frames).frames, "dis", workers=1)
     errors = {}
     for name, extra in {"independent": ["--temporal-weight", "0", "--init-frames", "content"],
-                        "temporal": []}.items():
-        out = tmp_path / name
+                        "warped start": ["--temporal-weight", "0"],
+                        "defaults": [],
+                        "gamma x10": ["--temporal-weight", str(10 * DEFAULT_TEMPORAL_WEIGHT)],
+                        }.items():
+        out = tmp_path / name.replace(" ", "-")
         code, err = _video(capsys, frames, style, "-o", f"{out}/", "--weights", weights,
                            *FAST[:3], "10", *FAST[4:], *extra)
         assert code == 0, err
-        flows = pair_flows(read_clip(frames).frames, "dis", workers=1)
         results = [load_image(frame_path(out, k)) for k in (1, 2, 3)]
         errors[name] = float(np.mean(temporal_error(results, flows)))
-    assert errors["temporal"] < 0.1 * errors["independent"], errors
+    assert errors["warped start"] < 0.5 * errors["independent"], errors
+    # on this tiny untrained network the default gamma adds little to the warped start (0.90x
+    # measured; on a real clip with VGG-16, 0.03x: README, "Video"); ten times more, 0.52x
+    assert errors["defaults"] < 0.95 * errors["warped start"], errors
+    assert errors["gamma x10"] < 0.6 * errors["defaults"], errors
