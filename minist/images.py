@@ -404,6 +404,26 @@ def encode_png(image, *, max_side: int | None = None, compress_level: int = 1) -
     return out.getvalue()
 
 
+def shrunk_pixels(image, max_side: int) -> np.ndarray:
+    """``image`` (1, 3, H, W) in [0, 1] as 8-bit pixels ``(h, w, 3)`` (the rounding of
+    :func:`save_image`), shrunk (Lanczos) so that its longest side is at most ``max_side``."""
+    pixels = Image.fromarray(_to_uint8_hwc(image))
+    if max(pixels.size) > max_side:
+        pixels.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+    return np.asarray(pixels)
+
+
+def write_gif(target, frames, fps: float) -> None:
+    """``frames`` (8-bit ``(H, W, 3)`` arrays) as an animated GIF that loops forever, at
+    ``fps`` (GIF delays are whole hundredths of a second, at least 2: browsers slow shorter
+    ones down) into ``target``, a path or a binary file object. Pillow picks each frame's
+    palette."""
+    images = [Image.fromarray(f) for f in frames]
+    centiseconds = max(2, round(100 / fps))
+    images[0].save(target, format="GIF", save_all=True, append_images=images[1:],
+                   duration=centiseconds * 10, loop=0)
+
+
 def read_png_metadata(path: str | os.PathLike) -> dict[str, str]:
     """The text chunks (tEXt, zTXt, iTXt) of a PNG file as a ``{key: value}`` dict."""
     path = Path(path)

@@ -33,17 +33,24 @@ step makes a new one), so a reader on another thread may encode it while the run
 
 from __future__ import annotations
 
+import io
 import math
 import threading
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from html import escape
 from typing import Any, NamedTuple
 
-from minist.images import encode_png
+from minist.images import encode_png, shrunk_pixels, write_gif
 from minist.status import RunStatus
 
 RATE_WINDOW = 20  # steps over which it/s is measured
+# The clip so far (minist video --preview): each finished frame kept small, the latest version
+# of each frame, at most this many (the ones finished longest ago dropped first), shown as a
+# looping GIF at a flipbook's rate
+CLIP_SIDE = 160  # px, the longest side of a frame in the flipbook
+CLIP_FRAMES = 240
+CLIP_FPS = 10
 
 
 class LossPoint(NamedTuple):
@@ -91,6 +98,8 @@ class LiveRun:
         self._clip: dict[str, Any] | None = None  # a clip's run (minist video), or None
         self._finished = None  # a clip's latest finished frame, (1, 3, H, W) on the CPU
         self._finished_png: tuple[int, bytes] | None = None
+        self._flipbook: OrderedDict[int, Any] = OrderedDict()  # frame -> small 8-bit pixels
+        self._flipbook_gif: tuple[int, bytes] | None = None
 
     # --- written by the run's thread ------------------------------------------------------
     def start(self, run) -> None:
@@ -146,10 +155,16 @@ class LiveRun:
     def finish_frame(self, image, done: int) -> None:
         """A frame of the clip is finished: ``image`` (1, 3, H, W) on the CPU, referenced not
         copied; ``done`` frames are finished now."""
+        small = shrunk_pixels(image, CLIP_SIDE)
         with self._lock:
             clip = self._clip or {}
             self._finished = image
             self._clip = {**clip, "done": done, "finished": clip.get("finished", 0) + 1}
+            frame = clip.get("frame", len(self._flipbook) + 1)
+            self._flipbook.pop(frame, None)  # a later pass's version replaces the earlier one
+            self._flipbook[frame] = small
+            if len(self._flipbook) > CLIP_FRAMES:
+                self._flipbook.popitem(last=False)
 
     def finished_png(self) -> bytes | None:
         """The latest finished frame of a clip as PNG bytes (encoded once per frame)."""
@@ -162,6 +177,24 @@ class LiveRun:
             return cached[1]
         data = encode_png(image, max_side=self.max_image_side)
         self._finished_png = (version, data)
+        return data
+
+    def clip_gif(self) -> bytes | None:
+        """The clip so far as a looping GIF: each frame's latest version in frame order, at
+        most :data:`CLIP_FRAMES` of them, :data:`CLIP_SIDE` px, :data:`CLIP_FPS` frames a
+        second (encoded once per finished frame); None before the first."""
+        with self._lock:
+            version = self._clip["finished"] if self._clip else 0
+            frames = [self._flipbook[k] for k in sorted(self._flipbook)]
+            cached = self._flipbook_gif
+        if not frames:
+            return None
+        if cached is not None and cached[0] == version:
+            return cached[1]
+        out = io.BytesIO()
+        write_gif(out, frames, CLIP_FPS)
+        data = out.getvalue()
+        self._flipbook_gif = (version, data)
         return data
 
     def _look_at(self, image, now: float | None = None) -> None:

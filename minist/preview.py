@@ -34,11 +34,13 @@ alternated pairs of 40-iteration runs without/with ``--preview``: 0.162/0.185, 0
 0.123/0.148 it/s (the machine's load, not the preview, decides such differences).
 
 **A clip** (``minist video --preview``, :class:`ClipPreviewObserver`): the same page for the
-frame being painted, with the frame and pass in the run's table and the latest finished frame
-beside it (``/finished.png``); the server lives for the whole clip.
+frame being painted, with the frame and pass in the run's table, the latest finished frame
+(``/finished.png``) and the clip so far, a looping GIF of every frame's latest version
+(``/clip.gif``, :meth:`minist.live.LiveRun.clip_gif`); the server lives for the whole clip.
 
 **Security.** The server answers ``GET``/``HEAD`` for exactly ``/``, ``/state.json``,
-``/image.png``, ``/curves.svg`` and ``/finished.png`` (any query string is ignored) and 404 for
+``/image.png``, ``/curves.svg``, ``/finished.png`` and ``/clip.gif`` (any query string is
+ignored) and 404 for
 every other request target, compared as sent, before any decoding: ``/../x``, ``/%2e%2e/x``,
 ``//etc/x``, ``http://host/x`` never reach code that knows about files, because there is none
 -- nothing here opens a file. It binds to 127.0.0.1 by default; ``--preview-host`` binds
@@ -114,6 +116,11 @@ def _finished(live: LiveRun) -> tuple[str, bytes] | None:
     return None if data is None else ("image/png", data)
 
 
+def _clip(live: LiveRun) -> tuple[str, bytes] | None:
+    data = live.clip_gif()
+    return None if data is None else ("image/gif", data)
+
+
 def _curves(live: LiveRun) -> tuple[str, bytes]:
     return "image/svg+xml", loss_chart_svg(live.points()).encode()
 
@@ -123,7 +130,7 @@ def _page(live: LiveRun) -> tuple[str, bytes]:
 
 
 ENDPOINTS = {"/": _page, "/state.json": _state, "/image.png": _image, "/curves.svg": _curves,
-             "/finished.png": _finished}
+             "/finished.png": _finished, "/clip.gif": _clip}
 LOOPBACK_NAMES = ("localhost",)
 SECURITY_HEADERS = {
     "Cache-Control": "no-store",
@@ -348,6 +355,7 @@ PAGE = """<!doctype html>
   #status.lost { background: #f5d6d6; }
   main { display: flex; flex-wrap: wrap; gap: 20px; align-items: flex-start; }
   .panel { background: #fff; border: 1px solid #ddd; border-radius: 6px; padding: 10px; }
+  #clip { display: block; width: 320px; max-width: 90vw; background: #eee; }
   #image, #finished { display: block; width: 512px; max-width: 90vw; image-rendering: auto;
            background: #eee; min-height: 64px; }
   table { border-collapse: collapse; } td { padding: 1px 10px 1px 0; vertical-align: top; }
@@ -362,7 +370,8 @@ PAGE = """<!doctype html>
 <main>
   <div class="panel"><img id="image" alt="the current image"></div>
   <div class="panel" id="finished-panel" hidden><h2>Latest finished frame</h2>
-    <img id="finished" alt="the latest finished frame"></div>
+    <img id="finished" alt="the latest finished frame">
+    <h2>The clip so far</h2><img id="clip" alt="the frames finished so far, looping"></div>
   <div>
     <div class="panel" id="chart"></div>
     <div style="display: flex; gap: 20px; margin-top: 20px; flex-wrap: wrap">
@@ -452,12 +461,17 @@ async function poll() {
     }
     if (s.points !== shownPoints) { await loadChart(); shownPoints = s.points; }
     if (s.clip && s.clip.finished !== shownFinished) {
-      const response = await fetch("finished.png?v=" + s.clip.finished, {cache: "no-store"});
-      if (response.ok) {
-        const img = document.getElementById("finished");
-        const old = img.src;
-        img.src = URL.createObjectURL(await response.blob());
-        if (old) URL.revokeObjectURL(old);
+      const shown = await Promise.all([["finished", "finished.png"], ["clip", "clip.gif"]].map(
+        async ([id, path]) => {
+          const response = await fetch(path + "?v=" + s.clip.finished, {cache: "no-store"});
+          if (!response.ok) return false;
+          const img = document.getElementById(id);
+          const old = img.src;
+          img.src = URL.createObjectURL(await response.blob());
+          if (old) URL.revokeObjectURL(old);
+          return true;
+        }));
+      if (shown.every(Boolean)) {
         document.getElementById("finished-panel").hidden = false;
         shownFinished = s.clip.finished;
       }

@@ -237,3 +237,38 @@ def test_chart_marks_scale_changes_and_thins_long_runs():
     many = _points([1.0 + 1.0 / (i + 1) for i in range(n)])
     xy = _polyline(loss_chart_svg(many), "total")
     assert len(xy) <= MAX_CHART_POINTS + 1 and xy[-1][0] == pytest.approx(640 - 12)
+
+
+def _gif_frames(data: bytes) -> list[np.ndarray]:
+    gif = Image.open(io.BytesIO(data))
+    frames = []
+    for k in range(gif.n_frames):
+        gif.seek(k)
+        frames.append(np.asarray(gif.convert("RGB")))
+    return frames
+
+
+def test_the_clip_so_far_is_each_frames_latest_version_in_frame_order(monkeypatch):
+    """A clip's flipbook (minist video --preview): one GIF frame per frame finished, in frame
+    order, a later pass's version replacing the earlier one, at most CLIP_FRAMES (those
+    finished longest ago dropped), shrunk to CLIP_SIDE; encoded once per finished frame."""
+    import minist.live as live_module
+
+    live = LiveRun()
+    assert live.clip_gif() is None
+    grey = {k: np.full((1, 3, 40, 200), k / 10, np.float32) for k in range(1, 5)}
+    for k in (1, 2, 3):  # pass 1, forwards
+        live.set_clip(frame=k, frames=3, passes=2, done=k - 1, **{"pass": 1})
+        live.finish_frame(grey[k], done=k)
+    frames = _gif_frames(live.clip_gif())
+    assert [f.shape for f in frames] == [(32, 160, 3)] * 3  # 200 x 40 shrunk to 160 x 32
+    assert [int(f[16, 80, 0]) for f in frames] == [26, 51, 76]  # round(255 k / 10), in order
+    live.set_clip(frame=2, frames=3, passes=2, done=3, **{"pass": 2})  # pass 2, backwards
+    live.finish_frame(grey[4], done=4)
+    data = live.clip_gif()
+    assert data is live.clip_gif()  # cached until the next finished frame
+    assert [int(f[16, 80, 0]) for f in _gif_frames(data)] == [26, 102, 76]
+    monkeypatch.setattr(live_module, "CLIP_FRAMES", 2)
+    live.set_clip(frame=3, frames=3, passes=2, done=4, **{"pass": 2})
+    live.finish_frame(grey[1], done=5)  # frame 1 was finished longest ago: it goes
+    assert [int(f[16, 80, 0]) for f in _gif_frames(live.clip_gif())] == [102, 26]

@@ -148,3 +148,60 @@ def test_preview_page_shows_the_run_as_it_goes(browser_paths, tiny_vgg_files, tm
         if run.poll() is None:
             run.kill()
             run.wait(10)
+
+
+# What a clip's page shows: the run's table, and the clip so far (the flipbook GIF's size).
+CLIP_STATE = """
+const panel = document.getElementById("finished-panel");
+const gif = document.getElementById("clip"), last = document.getElementById("finished");
+if (panel.hidden || !gif.complete || !gif.naturalWidth || !last.naturalWidth) return null;
+const stats = document.getElementById("stats").innerText;
+const done = /frames done\\s+(\\d+) \\/ (\\d+)/.exec(stats);
+return done && Number(done[1]) >= 2 ? {stats: stats, gif: [gif.naturalWidth, gif.naturalHeight],
+  last: [last.naturalWidth, last.naturalHeight]} : null;
+"""
+
+
+def test_clip_preview_page_shows_the_frame_under_way_and_the_clip_so_far(
+        browser_paths, tiny_vgg_files, tmp_path):
+    """``minist video --preview`` in a real browser: the frame and the frames done in the
+    table, the latest finished frame and the clip so far (a GIF) once frames are done; Ctrl-C
+    keeps the frames and exits 130."""
+    chromium, chromedriver = browser_paths
+    rng = np.random.default_rng(0)
+    frames, style = tmp_path / "frames", tmp_path / "style.png"
+    frames.mkdir()
+    picture = rng.uniform(size=(1, 3, 40, 140)).astype(np.float32)
+    for k in range(40):  # a pan, 2 px a frame: at least 20 s at 10 paced steps a frame
+        save_image(frames / f"{k + 1:03d}.png", picture[:, :, :, 2 * k:2 * k + 48])
+    save_image(style, rng.uniform(size=(1, 3, 40, 40)).astype(np.float32))
+    argv = ["video", str(frames), str(style), "-o", f"{tmp_path / 'out'}/",
+            "--weights", str(tiny_vgg_files["vgg19", "caffe"]), "--size", "48",
+            "--iters", "10", "--quiet", "--flow", "dis", "--content-layers", "relu2_1",
+            "--style-layers", "relu1_1,relu2_1", "--preview"]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)}
+    run = subprocess.Popen([sys.executable, "-c", PACED_CLI, *argv], cwd=tmp_path, env=env,
+                           stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.PIPE, text=True, preexec_fn=sigint_by_default)
+    lines: queue.Queue = queue.Queue()
+    threading.Thread(target=_read_lines, args=(run.stderr, lines), daemon=True).start()
+    try:
+        url, _ = _wait_for_url(lines)
+        try:
+            browser = Browser(chromium, chromedriver, tmp_path / "chromium-profile")
+        except WebDriverError as e:
+            pytest.skip(f"headless Chromium could not start here ({e}); {e.__class__.__name__}")
+        with browser:
+            browser.get(url)
+            shown = browser.wait_for(CLIP_STATE, what="two frames done and the clip so far")
+        assert re.search(r"frame\s+\d+ / 40", shown["stats"]), shown["stats"]
+        assert shown["gif"] == [48, 40] and shown["last"] == [48, 40]
+        assert run.poll() is None, "the clip ended before the page was checked"
+        run.send_signal(signal.SIGINT)
+        assert run.wait(60) == 130
+        assert len(list((tmp_path / "out").glob("frame_*.png"))) >= 2
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait(10)

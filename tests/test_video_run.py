@@ -326,8 +326,9 @@ def test_an_unreachable_scheduler_is_one_line_before_anything_is_written(clip, w
 
 def test_the_preview_shows_the_frame_under_way_and_the_latest_finished(clip, weights, tmp_path):
     """The clip's live page (no browser: its endpoints, asked while the clip runs): the frame
-    and the frames done in the state, the latest finished frame as /finished.png; the server
-    lives across frames and stops with the clip."""
+    and the frames done in the state, the latest finished frame as /finished.png, the clip so
+    far as /clip.gif (one GIF frame per finished frame); the server lives across frames and
+    stops with the clip."""
     import io
     import urllib.request
 
@@ -347,6 +348,9 @@ def test_the_preview_shows_the_frame_under_way_and_the_latest_finished(clip, wei
                 state = json.load(r)
             with urllib.request.urlopen(self.url + f"finished.png?v={done}") as r:
                 png = Image.open(io.BytesIO(r.read()))
+            with urllib.request.urlopen(self.url + f"clip.gif?v={done}") as r:
+                gif = Image.open(io.BytesIO(r.read()))
+            assert (gif.format, gif.n_frames, gif.size) == ("GIF", done, png.size)
             seen.append((state["status"], state["clip"], png.size))
 
     options = VideoOptions(weights=weights, size=48, iters=2, content_layers=("relu2_1",),

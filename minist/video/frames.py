@@ -54,10 +54,16 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
-from PIL import Image
 
 from minist.errors import MinistError
-from minist.images import SUPPORTED_EXTENSIONS, image_size, load_image, resize_longest, save_image
+from minist.images import (
+    SUPPORTED_EXTENSIONS,
+    image_size,
+    load_image,
+    resize_longest,
+    save_image,
+    write_gif,
+)
 from minist.video import require_av
 from minist.weights.atomic import atomic_path, check_writable
 
@@ -396,10 +402,7 @@ def _rate(fps: float) -> Fraction:
 
 
 def _write_gif(tmp: Path, frames, fps: float) -> None:
-    images = [Image.fromarray(_uint8_hwc(f)) for f in frames]
-    centiseconds = max(2, round(100 / fps))  # GIF delays are in 1/100 s; browsers clamp < 2
-    images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:],
-                   duration=centiseconds * 10, loop=0)
+    write_gif(tmp, [_uint8_hwc(f) for f in frames], fps)
 
 
 _VIDEO_CODECS = {".mp4": (("libx264", "h264", "libopenh264"), "mp4", "aac"),
