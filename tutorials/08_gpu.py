@@ -145,7 +145,8 @@ if GPU:
 #   kernel, `diff_sumsq`, forms $d = a - b$, writes the gradient and adds $d^2$ to a float64
 #   sum in one pass (the content loss, Eq. 1–2, and $G - A$ of the style loss, Eq. 4); another
 #   computes the squared total variation and its gradient with one thread per pixel. The Gram
-#   matrix and $(G - A)F$ are matrix products: cuBLAS, through `@`.
+#   matrix and the style gradient's product (lesson 05) are matrix products: cuBLAS, through
+#   `@`.
 #
 # **Check.** Each dispatched function against the reference, on every device we have.
 

@@ -209,7 +209,8 @@ def student_report(student: Student, grades: Sequence[Grade], weights: Mapping[s
     total, best = score(student, grades, weights), max_points(student, weights)
     when = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
     lines = [
-        f"# {student.name}: {number(total)} of {number(best)} points",
+        f"# {student.name}: {number(total)} of {number(best)} "
+        f"{'point' if number(best) == '1' else 'points'}",
         "",
         f"Graded {when} by `tutorials/grade.py` on {student.source}; at most {timeout:g} s per "
         "exercise. Each exercise is worth its weight times the fraction of its checks that pass."

@@ -649,7 +649,8 @@ def make_student_version(out, only: Sequence[str] | None = None, force: bool = F
             print(f"not copied, not tracked by git ({len(left)} files; git add what belongs in "
                   f"the copy): {shown}")
         print(f"student version written to {out} ({len(files)} files, "
-              f"{len(stripped)} functions in {len(exercises)} exercises stripped)")
+              f"{len(stripped)} function{'s' * (len(stripped) != 1)} in {len(exercises)} "
+              f"exercise{'s' * (len(exercises) != 1)} stripped)")
         print(f"the teacher's manifest (keep it, do not hand it out; grade.py --manifest reads "
               f"it): {manifest}")
     return stripped

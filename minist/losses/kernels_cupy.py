@@ -58,7 +58,7 @@ extern "C" __global__ void diff_sumsq(const T* a, const T* b, T* out, double* ac
     for (long long k = blockIdx.x * (long long)blockDim.x + threadIdx.x; k < n;
          k += (long long)blockDim.x * gridDim.x) {
         T d = a[k] - b[k];
-        out[k] = d / divisor;           // F - P (divisor 1), or (G - A) / (N^2 M)
+        out[k] = d / divisor;           // the difference, scaled as the caller asks
         s += (double)d * (double)d;     // (F - P)^2 or (G - A)^2, summed in float64
     }
     block_sum_into(s, acc);
