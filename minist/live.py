@@ -63,6 +63,7 @@ class LossPoint(NamedTuple):
     style: float
     tv: float
     total: float
+    temporal: float = 0.0  # a clip's frame (minist video): the temporal loss before gamma
 
 
 def _finite_or_none(value):
@@ -96,6 +97,7 @@ class LiveRun:
         self._png: tuple[int, bytes] | None = None
         self._last_seconds = None
         self._clip: dict[str, Any] | None = None  # a clip's run (minist video), or None
+        self._clip_settings: dict[str, Any] | None = None  # the clip's, shown for each frame
         self._finished = None  # a clip's latest finished frame, (1, 3, H, W) on the CPU
         self._finished_png: tuple[int, bytes] | None = None
         self._flipbook: OrderedDict[int, Any] = OrderedDict()  # frame -> small 8-bit pixels
@@ -105,7 +107,8 @@ class LiveRun:
     def start(self, run) -> None:
         """A run begins: its settings and length; the curves start empty."""
         options = getattr(run, "options", None)
-        settings = options.as_metadata() if hasattr(options, "as_metadata") else {}
+        settings = self._clip_settings if self._clip_settings is not None else (
+            options.as_metadata() if hasattr(options, "as_metadata") else {})
         schedule = getattr(run, "schedule", None)  # a coarse-to-fine run: all its scales
         total = self.total if self.total is not None else (
             getattr(schedule, "total", None) or getattr(options, "iters", None))
@@ -115,15 +118,16 @@ class LiveRun:
             self._status, self._started, self._ended = RunStatus.RUNNING, self.clock(), None
         self._look_at(run.image_on_cpu())
 
-    def step(self, record, run, look: bool | None = None) -> None:
-        """One step ended: keep its losses; look at the image if ``image_interval`` has passed
-        (``look``: True or False to decide instead)."""
+    def step(self, record, run, look: bool | None = None, temporal: float | None = None) -> None:
+        """One step ended: keep its losses (``temporal``: a clip's temporal loss, when the
+        frame has one); look at the image if ``image_interval`` has passed (``look``: True or
+        False to decide instead)."""
         now = self.clock()
         with self._lock:
             self._points.append(LossPoint(len(self._points), record.iter,
                                           getattr(record, "scale", None) or None,
-                                          record.content,
-                                          record.style, record.tv, record.total))
+                                          record.content, record.style, record.tv,
+                                          record.total, temporal or 0.0))
             self._times.append(now)
             self._last_seconds = record.seconds
         if look if look is not None else now - self._image_taken >= self.image_interval:
@@ -142,6 +146,12 @@ class LiveRun:
             self._look_at(image)
         with self._lock:
             self._status, self._ended = RunStatus(outcome.status), self.clock()
+
+    def set_clip_settings(self, settings: dict[str, Any]) -> None:
+        """A clip's settings (its options' metadata), shown for each of its frames instead of
+        the frame's own run's (whose start is an array)."""
+        with self._lock:
+            self._clip_settings = dict(settings)
 
     def set_clip(self, **where: int) -> None:
         """A clip's run (``minist video``): where it stands -- ``frame`` (being painted, from
@@ -257,7 +267,9 @@ class LiveRun:
                 "iter": last.iter if last else None,
                 "scale": last.scale if last else None,
                 "losses": {name: _finite_or_none(getattr(last, name))
-                           for name in ("content", "style", "tv", "total")} if last else None,
+                           for name in ("content", "style", "tv", "total")
+                           + (("temporal",) if self._clip is not None else ())}
+                if last else None,
                 "image_version": self._image_version,
                 "points": steps,
                 "settings": self._settings,
@@ -278,6 +290,7 @@ SERIES = (  # (field, label, colour): what the log and the progress bar call the
     ("content", "content (before \u03b1)", "#1f77b4"),
     ("style", "style (before \u03b2)", "#ff7f0e"),
     ("tv", "total variation", "#7f7f7f"),
+    ("temporal", "temporal (before \u03b3)", "#9467bd"),  # a clip's frames only
     ("total", "total", "#111111"),
 )
 MAX_CHART_POINTS = 1500  # more steps than this: every k-th point is drawn (and the last)
@@ -293,9 +306,9 @@ def _nice_step(span: float, ticks: int = 5) -> int:
 def loss_chart_svg(points: list[LossPoint], width: int = 640, height: int = 300) -> str:
     r"""The loss curves as an SVG document: losses against the global step, :math:`\log_{10}`
     vertical axis with a grid line per decade, one ``<polyline data-series="NAME">`` per loss
-    (``content``, ``style``, ``tv``, ``total``: those with a value > 0), dashed vertical lines where
-    the scale changes. Values that are not > 0 (and not finite) have no place on a log axis and
-    are left out.
+    (``content``, ``style``, ``tv``, ``temporal``, ``total``: those with a value > 0), dashed
+    vertical lines where the scale changes. Values that are not > 0 (and not finite) have no
+    place on a log axis and are left out.
 
     A point :math:`(s, L)` is drawn at
     :math:`x = x_0 + (s / s_{max})\,w`, :math:`y = y_0 + (d_{max} - \log_{10} L)/(d_{max} -

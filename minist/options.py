@@ -25,7 +25,7 @@ import math
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import MISSING, asdict, dataclass, field, fields, replace
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 
@@ -436,7 +436,20 @@ def _offsets(values):
 @dataclass(frozen=True)
 class VideoOptions(StylizeOptions):
     """Every setting of a ``minist video`` run: those of :class:`StylizeOptions`, each per frame
-    (``iters`` counts per frame, ``init`` is the first frame's start), and the clip's own."""
+    (``iters`` counts per frame, ``init`` is the first frame's start), and the clip's own.
+    ``CLI_HELP``: the help of a per-frame option where a clip reads it otherwise."""
+
+    CLI_HELP: ClassVar[dict[str, str]] = {
+        "iters": "iterations per frame (default: %(default)s)",
+        "init": "the first frame's start: content | noise | style | an image path (default: "
+                "%(default)s); the other frames': --init-frames",
+        "content_masks": "spatial control: one grayscale mask per STYLE, drawn on the frames "
+                         "(one set for the whole clip; white: this style here)",
+        "original_colors": "keep the frames' colours: 'luminance' transfers the style to the "
+                           "luminance only (YIQ) and keeps each frame's I, Q; 'histogram' "
+                           "matches each painting's colours to each frame's before its "
+                           "transfer (default: off)",
+    }
 
     temporal_weight: float = option(  # gamma of the temporal term (minist.problem)
         DEFAULT_TEMPORAL_WEIGHT, FLOAT, "gamma, the weight of the temporal loss that ties each "
@@ -580,9 +593,11 @@ def add_arguments(parser, group: str = MAIN, options_class: type | None = None) 
     """The options of ``group`` as arguments of ``parser`` (an argparse parser or group), in
     declaration order: ``--style-scale`` for ``style_scale``, the default as text.
     ``options_class``: :class:`StylizeOptions` (default) or :class:`VideoOptions`."""
+    helps = getattr(options_class, "CLI_HELP", {})
     for name, opt in schema(options_class).items():
         if opt.group != group or opt.cli_flag is None:
             continue
+        opt = opt._replace(help=helps.get(name, opt.help))
         if opt.negated:
             parser.add_argument(opt.cli_flag, dest=name, action="store_false", help=opt.help)
             continue

@@ -312,6 +312,16 @@ class ClipPreviewObserver(PreviewObserver):
 
     _last_frame: tuple = (None, Outcome(RunStatus.FINISHED, 0, None))
 
+    def on_step(self, record, run) -> None:
+        """The step's losses, with the frame's temporal loss (its evaluation's ``parts``)."""
+        evaluation = getattr(getattr(run, "state", None), "evaluation", None)
+        temporal = getattr(getattr(evaluation, "parts", None), "temporal", None)
+        self.live.step(record, run, temporal=temporal)
+
+    def clip_started(self, settings: dict) -> None:
+        """The clip's settings (:meth:`minist.live.LiveRun.set_clip_settings`)."""
+        self.live.set_clip_settings(settings)
+
     def on_end(self, run, outcome: Outcome) -> None:
         if outcome.status != RunStatus.FINISHED:
             super().on_end(run, outcome)
@@ -432,8 +442,9 @@ function show(s) {
   if (s.scale !== null) rows.push(["scale", s.scale + " px"]);
   rows.push(["it/s", num(s.it_per_s, 3)], ["ETA", s.final ? DASH : duration(s.eta_s)],
             ["elapsed", duration(s.elapsed_s)], ["content loss", num(l.content, 4)],
-            ["style loss", num(l.style, 4)], ["tv loss", num(l.tv, 4)],
-            ["total loss", num(l.total, 5)]);
+            ["style loss", num(l.style, 4)], ["tv loss", num(l.tv, 4)]);
+  if (s.clip) rows.push(["temporal loss", num(l.temporal, 4)]);
+  rows.push(["total loss", num(l.total, 5)]);
   fillTable(document.getElementById("stats"), rows);
   const settings = JSON.stringify(s.settings);
   if (settings !== shownSettings) {

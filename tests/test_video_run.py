@@ -362,6 +362,12 @@ def test_the_preview_shows_the_frame_under_way_and_the_latest_finished(clip, wei
     assert [(status, c["frame"], c["done"], c["finished"], size)
             for status, c, size in seen] == [("running", k, k, k, (48, 40)) for k in (1, 2, 3)]
     assert seen[0][1]["frames"] == 3 and seen[0][1]["passes"] == 1 and seen[0][1]["pass"] == 1
+    state = preview.live.snapshot()  # the clip's settings, the temporal loss of the last frame
+    assert state["settings"]["init"] == "content" and "temporal_weight" in state["settings"]
+    assert state["losses"]["temporal"] > 0
+    from minist.live import loss_chart_svg
+
+    assert 'data-series="temporal"' in loss_chart_svg(preview.live.points())
     assert preview.live.snapshot()["status"] == "finished"
     with pytest.raises(OSError):
         urllib.request.urlopen(preview.url + "state.json", timeout=2)
@@ -404,3 +410,16 @@ def test_the_temporal_term_steadies_a_pan(tmp_path, weights, capsys):
     # measured; on a real clip with VGG-16, 0.03x: README, "Video"); ten times more, 0.52x
     assert errors["defaults"] < 0.95 * errors["warped start"], errors
     assert errors["gamma x10"] < 0.6 * errors["defaults"], errors
+
+
+def test_the_help_says_what_a_per_frame_option_means_for_a_clip(capsys):
+    with pytest.raises(SystemExit):
+        main(["video", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for said in ("--iters ITERS iterations per frame (default: 300)",
+                 "--init INIT the first frame's start",
+                 "drawn on the frames (one set for the whole clip"):
+        assert said in text, said
+    with pytest.raises(SystemExit):
+        main(["stylize", "--help"])
+    assert "--iters ITERS iterations (default: 300)" in " ".join(capsys.readouterr().out.split())

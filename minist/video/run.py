@@ -252,9 +252,11 @@ def _prepare(plan: ClipPlan, styles: Sequence[str], o: VideoOptions, network, sa
     if (pass_number, done) == (o.passes, total):
         say(f"minist: the {total} frames are already done in {plan.folder} (the same settings)")
     elif done or pass_number > 1:
-        where = f" of pass {pass_number}" if o.passes > 1 else ""
-        say(f"minist: resuming after {done} frame{'s' if done != 1 else ''}{where} of {total} "
-            f"in {plan.folder}")
+        where = f"pass {pass_number} of {o.passes}, " if o.passes > 1 else ""
+        say(f"minist: resuming ({where}after {done} of its {total} frames) in {plan.folder}"
+            if o.passes > 1 else
+            f"minist: resuming after {done} frame{'s' if done != 1 else ''} of {total} in "
+            f"{plan.folder}")
     work = _ClipWork(o, per_frame, net, style_images, clip.frames, flows, plan.folder,
                      pass_number, done)
     return work, clip
@@ -282,7 +284,8 @@ def _flows(plan: ClipPlan, frames: list, o: VideoOptions, say) -> PairFlows:
                        workers=o.workers if o.workers or len(frames) > 2 else 1,
                        scheduler=o.scheduler)
     cached = sum(f.stat().st_size for f in cache.glob("flow-*.npz"))
-    say(f"minist: flows of {len(flows.backward)} pairs cached in {cache} "
+    pairs = len(flows.backward)
+    say(f"minist: flows of {pairs} pair{'s' * (pairs != 1)} cached in {cache} "
         f"({cached / 1e6:.1f} MB)")
     return flows
 
@@ -308,6 +311,8 @@ class _Watchers:
         passes = work.options.passes
         bar = tqdm(total=work.total * passes, initial=(work.pass_number - 1) * work.total
                    + work.done, unit="frame", disable=quiet, file=sys.stderr, dynamic_ncols=True)
+        if preview is not None:
+            preview.clip_started(work.options.as_metadata())
         return cls(bar, log_file, preview, quiet, passes, work.total)
 
     def started(self, frame: int, p: int, k: int) -> list[Observer]:
