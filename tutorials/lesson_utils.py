@@ -380,8 +380,14 @@ def in_notebook() -> bool:
 
 
 def pyplot():
-    """matplotlib.pyplot, with a file-only backend when the lesson runs as a script."""
-    import matplotlib
+    """matplotlib.pyplot, with a file-only backend when the lesson runs as a script; without
+    matplotlib, one line saying what to install (exit status 2)."""
+    try:
+        import matplotlib
+    except ImportError:
+        print("the lessons draw their figures with matplotlib, which is not installed: "
+              "pip install -e '.[tutorials]'", file=sys.stderr)
+        raise SystemExit(2) from None
 
     if not in_notebook():
         matplotlib.use("Agg")
