@@ -158,3 +158,23 @@ def test_an_empty_folder_starts_without_a_word(tmp_path):
     assert resume_point(tmp_path, SETTINGS, 3, 2) == (1, 0, None)
     (tmp_path / SETTINGS_NAME).write_text("{not json")  # unreadable, and no frames
     assert resume_point(tmp_path, SETTINGS, 3, 2) == (1, 0, None)
+
+
+def test_a_resumed_log_keeps_only_the_lines_of_finished_frames(tmp_path):
+    """Two passes of 3 frames (pass 2 backwards: 3, 2, 1), resumed after frame 3 of pass 2:
+    pass 1 stays whole, of pass 2 only frame 3's lines; frame 2's, cut short, go."""
+    import json
+
+    from minist.video.store import keep_finished_log_lines
+
+    log = tmp_path / "log.jsonl"
+    lines = [{"frame": f, "pass": p, "iter": i} for p, frames in ((1, (1, 2, 3)), (2, (3, 2)))
+             for f in frames for i in (0, 1)]
+    log.write_text("".join(json.dumps(line) + "\n" for line in lines) + "not json\n")
+    keep_finished_log_lines(log, pass_number=2, done=1, total=3)
+    kept = [json.loads(line) for line in log.read_text().splitlines()[:-1]]
+    assert [(r["pass"], r["frame"]) for r in kept] == [(1, 1), (1, 1), (1, 2), (1, 2), (1, 3),
+                                                       (1, 3), (2, 3), (2, 3)]
+    assert log.read_text().splitlines()[-1] == "not json"
+    keep_finished_log_lines(tmp_path / "absent.jsonl", 1, 0, 3)  # nothing to keep: no error
+    assert not (tmp_path / "absent.jsonl").exists()

@@ -75,6 +75,7 @@ from minist.video.store import (
     direction_of,
     finished_frames,
     frames_folder,
+    keep_finished_log_lines,
     pass_folder,
     pass_order,
     remove_results,
@@ -293,7 +294,8 @@ def _flows(plan: ClipPlan, frames: list, o: VideoOptions, say) -> PairFlows:
 @dataclass
 class _Watchers:
     """Who hears of the frames: the progress bar (one tick a frame, over all passes), the log
-    (a JSONL file, appended to on a resumed run), the preview."""
+    (a JSONL file, appended to on a resumed run after the lines of a frame cut short are
+    dropped), the preview."""
 
     bar: Any
     log_file: Any
@@ -307,6 +309,8 @@ class _Watchers:
         from tqdm import tqdm
 
         resumed = work.done or work.pass_number > 1
+        if log and resumed:
+            keep_finished_log_lines(log, work.pass_number, work.done, work.total)
         log_file = open(log, "a" if resumed else "w") if log else None  # noqa: SIM115
         passes = work.options.passes
         bar = tqdm(total=work.total * passes, initial=(work.pass_number - 1) * work.total

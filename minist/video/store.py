@@ -146,3 +146,28 @@ def resume_point(folder: Path, settings: dict, total: int,
                    "starting afresh")
     remove_results(folder)
     return 1, 0, message
+
+
+def keep_finished_log_lines(log: str | os.PathLike, pass_number: int, done: int,
+                            total: int) -> None:
+    """Before a resumed run appends to ``log`` (JSONL, one line per iteration with ``frame``
+    and ``pass``): keep only the lines of frames that were finished -- every pass before
+    ``pass_number``, and the first ``done`` frames of that pass in its order -- so that the
+    iterations of a frame that was cut short are not logged twice. Rewritten atomically; a
+    missing log is left alone, and a line that is not JSON is kept."""
+    path = Path(log)
+    if not path.is_file():
+        return
+    finished = {k + 1 for k in list(pass_order(pass_number, total))[:done]}
+    kept = []
+    for line in path.read_text().splitlines(keepends=True):
+        try:
+            record = json.loads(line)
+            keep = record["pass"] < pass_number or (record["pass"] == pass_number
+                                                    and record["frame"] in finished)
+        except (ValueError, KeyError, TypeError):
+            keep = True
+        if keep:
+            kept.append(line)
+    with atomic_path(path, suffix=".part.jsonl") as tmp:
+        Path(tmp).write_text("".join(kept))
