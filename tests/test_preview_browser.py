@@ -92,6 +92,27 @@ def _wait_for_url(lines: queue.Queue, timeout: float = 60.0) -> tuple[str, list[
     pytest.fail("minist stylize --preview printed no URL:\n" + "".join(seen))
 
 
+def _start_paced(argv: list[str], cwd: Path) -> tuple[subprocess.Popen, queue.Queue]:
+    """``minist ARGV`` with each step paced (``PACED_CLI``), Ctrl-C as by default, its stderr
+    read line by line into a queue (None at its end)."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)}
+    run = subprocess.Popen([sys.executable, "-c", PACED_CLI, *argv], cwd=cwd, env=env,
+                           stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.PIPE, text=True, preexec_fn=sigint_by_default)
+    lines: queue.Queue = queue.Queue()
+    threading.Thread(target=_read_lines, args=(run.stderr, lines), daemon=True).start()
+    return run, lines
+
+
+def _browser(chromium, chromedriver, tmp_path: Path) -> Browser:
+    """Headless Chromium, or the test skipped saying why it could not start."""
+    try:
+        return Browser(chromium, chromedriver, tmp_path / "chromium-profile")
+    except WebDriverError as e:
+        pytest.skip(f"headless Chromium could not start here ({e}); {e.__class__.__name__}")
+
+
 def test_preview_page_shows_the_run_as_it_goes(browser_paths, tiny_vgg_files, tmp_path):
     chromium, chromedriver = browser_paths
     rng = np.random.default_rng(0)
@@ -102,20 +123,11 @@ def test_preview_page_shows_the_run_as_it_goes(browser_paths, tiny_vgg_files, tm
             "--weights", str(tiny_vgg_files["vgg19", "caffe"]), "--size", "64",
             "--iters", "2000", "--optimizer", "adam", "--lr", "0.02", "--quiet",
             "--content-layers", "relu2_1", "--style-layers", "relu1_1,relu2_1", "--preview"]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-        p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)}
-    run = subprocess.Popen([sys.executable, "-c", PACED_CLI, *argv], cwd=tmp_path, env=env,
-                           stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                           stderr=subprocess.PIPE, text=True, preexec_fn=sigint_by_default)
-    lines: queue.Queue = queue.Queue()
-    threading.Thread(target=_read_lines, args=(run.stderr, lines), daemon=True).start()
+    run, lines = _start_paced(argv, tmp_path)
     try:
         url, _ = _wait_for_url(lines)
         assert url.startswith("http://127.0.0.1:")
-        try:
-            browser = Browser(chromium, chromedriver, tmp_path / "chromium-profile")
-        except WebDriverError as e:
-            pytest.skip(f"headless Chromium could not start here ({e}); {e.__class__.__name__}")
+        browser = _browser(chromium, chromedriver, tmp_path)
         with browser:
             browser.get(url)
             first = browser.wait_for(f"{PAGE_STATE}", what="the page's first image and curve")
@@ -179,19 +191,10 @@ def test_clip_preview_page_shows_the_frame_under_way_and_the_clip_so_far(
             "--weights", str(tiny_vgg_files["vgg19", "caffe"]), "--size", "48",
             "--iters", "10", "--quiet", "--flow", "dis", "--content-layers", "relu2_1",
             "--style-layers", "relu1_1,relu2_1", "--preview"]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-        p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)}
-    run = subprocess.Popen([sys.executable, "-c", PACED_CLI, *argv], cwd=tmp_path, env=env,
-                           stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                           stderr=subprocess.PIPE, text=True, preexec_fn=sigint_by_default)
-    lines: queue.Queue = queue.Queue()
-    threading.Thread(target=_read_lines, args=(run.stderr, lines), daemon=True).start()
+    run, lines = _start_paced(argv, tmp_path)
     try:
         url, _ = _wait_for_url(lines)
-        try:
-            browser = Browser(chromium, chromedriver, tmp_path / "chromium-profile")
-        except WebDriverError as e:
-            pytest.skip(f"headless Chromium could not start here ({e}); {e.__class__.__name__}")
+        browser = _browser(chromium, chromedriver, tmp_path)
         with browser:
             browser.get(url)
             shown = browser.wait_for(CLIP_STATE, what="two frames done and the clip so far")
