@@ -131,7 +131,7 @@ for layers in (["relu1_1"], ["relu3_1"], ["relu1_1", "relu5_1"]):
     feats, cache = net.forward(photo, layers)
     seconds = time.perf_counter() - start
     shapes = ", ".join(f"{k} {tuple(v.shape)}" for k, v in feats.items())
-    print(f"requested {layers}: ran {len(cache.layer_caches)} of {len(net.layer_specs)} steps "
+    print(f"requested {layers}: ran {len(cache.layer_caches)} of {len(net.layer_specs)} layers "
           f"in {seconds * 1e3:.0f} ms -> {shapes}")
 
 # %% [markdown]
@@ -175,7 +175,7 @@ for name in layers:
 # ## 5. Backward: gradients handed in at several layers
 #
 # Style transfer puts a loss on several layers at once, $\mathcal{L} = \sum_l \mathcal{L}_l(x_l)$.
-# The chain rule, run backwards through the steps, gives the gradient reaching $x_k$ as what is
+# The chain rule, run backwards through the layers, gives the gradient reaching $x_k$ as what is
 # handed in at layer $k$ (if it is a requested layer) **plus** what flows back from above:
 #
 # $$
@@ -185,7 +185,7 @@ for name in layers:
 #
 # where $J_{f}^\top \bar x$ is exactly the backward of lessons 1–2 (`conv2d_backward`'s
 # $dx$, `relu_backward`, `pool_backward`). `vgg_backward(grads, cache)` starts at the deepest
-# layer that has a gradient, walks the cached steps in reverse and adds `grads[name]` where the
+# layer that has a gradient, walks the cached layers in reverse and adds `grads[name]` where the
 # chain passes `name`. So one backward pass serves every layer, and it is **linear** in the
 # handed-in gradients — which we check:
 
@@ -277,7 +277,7 @@ for name, (w_shape, b_shape) in conv_shapes(arch, channels).items():
     fan_in = w_shape[1] * w_shape[2] * w_shape[3]
     params[name] = (rng.standard_normal(w_shape) * np.sqrt(2.0 / fan_in),
                     rng.standard_normal(b_shape) * 0.1)
-steps = layer_table(arch, channels)
+layer_specs = layer_table(arch, channels)
 image = rng.uniform(0, 1, (1, 3, 16, 16))  # float64
 layers = ["relu1_1", "conv2_2", "relu3_1", "relu5_1"]
 
@@ -287,11 +287,12 @@ numerical_gradient, relative_error = L.numerical_gradient, L.relative_error  # l
 
 if BACKWARD:
     for pooling in ("max", "avg"):
-        feats, cache = vgg_forward(image, params, steps, TORCHVISION, layers, pooling)
+        feats, cache = vgg_forward(image, params, layer_specs, TORCHVISION, layers, pooling)
         g = {k: rng.standard_normal(v.shape) for k, v in feats.items()}
 
         def loss():
-            f, _ = vgg_forward(image, params, steps, TORCHVISION, layers, pooling)  # noqa: B023
+            f, _ = vgg_forward(image, params, layer_specs, TORCHVISION, layers,
+                               pooling)  # noqa: B023
             return sum(float(np.sum(f[k] * g[k])) for k in layers)  # noqa: B023
 
         analytic = vgg_backward(g, cache)
@@ -305,7 +306,7 @@ else:
 # %% [markdown]
 # ## Exercise
 #
-# * **`ex_vgg_backward`** — `minist.vgg.vgg_backward` (section 5): walk the cached steps in
+# * **`ex_vgg_backward`** — `minist.vgg.vgg_backward` (section 5): walk the cached layers in
 #   reverse, accumulate the handed-in gradients where the chain passes their layer, call each
 #   layer's backward, and finish with `preprocess_backward`. Check:
 #   `python tutorials/check.py ex_vgg_backward` (or `pytest -m ex_vgg_backward`)

@@ -111,7 +111,7 @@ L.say(f"L_TV of a flat image = {float(reference.tv_loss(flat)[0])} (smooth image
 # $10^{3\text{–}4}$ and $10^{7\text{–}8}$ between the two kinds of weights, and no single
 # $(\alpha, \beta)$ suits both.
 #
-# With `normalize=True` (the default of `minist.stylize.StylizeOptions`) minist divides each
+# With `normalize=True` (the default of `minist.options.StylizeOptions`) minist divides each
 # layer's term, once, by the energy of its own target:
 #
 # $$\hat{\mathcal{L}}^l_{content} = \frac{\tfrac12\sum(F^l - P^l)^2}{\sum (P^l)^2}, \qquad

@@ -249,7 +249,7 @@ per_layer = {device: layer_times(net, timing_image, repeats) for device, net in 
 for device, times in per_layer.items():
     total = sum(times.values())
     conv = sum(v for (_, kind), v in times.items() if kind == "conv")
-    L.say(f"{device:>4}: one forward + backward through {len(nets[device].layer_specs)} steps at "
+    L.say(f"{device:>4}: one forward + backward through {len(nets[device].layer_specs)} layers at "
           f"{size} px: {1e3 * total:.1f} ms, {100 * conv / total:.0f}% of it in convolutions")
 
 # %% [markdown]

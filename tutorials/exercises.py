@@ -261,11 +261,11 @@ Derive where each :math:`dy_{n,c,i,j}` goes yourself; mind overlapping windows
 Gradient of ``sum_l <grads[l], x_l>`` with respect to the RGB image.
 
 ``grads`` maps any subset of the layers the forward returned (``cache.layers``) to arrays of
-their shapes -- or it is a function ``gradient_at(name)``: then call it once at each step you
+their shapes -- or it is a function ``gradient_at(name)``: then call it once at each layer you
 pass, deepest first, and take what it returns (an array, or None for no gradient there) as
 that layer's gradient (``minist.objective`` computes each loss gradient only then). ``cache``
 is the forward's :class:`VGGCache`: ``cache.layer_caches`` holds ``(spec, layer_cache)`` for every
-step that ran, in order, and ``cache.preprocess`` the preprocessing's cache. Each kind of step
+layer that ran, in order, and ``cache.preprocess`` the preprocessing's cache. Each kind of layer
 cache has its backward in :mod:`minist.layers` (a fused convolution + ReLU, a convolution, a
 ReLU, a pooling with the ReLU below it, a pooling). Do not modify the arrays in ``grads``. Raise
 ``ValueError`` for a gradient given at a layer the forward did not return, or for no gradient
