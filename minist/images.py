@@ -342,7 +342,7 @@ def _format_for(path: Path) -> tuple[Path, str]:
     return path, fmt
 
 
-def _to_uint8_hwc(image) -> np.ndarray:
+def to_uint8_hwc(image) -> np.ndarray:
     """(1, 3, H, W) or (3, H, W) float -> (H, W, 3) uint8: round(255 clip(I, 0, 1))."""
     a = to_numpy(image)
     if a.ndim == 4 and a.shape[0] == 1:
@@ -377,7 +377,7 @@ def save_image(
     """
     path, fmt = _format_for(Path(path))
     check_writable(path)  # fail in one line before converting anything
-    pixels = Image.fromarray(_to_uint8_hwc(image))  # uint8 (H, W, 3) -> RGB
+    pixels = Image.fromarray(to_uint8_hwc(image))  # uint8 (H, W, 3) -> RGB
     options = dict(_SAVE_OPTIONS[fmt])
     if fmt == "PNG" and metadata:
         options["pnginfo"] = _png_info(metadata)
@@ -396,21 +396,25 @@ def encode_png(image, *, max_side: int | None = None, compress_level: int = 1) -
     longest side is larger is shrunk to it (Lanczos on the 8-bit pixels). ``compress_level`` 1
     is zlib's fastest, a few ms for a 512 px image.
     """
-    pixels = Image.fromarray(_to_uint8_hwc(image))
-    if max_side is not None and max(pixels.size) > max_side:
-        pixels.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+    pixels = _shrunk(image, max_side)
     out = io.BytesIO()
     pixels.save(out, format="PNG", compress_level=compress_level)
     return out.getvalue()
 
 
+def _shrunk(image, max_side: int | None) -> Image.Image:
+    """``image`` as a Pillow RGB image (the rounding of :func:`save_image`), shrunk (Lanczos on
+    the 8-bit pixels) so that its longest side is at most ``max_side`` (None: as it is)."""
+    pixels = Image.fromarray(to_uint8_hwc(image))
+    if max_side is not None and max(pixels.size) > max_side:
+        pixels.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+    return pixels
+
+
 def shrunk_pixels(image, max_side: int) -> np.ndarray:
     """``image`` (1, 3, H, W) in [0, 1] as 8-bit pixels ``(h, w, 3)`` (the rounding of
     :func:`save_image`), shrunk (Lanczos) so that its longest side is at most ``max_side``."""
-    pixels = Image.fromarray(_to_uint8_hwc(image))
-    if max(pixels.size) > max_side:
-        pixels.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
-    return np.asarray(pixels)
+    return np.asarray(_shrunk(image, max_side))
 
 
 def write_gif(target, frames, fps: float) -> None:

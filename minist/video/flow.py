@@ -55,8 +55,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from minist.backend import to_numpy
 from minist.errors import MinistError
+from minist.images import to_uint8_hwc
 from minist.video import require_cv2
 from minist.weights.atomic import atomic_path
 
@@ -102,8 +102,7 @@ def to_gray_uint8(frame) -> np.ndarray:
     """``(1, 3, H, W)`` RGB in [0, 1] -> ``(H, W)`` uint8 luma, as OpenCV's flows want:
     :math:`Y = 0.299 R + 0.587 G + 0.114 B` on the 8-bit values (``cv2.cvtColor``)."""
     cv2 = require_cv2()
-    rgb = np.rint(np.clip(to_numpy(frame)[0], 0, 1) * 255).astype(np.uint8).transpose(1, 2, 0)
-    return cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY)
+    return cv2.cvtColor(to_uint8_hwc(frame), cv2.COLOR_RGB2GRAY)  # the 8-bit rounding of PNGs
 
 
 def _flow_gray(gray_a: np.ndarray, gray_b: np.ndarray, method: str) -> np.ndarray:

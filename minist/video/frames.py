@@ -62,6 +62,7 @@ from minist.images import (
     load_image,
     resize_longest,
     save_image,
+    to_uint8_hwc,
     write_gif,
 )
 from minist.video import require_av
@@ -381,14 +382,6 @@ def write_frame(folder: str | os.PathLike, index: int, frame) -> Path:
     return save_image(frame_path(folder, index), frame)
 
 
-def _uint8_hwc(frame) -> np.ndarray:
-    from minist.backend import to_numpy
-
-    a = np.nan_to_num(to_numpy(frame)[0].astype(np.float32), nan=0.0)
-    return np.ascontiguousarray(np.rint(np.clip(a, 0, 1) * 255).astype(np.uint8)
-                                .transpose(1, 2, 0))
-
-
 def _pad_even(rgb: np.ndarray) -> np.ndarray:
     """Pad an odd height or width by one pixel, repeating the last row or column."""
     H, W = rgb.shape[:2]
@@ -402,7 +395,7 @@ def _rate(fps: float) -> Fraction:
 
 
 def _write_gif(tmp: Path, frames, fps: float) -> None:
-    write_gif(tmp, [_uint8_hwc(f) for f in frames], fps)
+    write_gif(tmp, [to_uint8_hwc(f) for f in frames], fps)
 
 
 _VIDEO_CODECS = {".mp4": (("libx264", "h264", "libopenh264"), "mp4", "aac"),
@@ -424,7 +417,7 @@ def _write_av(tmp: Path, path: Path, frames, fps: float, audio: Clip | None) -> 
     av = require_av()
     names, container_format, audio_codec = _VIDEO_CODECS[path.suffix.lower()]
     codec = _pick_codec(av, names, path)
-    first = _pad_even(_uint8_hwc(frames[0]))
+    first = _pad_even(to_uint8_hwc(frames[0]))
     rate = _rate(fps)
     with av.open(str(tmp), mode="w", format=container_format) as container:
         stream = container.add_stream(codec, rate=rate)
@@ -438,7 +431,7 @@ def _write_av(tmp: Path, path: Path, frames, fps: float, audio: Clip | None) -> 
             stream.bit_rate = 8_000_000
         audio_stream = _audio_stream(av, container, audio, audio_codec) if audio else None
         for i, frame in enumerate(frames):
-            image = first if i == 0 else _pad_even(_uint8_hwc(frame))
+            image = first if i == 0 else _pad_even(to_uint8_hwc(frame))
             if image.shape != first.shape:
                 raise MinistError(f"{path}: frame {i + 1} is {image.shape[1]}x{image.shape[0]}, "
                                   f"frame 1 {first.shape[1]}x{first.shape[0]}")
