@@ -76,7 +76,7 @@ import numpy as np
 from PIL import Image, ImageOps, PngImagePlugin, UnidentifiedImageError
 
 from minist.backend import get_array_module, to_numpy
-from minist.errors import MinistError
+from minist.errors import MinistError, message_line
 from minist.weights.atomic import atomic_path, check_writable
 
 # Extension -> Pillow format name, for saving. Loading detects the format from the content.
@@ -111,11 +111,6 @@ _EXIF_ORIENTATION = 0x0112  # EXIF tag: 1 upright ... 5-8 rotated by 90 degrees 
 # ---------------------------------------------------------------------------------------------
 
 
-def _one_line(error: BaseException) -> str:
-    """The message of ``error`` squeezed onto one line."""
-    return " ".join(str(error).split()) or type(error).__name__
-
-
 def _open(path: Path) -> Image.Image:
     """``Image.open`` (lazy: reads the header only), with user-facing errors."""
     if path.is_dir():
@@ -132,9 +127,9 @@ def _open(path: Path) -> Image.Image:
         ) from None
     except Image.DecompressionBombError as e:
         raise MinistError(f"{path}: image too large, refused as a possible decompression bomb "
-                          f"({_one_line(e)})") from None
+                          f"({message_line(e)})") from None
     except _DECODE_ERRORS as e:
-        raise MinistError(f"{path}: cannot read image header ({_one_line(e)})") from None
+        raise MinistError(f"{path}: cannot read image header ({message_line(e)})") from None
 
 
 def _decode(path: Path, im: Image.Image) -> Image.Image:
@@ -144,9 +139,9 @@ def _decode(path: Path, im: Image.Image) -> Image.Image:
         return ImageOps.exif_transpose(im)
     except Image.DecompressionBombError as e:
         raise MinistError(f"{path}: image too large, refused as a possible decompression bomb "
-                          f"({_one_line(e)})") from None
+                          f"({message_line(e)})") from None
     except _DECODE_ERRORS as e:
-        raise MinistError(f"{path}: image data truncated or corrupt ({_one_line(e)})") from None
+        raise MinistError(f"{path}: image data truncated or corrupt ({message_line(e)})") from None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -219,7 +214,7 @@ def _to_unit_rgb(path: Path, im: Image.Image) -> np.ndarray:
     try:
         im = _normalise_mode(im)
     except ValueError as e:
-        raise MinistError(f"{path}: unsupported image mode {im.mode} ({_one_line(e)})") from None
+        raise MinistError(f"{path}: unsupported image mode {im.mode} ({message_line(e)})") from None
     if im.mode in ("LA", "RGBA"):
         a = np.asarray(im, dtype=np.float32) / np.float32(255)
         color, alpha = a[..., :-1], a[..., -1:]
@@ -325,7 +320,7 @@ def image_size(path: str | os.PathLike) -> tuple[int, int]:
                 exif = im.getexif()
             orientation = exif.get(_EXIF_ORIENTATION, 1)
         except _DECODE_ERRORS as e:
-            raise MinistError(f"{path}: cannot read EXIF data ({_one_line(e)})") from None
+            raise MinistError(f"{path}: cannot read EXIF data ({message_line(e)})") from None
     return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
 
 
@@ -385,7 +380,7 @@ def save_image(
         with atomic_path(path) as tmp:
             pixels.save(tmp, format=fmt, **options)
     except OSError as e:
-        raise MinistError(f"{path}: cannot write image ({_one_line(e)})") from None
+        raise MinistError(f"{path}: cannot write image ({message_line(e)})") from None
     return path
 
 
@@ -437,5 +432,6 @@ def read_png_metadata(path: str | os.PathLike) -> dict[str, str]:
         try:
             text = im.text  # reads chunks after the pixel data too
         except _DECODE_ERRORS as e:
-            raise MinistError(f"{path}: PNG data truncated or corrupt ({_one_line(e)})") from None
+            raise MinistError(f"{path}: PNG data truncated or corrupt "
+                              f"({message_line(e)})") from None
     return {str(k): str(v) for k, v in text.items()}

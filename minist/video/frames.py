@@ -55,7 +55,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from minist.errors import MinistError
+from minist.errors import MinistError, message_line
 from minist.images import (
     SUPPORTED_EXTENSIONS,
     image_size,
@@ -103,10 +103,6 @@ class Clip(NamedTuple):
 # ---------------------------------------------------------------------------------------------
 # Inputs
 # ---------------------------------------------------------------------------------------------
-
-
-def _one_line(error: BaseException) -> str:
-    return " ".join(str(error).split()) or type(error).__name__
 
 
 def _natural_key(name: str) -> list:
@@ -181,7 +177,7 @@ def _open_av(path: Path):
     except PermissionError:
         raise MinistError(f"{path}: permission denied, cannot read the file") from None
     except (av.FFmpegError, OSError, ValueError, UnicodeDecodeError) as e:
-        raise MinistError(f"{path}: not a video file FFmpeg can read ({_one_line(e)})") from None
+        raise MinistError(f"{path}: not a video file FFmpeg can read ({message_line(e)})") from None
 
 
 def _open_video(path: Path) -> ClipSource:
@@ -201,7 +197,7 @@ def _open_video(path: Path) -> ClipSource:
                     first = packet.pts if first is None else min(first, packet.pts)
                     last = packet.pts if last is None else max(last, packet.pts)
         except av.FFmpegError as e:
-            raise MinistError(f"{path}: video data corrupt ({_one_line(e)})") from None
+            raise MinistError(f"{path}: video data corrupt ({message_line(e)})") from None
         if count == 0:
             raise MinistError(f"{path}: the clip has no frames")
         rotation = _frame_rotation(path)
@@ -223,7 +219,7 @@ def _frame_rotation(path: Path) -> int:
             for frame in container.decode(video=0):
                 return int(round(-float(getattr(frame, "rotation", 0) or 0) / 90.0)) % 4 * 90
         except av.FFmpegError as e:
-            raise MinistError(f"{path}: video data corrupt ({_one_line(e)})") from None
+            raise MinistError(f"{path}: video data corrupt ({message_line(e)})") from None
     raise MinistError(f"{path}: the clip has no frames (none could be decoded)")
 
 
@@ -286,7 +282,7 @@ def _decode_video(source: ClipSource, A: int, B: int, longest_side, ends: list):
                 decoded += 1
                 yield index, time, _to_frame(rgb, longest_side)
         except av.FFmpegError as e:
-            raise MinistError(f"{source.path}: video data corrupt ({_one_line(e)})") from None
+            raise MinistError(f"{source.path}: video data corrupt ({message_line(e)})") from None
         if not ends and stream.duration:  # the last frame ends where the stream does
             ends.append(float(((stream.start_time or 0) + stream.duration) * stream.time_base))
     if decoded != B - A + 1:
