@@ -31,7 +31,6 @@ import contextlib
 import ctypes
 import datetime as dt
 import gc
-import os
 import platform
 import re
 import statistics
@@ -48,7 +47,7 @@ from minist.errors import MinistError
 from minist.layer_choice import PAPER_STYLE_LAYERS
 from minist.preprocessing import TORCHVISION
 from minist.stylize import DEFAULT_CONTENT_LAYERS
-from minist.threads import blas_scope, blas_threads
+from minist.threads import available_cores, blas_scope, blas_threads
 from minist.weights.store import VGGWeights
 
 ARCHITECTURE = "vgg19"
@@ -371,7 +370,7 @@ def machine_description(devices: Sequence[str], torch_module=None) -> list[str]:
     """Lines naming the date, CPU, cores, memory, BLAS and threads, GPU, library versions."""
     import numba
 
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cores = available_cores()
     lines = [
         f"date: {dt.datetime.now().astimezone().isoformat(timespec='minutes')}",
         f"cpu: {_cpu_model()}, {cores} cores available, {_memory_total()} memory",

@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import functools
+import os
 import re
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -94,6 +95,14 @@ def blas_threads(n: int | None = None) -> int | None:
 
 
 _LOCK = threading.RLock()
+
+
+def available_cores() -> int:
+    """CPU cores this process may use (its affinity mask where the OS has one)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - macOS, Windows
+        return max(1, os.cpu_count() or 1)
 
 
 @functools.cache

@@ -28,6 +28,7 @@ from minist.sweep.store import (
     run_files,
     write_json,
 )
+from minist.threads import available_cores
 
 # Environment variables that size a worker process's thread pools before NumPy and Numba load.
 THREAD_ENVIRONMENT = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
@@ -109,14 +110,6 @@ def execute_run(run: Run, out_dir: str, threads: int) -> dict:
 # ---------------------------------------------------------------------------------------------
 # The Dask side
 # ---------------------------------------------------------------------------------------------
-
-
-def available_cores() -> int:
-    """CPU cores this process may use (its affinity mask where the OS has one)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - macOS, Windows
-        return max(1, os.cpu_count() or 1)
 
 
 def _import_distributed():

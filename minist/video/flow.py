@@ -57,6 +57,7 @@ import numpy as np
 
 from minist.errors import MinistError
 from minist.images import to_uint8_hwc
+from minist.threads import available_cores
 from minist.video import require_cv2
 from minist.weights.atomic import atomic_path
 
@@ -163,13 +164,6 @@ def _compute_pair(gray_a: np.ndarray, gray_b: np.ndarray, method: str):
     return forward, backward
 
 
-def _available_cores() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - macOS, Windows
-        return max(1, os.cpu_count() or 1)
-
-
 def _worker_init() -> None:
     require_cv2().setNumThreads(1)  # one process per core: no nested threads
 
@@ -274,7 +268,7 @@ def pair_flows(frames: Sequence, method: str, *, long_term: Iterable[int] = (1,)
         else:
             todo.append(((t, j), path))
     if workers is None:
-        workers = _available_cores()
+        workers = available_cores()
     workers = max(1, min(workers, len(todo)))
     if scheduler and todo:
         for key, path, flows in _on_cluster(scheduler, gray, todo, method):
