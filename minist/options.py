@@ -399,7 +399,7 @@ OPTION_NAMES = tuple(f.name for f in fields(StylizeOptions))
 
 VIDEO = "video (Ruder, Dosovitskiy & Brox 2016, Artistic style transfer for videos)"
 INIT_FRAMES = ("prev-warped", "prev", "content", "noise")
-FLOW_METHODS = ("deepflow", "dis", "farneback")  # minist.video.flow.METHODS
+FLOW_METHODS = ("deepflow", "dis", "farneback")  # optical flows, minist.video.flow
 # gamma, measured (README, "Video"; vtest.avi frames 100-104 at 256 px, real VGG-16): 1e3 cuts
 # the temporal error to 0.003x that of independent frames and 0.03x that of the warped start
 # alone, with each frame's style loss at most the independent frame's; 1e4 pins each frame to

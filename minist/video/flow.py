@@ -57,11 +57,12 @@ import numpy as np
 
 from minist.errors import MinistError
 from minist.images import to_uint8_hwc
+from minist.options import FLOW_METHODS
 from minist.threads import available_cores
 from minist.video import require_cv2
 from minist.weights.atomic import atomic_path
 
-METHODS = ("deepflow", "dis", "farneback")
+METHODS = FLOW_METHODS  # the --flow choices, declared with the option (minist.options)
 # DIS: the MEDIUM preset (patch search with spatial propagation, then variational refinement),
 # but at full resolution (finest scale 0; the preset stops at 1, half resolution, and upsamples,
 # which blurs motion boundaries) with 6 px patches every 2 px (the preset: 8 every 3). On a
@@ -244,6 +245,32 @@ def _write_cached(path: Path, forward: np.ndarray, backward: np.ndarray) -> None
         np.savez(tmp, forward=forward, backward=backward)
 
 
+def _computed(gray: list, todo: list, method: str, workers: int | None,
+              scheduler: str | None):
+    """The pairs of ``todo`` (``((t, j), cache path)``) computed, yielded as ``((t, j), path,
+    (forward, backward))`` in ``todo``'s order: on the Dask cluster at ``scheduler``, here
+    (one worker), or in a pool of ``workers`` processes (default: the usable cores)."""
+    if not todo:
+        return
+    if scheduler:
+        yield from _on_cluster(scheduler, gray, todo, method)
+        return
+    workers = max(1, min(workers or available_cores(), len(todo)))
+    if workers == 1:
+        for (t, j), path in todo:
+            yield (t, j), path, _compute_pair(gray[t - j], gray[t], method)
+        return
+    # Spawned, not forked, workers: a fork taken while OpenCV's, the BLAS's or Numba's thread
+    # pools hold a lock inherits the lock held forever, and the child hangs.
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context,
+                             initializer=_worker_init) as pool:
+        futures = [pool.submit(_compute_pair, gray[t - j], gray[t], method)
+                   for (t, j), _ in todo]
+        for ((t, j), path), future in zip(todo, futures, strict=True):
+            yield (t, j), path, future.result()
+
+
 def pair_flows(frames: Sequence, method: str, *, long_term: Iterable[int] = (1,),
                cache_dir: str | os.PathLike | None = None,
                workers: int | None = None, scheduler: str | None = None) -> PairFlows:
@@ -267,31 +294,10 @@ def pair_flows(frames: Sequence, method: str, *, long_term: Iterable[int] = (1,)
             results[t, j] = cached
         else:
             todo.append(((t, j), path))
-    if workers is None:
-        workers = available_cores()
-    workers = max(1, min(workers, len(todo)))
-    if scheduler and todo:
-        for key, path, flows in _on_cluster(scheduler, gray, todo, method):
-            results[key] = flows
-            if path is not None:
-                _write_cached(path, *flows)
-    elif workers == 1:
-        for (t, j), path in todo:
-            results[t, j] = _compute_pair(gray[t - j], gray[t], method)
-            if path is not None:  # each pair saved as it is done: an interrupted run keeps it
-                _write_cached(path, *results[t, j])
-    else:
-        # Spawned, not forked, workers: a fork taken while OpenCV's, the BLAS's or Numba's
-        # thread pools hold a lock inherits the lock held forever, and the child hangs.
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=workers, mp_context=context,
-                                 initializer=_worker_init) as pool:
-            futures = [pool.submit(_compute_pair, gray[t - j], gray[t], method)
-                       for (t, j), _ in todo]
-            for ((t, j), path), future in zip(todo, futures, strict=True):
-                results[t, j] = future.result()
-                if path is not None:
-                    _write_cached(path, *results[t, j])
+    for key, path, flows in _computed(gray, todo, method, workers, scheduler):
+        results[key] = flows
+        if path is not None:  # each pair saved as it is done: an interrupted run keeps it
+            _write_cached(path, *flows)
     forward = {key: results[key][0].astype(np.float32) for key in pairs}
     backward = {key: results[key][1].astype(np.float32) for key in pairs}
     return PairFlows(forward, backward, method)
