@@ -67,6 +67,7 @@ from socketserver import TCPServer
 from minist.errors import MinistError
 from minist.live import LiveRun, loss_chart_svg
 from minist.loop import Observer, Outcome
+from minist.problem import temporal_part
 from minist.status import RunStatus
 
 DEFAULT_HOST = "127.0.0.1"
@@ -314,9 +315,7 @@ class ClipPreviewObserver(PreviewObserver):
 
     def on_step(self, record, run) -> None:
         """The step's losses, with the frame's temporal loss (its evaluation's ``parts``)."""
-        evaluation = getattr(getattr(run, "state", None), "evaluation", None)
-        temporal = getattr(getattr(evaluation, "parts", None), "temporal", None)
-        self.live.step(record, run, temporal=temporal)
+        self.live.step(record, run, temporal=temporal_part(run.state.evaluation))
 
     def clip_started(self, settings: dict) -> None:
         """The clip's settings (:meth:`minist.live.LiveRun.set_clip_settings`)."""

@@ -53,7 +53,7 @@ from minist.masks import guided_style_terms
 from minist.objective import Evaluation, LossParts, Objective, build_terms
 
 __all__ = ["Evaluation", "LossParts", "Problem", "TemporalTerm", "VideoLossParts",
-           "build_problem"]
+           "build_problem", "temporal_part"]
 
 
 class VideoLossParts(NamedTuple):
@@ -63,6 +63,13 @@ class VideoLossParts(NamedTuple):
     style: float
     tv: float
     temporal: float  # sum_j L_temporal(x, omega_j, c_j), before gamma
+
+
+def temporal_part(evaluation: Evaluation | None) -> float | None:
+    r"""The temporal loss (before :math:`\gamma`) in ``evaluation``'s parts: a frame's with a
+    temporal term; None for a still image, a frame without one, or no evaluation yet."""
+    parts = evaluation.parts if evaluation is not None else None
+    return parts.temporal if isinstance(parts, VideoLossParts) else None
 
 
 class TemporalTerm(NamedTuple):

@@ -51,7 +51,7 @@ from minist.errors import MinistError
 from minist.images import load_image
 from minist.loop import Observer
 from minist.options import OPTION_NAMES, StylizeOptions, VideoOptions
-from minist.problem import VideoLossParts
+from minist.problem import temporal_part
 from minist.video import frames as clips
 from minist.video import require_av
 from minist.video.flow import (
@@ -127,8 +127,7 @@ class FrameObserver(Observer):
         self.passes = passes
 
     def on_step(self, record, run) -> None:
-        parts = run.state.evaluation.parts if run.state.evaluation is not None else None
-        temporal = parts.temporal if isinstance(parts, VideoLossParts) else None
+        temporal = temporal_part(run.state.evaluation)
         if self.bar is not None:
             shown = {"frame": self.frame}
             if self.passes > 1:
@@ -252,11 +251,11 @@ def _prepare(plan: ClipPlan, styles: Sequence[str], o: VideoOptions, network, sa
     flows = _flows(plan, clip.frames, o, say)
     if (pass_number, done) == (o.passes, total):
         say(f"minist: the {total} frames are already done in {plan.folder} (the same settings)")
-    elif done or pass_number > 1:
-        where = f"pass {pass_number} of {o.passes}, " if o.passes > 1 else ""
-        say(f"minist: resuming ({where}after {done} of its {total} frames) in {plan.folder}"
-            if o.passes > 1 else
-            f"minist: resuming after {done} frame{'s' if done != 1 else ''} of {total} in "
+    elif o.passes > 1 and (done or pass_number > 1):
+        say(f"minist: resuming (pass {pass_number} of {o.passes}, after {done} of its {total} "
+            f"frames) in {plan.folder}")
+    elif done:
+        say(f"minist: resuming after {done} frame{'s' if done != 1 else ''} of {total} in "
             f"{plan.folder}")
     work = _ClipWork(o, per_frame, net, style_images, clip.frames, flows, plan.folder,
                      pass_number, done)
