@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ast
 import importlib.util
+import os
 import shutil
 from pathlib import Path
 
@@ -68,3 +69,12 @@ def share_numba_cache(copy: Path, root: Path = ROOT) -> int:
         shutil.copy2(cached, target)
         copied += 1
     return copied
+
+
+def lesson_env(copy: Path, weights: Path) -> dict[str, str]:
+    """The environment a lesson runs in from ``copy``, as a student runs it: none of this
+    session's MINIST_ switches, fast mode at 48 px on the network in ``weights``, figures to
+    files, and the copy's own minist first on the path."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("MINIST_")}
+    return env | {"MINIST_LESSON_FAST": "1", "MINIST_LESSON_SIZE": "48",
+                  "MINIST_WEIGHTS": str(weights), "MPLBACKEND": "Agg", "PYTHONPATH": str(copy)}

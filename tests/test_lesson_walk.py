@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 from conftest import write_random_vgg
-from student_copies import exercises, fill_in, msv, share_numba_cache
+from student_copies import exercises, fill_in, lesson_env, msv, share_numba_cache
 
 ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT_S = int(os.environ.get("MINIST_LESSON_TIMEOUT", "240"))
@@ -48,9 +48,7 @@ def test_each_lesson_runs_when_only_the_earlier_lessons_exercises_are_written(tm
     msv.make_student_version(copy, quiet=True)
     share_numba_cache(copy)
     weights = write_random_vgg(tmp_path / "tiny-vgg19.h5", "vgg19")
-    env = {key: value for key, value in os.environ.items() if not key.startswith("MINIST_")}
-    env |= {"MINIST_LESSON_FAST": "1", "MINIST_LESSON_SIZE": "48", "MINIST_WEIGHTS": str(weights),
-            "MPLBACKEND": "Agg", "PYTHONPATH": str(copy)}
+    env = lesson_env(copy, weights)
 
     lessons = sorted(p.stem for p in (copy / "tutorials").glob("[0-9][0-9]_*.py"))
     assert {ex.lesson for ex in exercises.EXERCISES} <= set(lessons)

@@ -837,7 +837,7 @@ def test_pytest_in_an_uninstalled_copy_tests_that_copy_or_refuses(tmp_path):
 def test_lesson_05_in_a_class_copy_without_vgg_backward_says_so_in_one_line(tmp_path):
     pytest.importorskip("matplotlib", reason="the lessons need the 'tutorials' extra")
     from conftest import write_random_vgg
-    from student_copies import fill_in, share_numba_cache
+    from student_copies import fill_in, lesson_env, share_numba_cache
 
     out = tmp_path / "class-copy"
     msv.make_student_version(out, quiet=True)
@@ -845,9 +845,7 @@ def test_lesson_05_in_a_class_copy_without_vgg_backward_says_so_in_one_line(tmp_
     for marker in ("ex_relu", "ex_gram", "ex_style_loss"):  # lesson 05's own, not lesson 03's
         fill_in(out, marker)
     weights = write_random_vgg(tmp_path / "tiny.h5", "vgg19")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MINIST_")}
-    env |= {"MINIST_LESSON_FAST": "1", "MINIST_LESSON_SIZE": "48", "MINIST_WEIGHTS": str(weights),
-            "MPLBACKEND": "Agg", "PYTHONPATH": str(out)}
+    env = lesson_env(out, weights)
     result = subprocess.run([sys.executable, "tutorials/05_gram_and_style.py"], cwd=out, env=env,
                             capture_output=True, text=True, timeout=600)
     said = result.stdout + result.stderr
