@@ -6,6 +6,11 @@ the convention, the choice of method, and the pairs' parallel computation and di
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -14,6 +19,8 @@ from minist.images import load_image
 from minist.temporal import disoccluded, reliability, warp
 
 cv2 = pytest.importorskip("cv2", reason="optical flow needs OpenCV: pip install 'minist[video]'")
+
+ROOT = Path(__file__).resolve().parents[1]
 
 from minist.video import flow as flow_module  # noqa: E402  (after the extra's import check)
 from minist.video.flow import (  # noqa: E402
@@ -387,3 +394,23 @@ def test_check_scheduler_passes_an_address_that_answers():
         s.listen(1)
         assert check_scheduler(f"tcp://127.0.0.1:{s.getsockname()[1]}", timeout=2.0) is None
     assert check_scheduler("inproc://10.0.0.1/1/2") is None
+
+
+def test_processes_started_from_a_script_without_a_main_guard_do_not_run_it_again(tmp_path):
+    """Spawned workers import the parent's ``__main__`` script to find their functions; a
+    script with no ``if __name__ == "__main__"`` guard (a lesson, a user's) would run again in
+    each worker and fail there. The pool's workers need only minist: the script runs once."""
+    script = tmp_path / "unguarded.py"
+    script.write_text(
+        "import numpy as np\n"
+        "from minist.video.flow import pair_flows\n"
+        "print('script ran', flush=True)\n"
+        "rng = np.random.default_rng(0)\n"
+        "frames = [rng.uniform(size=(1, 3, 24, 32)).astype(np.float32) for _ in range(3)]\n"
+        "flows = pair_flows(frames, 'dis', long_term=(1, 2), workers=2)\n"
+        "print('pairs', sorted(flows.forward))\n")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    result = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.splitlines() == ["script ran", "pairs [(1, 1), (2, 1), (2, 2)]"]

@@ -454,8 +454,7 @@ if CLIPS:
                                **settings).validated()
         plan = plan_clip(clip_dir, [str(style_path)], f"{out}/", options)
         start = time.perf_counter()
-        with L.workers_without_this_script():  # the flows are computed in worker processes
-            stylize_clip(plan, [str(style_path)], f"{out}/", options, network=net, quiet=True)
+        stylize_clip(plan, [str(style_path)], f"{out}/", options, network=net, quiet=True)
         seconds[name] = time.perf_counter() - start
         results[name] = [load_image(frame_path(out, t + 1)) for t in range(count)]
     flows = pair_flows(frames, plan.method, workers=1)  # the same flows and c for every run

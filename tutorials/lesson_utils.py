@@ -198,27 +198,6 @@ def not_yet(marker: str, what: str) -> None:
         f"python tutorials/check.py {marker} checks it), then run this lesson again.")
 
 
-class workers_without_this_script:  # noqa: N801 - used as a context manager, like contextlib's
-    """While inside, worker processes that Python *spawns* do not run this lesson again.
-
-    A spawned worker (``minist.video.flow``'s process pool: a fork could hang on a lock held by
-    OpenCV's threads) imports the ``__main__`` module again to find its functions; a lesson run
-    as a script has no ``if __name__ == "__main__"`` guard, so each worker would run the whole
-    lesson. Hiding the script's file from ``multiprocessing`` for the duration keeps the workers
-    to minist's own modules (a notebook's kernel has no such file anyway).
-    """
-
-    def __enter__(self):
-        self._main = sys.modules["__main__"]
-        self._file = vars(self._main).pop("__file__", None)
-        return self
-
-    def __exit__(self, *exc):
-        if self._file is not None:
-            self._main.__file__ = self._file
-        return False
-
-
 def lesson_size(default: int) -> int:
     """Image size for a lesson: ``MINIST_LESSON_SIZE`` if set, else ``default``."""
     return int(os.environ.get("MINIST_LESSON_SIZE", default))

@@ -44,10 +44,12 @@ values compress poorly): 393,732 bytes at 256 x 192.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import multiprocessing
 import os
 import socket
+import sys
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -245,6 +247,24 @@ def _write_cached(path: Path, forward: np.ndarray, backward: np.ndarray) -> None
         np.savez(tmp, forward=forward, backward=backward)
 
 
+@contextlib.contextmanager
+def _main_script_hidden():
+    """While inside, a spawned worker does not run the parent's ``__main__`` script again.
+
+    A spawned process imports the script its parent was started with, to find the functions
+    it is sent; a script without an ``if __name__ == "__main__"`` guard (a lesson, a user's
+    few lines) would run again in each worker, start a pool of its own there and break the
+    parent's. The flows' workers run minist's functions only, so the script's path is hidden
+    from :mod:`multiprocessing` while they start (``python -m`` mains are never rerun)."""
+    main = sys.modules.get("__main__")
+    path = vars(main).pop("__file__", None) if main is not None else None
+    try:
+        yield
+    finally:
+        if path is not None:
+            main.__file__ = path
+
+
 def _computed(gray: list, todo: list, method: str, workers: int | None,
               scheduler: str | None):
     """The pairs of ``todo`` (``((t, j), cache path)``) computed, yielded as ``((t, j), path,
@@ -265,8 +285,9 @@ def _computed(gray: list, todo: list, method: str, workers: int | None,
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=workers, mp_context=context,
                              initializer=_worker_init) as pool:
-        futures = [pool.submit(_compute_pair, gray[t - j], gray[t], method)
-                   for (t, j), _ in todo]
+        with _main_script_hidden():  # the workers start as the tasks are submitted
+            futures = [pool.submit(_compute_pair, gray[t - j], gray[t], method)
+                       for (t, j), _ in todo]
         for ((t, j), path), future in zip(todo, futures, strict=True):
             yield (t, j), path, future.result()
 
