@@ -132,7 +132,12 @@ def repository_files(root: Path = ROOT) -> list[Path]:
     (else :func:`_walk_files`), never the teacher's grading files (:func:`grading_material`)."""
     listed = _git_files(root)
     files = listed if listed is not None else _walk_files(root)
-    files = [p for p in files if (root / p).is_file() or (root / p).is_symlink()]
+    return without_grading([p for p in files if (root / p).is_file() or (root / p).is_symlink()])
+
+
+def without_grading(files: Sequence[Path]) -> list[Path]:
+    """``files`` less the teacher's grading files: what :func:`grading_material` finds, the
+    manifests and the roster."""
     folders = grading_material(files)
     return sorted(p for p in files if not any(p.is_relative_to(f) for f in folders)
                   and not p.name.endswith(MANIFEST_SUFFIX) and p.name != ROSTER)
@@ -160,29 +165,31 @@ def grading_material(files: Sequence[Path]) -> set[Path]:
     return {f for f in found if f != Path(".")}
 
 
-def _git_files(root: Path) -> list[Path] | None:
-    """The files git tracks, or ``None`` when ``root`` is not a checkout."""
+def _git_ls(root: Path, *options: str) -> list[Path] | None:
+    """``git ls-files OPTIONS`` of the checkout whose top is ``root`` (paths relative to it), or
+    ``None`` when ``root`` is not the top of a checkout (a folder inside another one, or none)."""
     git = ["git", "-C", str(root)]
     try:
         top = subprocess.run(git + ["rev-parse", "--show-toplevel"], capture_output=True,
                              text=True, check=True).stdout.strip()
         if Path(top).resolve() != root.resolve():
             return None  # root is a folder inside some other checkout: walk it instead
-        out = subprocess.run(git + ["ls-files", "-z", "--cached"], capture_output=True,
+        out = subprocess.run(git + ["ls-files", "-z", *options], capture_output=True,
                              check=True).stdout
     except (OSError, subprocess.CalledProcessError):
         return None
     return [Path(name) for name in dict.fromkeys(out.decode().split("\0")) if name]
 
 
+def _git_files(root: Path) -> list[Path] | None:
+    """The files git tracks, or ``None`` when ``root`` is not a checkout."""
+    return _git_ls(root, "--cached")
+
+
 def untracked_files(root: Path = ROOT) -> list[Path]:
-    """Files git neither tracks nor ignores: not copied (the teacher may have forgotten them)."""
-    try:
-        out = subprocess.run(["git", "-C", str(root), "ls-files", "-z", "--others",
-                              "--exclude-standard"], capture_output=True, check=True).stdout
-    except (OSError, subprocess.CalledProcessError):
-        return []
-    return [Path(name) for name in out.decode().split("\0") if name]
+    """Files git neither tracks nor ignores: not copied (the teacher may have forgotten them);
+    none outside a checkout."""
+    return _git_ls(root, "--others", "--exclude-standard") or []
 
 
 def _walk_files(root: Path) -> list[Path]:
@@ -642,8 +649,7 @@ def make_student_version(out, only: Sequence[str] | None = None, force: bool = F
     if not quiet:
         for s in stripped:
             print(f"stripped {s.marker:<18} {s.path}:{s.first}-{s.last}  {s.qualname}")
-        left = [p for p in untracked_files(root) if not teacher_only(p)] if _git_files(
-            root) is not None else []
+        left = [p for p in without_grading(untracked_files(root)) if not teacher_only(p)]
         if left:
             shown = ", ".join(p.as_posix() for p in left[:5]) + (", ..." if len(left) > 5 else "")
             print(f"not copied, not tracked by git ({len(left)} files; git add what belongs in "
