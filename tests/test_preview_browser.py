@@ -28,13 +28,20 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
 
 # The real command line, each step slowed by 50 ms so that the run lasts while the browser
-# looks, however fast the machine (the tiny network does a step in a few ms).
+# looks, however fast the machine (the tiny network does a step in a few ms). With PACED_HOLD
+# (a file) set, every step after the first PACED_HOLD_AFTER waits while that file exists: the
+# run cannot end before the test has looked, however slowly the browser starts.
 PACED_CLI = (
-    "import sys, time\n"
+    "import os, sys, time\n"
     "from minist.stylize import StyleTransfer\n"
     "step = StyleTransfer.step\n"
+    "hold, after = os.environ.get('PACED_HOLD'), int(os.environ.get('PACED_HOLD_AFTER', '0'))\n"
+    "taken = [0]\n"
     "def paced(self):\n"
     "    time.sleep(0.05)\n"
+    "    taken[0] += 1\n"
+    "    while hold and taken[0] > after and os.path.exists(hold):\n"
+    "        time.sleep(0.05)\n"
     "    return step(self)\n"
     "StyleTransfer.step = paced\n"
     "from minist.cli import main\n"
@@ -92,10 +99,12 @@ def _wait_for_url(lines: queue.Queue, timeout: float = 60.0) -> tuple[str, list[
     pytest.fail("minist stylize --preview printed no URL:\n" + "".join(seen))
 
 
-def _start_paced(argv: list[str], cwd: Path) -> tuple[subprocess.Popen, queue.Queue]:
-    """``minist ARGV`` with each step paced (``PACED_CLI``), Ctrl-C as by default, its stderr
-    read line by line into a queue (None at its end)."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+def _start_paced(argv: list[str], cwd: Path,
+                 hold: dict[str, str] | None = None) -> tuple[subprocess.Popen, queue.Queue]:
+    """``minist ARGV`` with each step paced (``PACED_CLI``; ``hold``: its PACED_HOLD
+    variables), Ctrl-C as by default, its stderr read line by line into a queue (None at its
+    end)."""
+    env = {**os.environ, **(hold or {}), "PYTHONPATH": os.pathsep.join(
         p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)}
     run = subprocess.Popen([sys.executable, "-c", PACED_CLI, *argv], cwd=cwd, env=env,
                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
@@ -184,14 +193,16 @@ def test_clip_preview_page_shows_the_frame_under_way_and_the_clip_so_far(
     frames, style = tmp_path / "frames", tmp_path / "style.png"
     frames.mkdir()
     picture = rng.uniform(size=(1, 3, 40, 140)).astype(np.float32)
-    for k in range(40):  # a pan, 2 px a frame: at least 20 s at 10 paced steps a frame
+    for k in range(40):  # a pan, 2 px a frame
         save_image(frames / f"{k + 1:03d}.png", picture[:, :, :, 2 * k:2 * k + 48])
     save_image(style, rng.uniform(size=(1, 3, 40, 40)).astype(np.float32))
     argv = ["video", str(frames), str(style), "-o", f"{tmp_path / 'out'}/",
             "--weights", str(tiny_vgg_files["vgg19", "caffe"]), "--size", "48",
             "--iters", "10", "--quiet", "--flow", "dis", "--content-layers", "relu2_1",
             "--style-layers", "relu1_1,relu2_1", "--preview"]
-    run, lines = _start_paced(argv, tmp_path)
+    hold = tmp_path / "hold"  # frames 1 and 2 (10 steps each) paint; frame 3 waits for us
+    hold.touch()
+    run, lines = _start_paced(argv, tmp_path, {"PACED_HOLD": str(hold), "PACED_HOLD_AFTER": "20"})
     try:
         url, _ = _wait_for_url(lines)
         browser = _browser(chromium, chromedriver, tmp_path)
@@ -200,10 +211,11 @@ def test_clip_preview_page_shows_the_frame_under_way_and_the_clip_so_far(
             shown = browser.wait_for(CLIP_STATE, what="two frames done and the clip so far")
         assert re.search(r"frame\s+\d+ / 40", shown["stats"]), shown["stats"]
         assert shown["gif"] == [48, 40] and shown["last"] == [48, 40]
-        assert run.poll() is None, "the clip ended before the page was checked"
-        run.send_signal(signal.SIGINT)
+        assert run.poll() is None, "the clip ended though frame 3 was held"
+        run.send_signal(signal.SIGINT)  # Ctrl-C while frame 3 is held: frames 1 and 2 kept
         assert run.wait(60) == 130
-        assert len(list((tmp_path / "out").glob("frame_*.png"))) >= 2
+        assert sorted(p.name for p in (tmp_path / "out").glob("frame_*.png")) == [
+            "frame_0001.png", "frame_0002.png"]
     finally:
         if run.poll() is None:
             run.kill()
