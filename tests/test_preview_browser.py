@@ -132,7 +132,10 @@ def test_preview_page_shows_the_run_as_it_goes(browser_paths, tiny_vgg_files, tm
             "--weights", str(tiny_vgg_files["vgg19", "caffe"]), "--size", "64",
             "--iters", "2000", "--optimizer", "adam", "--lr", "0.02", "--quiet",
             "--content-layers", "relu2_1", "--style-layers", "relu1_1,relu2_1", "--preview"]
-    run, lines = _start_paced(argv, tmp_path)
+    hold = tmp_path / "hold"  # the last of the 2000 steps waits: the run cannot end first
+    hold.touch()
+    run, lines = _start_paced(argv, tmp_path, {"PACED_HOLD": str(hold),
+                                               "PACED_HOLD_AFTER": "1999"})
     try:
         url, _ = _wait_for_url(lines)
         assert url.startswith("http://127.0.0.1:")
@@ -161,7 +164,7 @@ def test_preview_page_shows_the_run_as_it_goes(browser_paths, tiny_vgg_files, tm
         assert re.search(r"iteration\s+\d+ / 2000", second["stats"]), second["stats"]
         for setting in ("optimizer", "adam", "style_layers", "size"):
             assert setting in second["settings"], second["settings"]
-        assert run.poll() is None, "the run ended before the page was checked"
+        assert run.poll() is None, "the run ended though its last step was held"
         run.send_signal(signal.SIGINT)  # Ctrl-C: saves, stops the server, exits 130
         assert run.wait(30) == 130
         assert read_png_metadata(out)["minist:status"].startswith("interrupted after")
